@@ -1,0 +1,29 @@
+# Two entry points: `make run` (the Back Office, web + async on SQLite) and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres bench clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	cd backoffice && ../$(PY) manage.py migrate --noinput -v0 && exec ../$(PY) manage.py offload run
+
+# The whole suite: once on an SQLite file, once on PostgreSQL.
+# Outside CI the PostgreSQL half is skipped (with a notice) when no server answers;
+# under CI=true it is required.
+test: $(STAMP)
+	scripts/run-tests
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var backoffice/var

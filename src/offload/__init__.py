@@ -1,0 +1,14 @@
+"""Offload: a production engine for Django's built-in Tasks framework.
+
+Application code uses only ``django.tasks``; Offload is the backend in ``TASKS``
+and the async server that runs the tasks::
+
+    TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend"}}
+
+The names below are Offload's own public API on top of that contract.
+"""
+
+from offload.backend import OffloadBackend, OffloadTask, bulk_enqueue
+
+__all__ = ["OffloadBackend", "OffloadTask", "bulk_enqueue"]
+__version__ = "0.1.0"

@@ -1,0 +1,225 @@
+"""``OffloadBackend``: the ``django.tasks`` backend that stores tasks in the database.
+
+Enqueue writes one row (or one statement per batch of rows) through the connection of
+``OPTIONS["DATABASE"]``, inside the caller's transaction when there is one. The async
+server (``manage.py offload worker``) claims and runs them. Example::
+
+    TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend",
+                         "QUEUES": ["default", "emails"]}}
+
+    @task(priority=50, queue_name="emails", max_attempts=5, timeout=30)
+    def send_welcome(user_id): ...
+"""
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from django.tasks import Task, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from offload.conf import Options, parse_duration
+from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions
+from offload.results import build_result, decode_errors, resolve_task
+from offload.store import get_store
+
+#: Tasks per INSERT statement in bulk_enqueue.
+BULK_BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OffloadTask(Task):
+    """A ``django.tasks.Task`` with Offload's per-task options.
+
+    Set them as extra keyword arguments of ``@task`` or with ``.using()``; ``None``
+    means the backend's default from ``OPTIONS``.
+    """
+
+    #: Attempts before the task is FAILED (1 = no retries).
+    max_attempts: int | None = None
+    #: Seconds before the first retry; doubles each retry, with jitter.
+    retry_backoff: float | None = None
+    #: Longest wait between retries, in seconds.
+    retry_backoff_max: float | None = None
+    #: Spread retries randomly over [delay/2, delay].
+    retry_jitter: bool | None = None
+    #: Hard limit in seconds; a task over it is failed and its process replaced.
+    timeout: float | None = None
+
+    def using(self, *, max_attempts=None, retry_backoff=None, retry_backoff_max=None,
+              retry_jitter=None, timeout=None, **changes):
+        task = Task.using(self, **changes)
+        extra = {k: v for k, v in {
+            "max_attempts": max_attempts, "retry_backoff": retry_backoff,
+            "retry_backoff_max": retry_backoff_max, "retry_jitter": retry_jitter,
+            "timeout": timeout,
+        }.items() if v is not None}
+        return dataclasses.replace(task, **extra) if extra else task
+
+
+def _bad_value(value, path):
+    """The first (path, value) inside ``value`` that JSON cannot carry faithfully."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            if found := _bad_value(item, f"{path}[{i}]"):
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"{path} key {key!r}", key)
+            if found := _bad_value(item, f"{path}[{key!r}]"):
+                return found
+        return None
+    return (path, value)
+
+
+def encode_payload(task, args, kwargs):
+    """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit."""
+    found = _bad_value(list(args), "args") or _bad_value(dict(kwargs), "kwargs")
+    if found:
+        path, value = found
+        raise ArgumentsNotSerializable(
+            f"Cannot enqueue {task.module_path}: {path} is a {type(value).__name__} "
+            f"({value!r:.60}), which cannot be stored as JSON. Task arguments must be str, "
+            "int, finite float, bool, None, list or dict with str keys: pass a primary key "
+            "instead of a model instance, str(value) for a Decimal or UUID, "
+            "value.isoformat() for a datetime."
+        )
+    return json.dumps({"args": args, "kwargs": kwargs}, separators=(",", ":"))
+
+
+class OffloadBackend(BaseTaskBackend):
+    task_class = OffloadTask
+
+    #: Tasks may be deferred with ``.using(run_after=...)``.
+    supports_defer = True
+    #: Coroutine functions may be tasks; the worker runs them to completion.
+    supports_async_task = True
+    #: Results are readable from any process with ``get_result``.
+    supports_get_result = True
+    #: Higher ``priority`` runs first.
+    supports_priority = True
+
+    def __init__(self, alias, params):
+        super().__init__(alias, params)
+        self.opts = Options.from_params(alias, self.options)
+
+    @cached_property
+    def store(self):
+        return get_store(self.opts.DATABASE)
+
+    def validate_task(self, task):
+        super().validate_task(task)
+        if not isinstance(task, OffloadTask):
+            return
+        if task.max_attempts is not None and (
+            not isinstance(task.max_attempts, int) or task.max_attempts < 1
+        ):
+            raise InvalidTaskOptions(
+                f"max_attempts={task.max_attempts!r}: use a whole number >= 1 (1 = no retries)."
+            )
+        for name in ("retry_backoff", "retry_backoff_max", "timeout"):
+            value = getattr(task, name)
+            if value is None:
+                continue
+            try:
+                seconds = parse_duration(value, name=name)
+            except ValueError as exc:
+                raise InvalidTaskOptions(str(exc)) from None
+            if seconds < 0 or (name == "timeout" and seconds == 0):
+                raise InvalidTaskOptions(f"{name}={value!r} must be a positive duration.")
+            if seconds != value:
+                object.__setattr__(task, name, seconds)
+
+    # -- enqueue ---------------------------------------------------------------
+
+    def _row(self, task, args, kwargs):
+        return (task.queue_name, task.priority, task.module_path,
+                encode_payload(task, args, kwargs), task.run_after)
+
+    def _ready_result(self, task, id, now, args, kwargs):
+        return build_result(
+            task, id=id, status=TaskResultStatus.READY, enqueued_at=now, started_at=None,
+            finished_at=None, last_attempted_at=None, args=list(args), kwargs=dict(kwargs),
+            backend=self.alias, errors=[], worker_ids="",
+        )
+
+    def enqueue(self, task, args, kwargs):
+        self.validate_task(task)
+        now = timezone.now()
+        [task_id] = self.store.enqueue(self.alias, [self._row(task, args, kwargs)], now=now)
+        result = self._ready_result(task, task_id, now, args, kwargs)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def bulk_enqueue(self, task, calls, *, batch_size=BULK_BATCH):
+        """Enqueue ``task`` once per ``(args, kwargs)`` pair: one statement per batch."""
+        self.validate_task(task)
+        results = []
+        calls = list(calls)
+        for start in range(0, len(calls), batch_size):
+            chunk = calls[start:start + batch_size]
+            now = timezone.now()
+            rows = [self._row(task, args, kwargs) for args, kwargs in chunk]
+            ids = self.store.enqueue(self.alias, rows, now=now)
+            for task_id, (args, kwargs) in zip(ids, chunk, strict=True):
+                result = self._ready_result(task, task_id, now, args, kwargs)
+                task_enqueued.send(type(self), task_result=result)
+                results.append(result)
+        return results
+
+    # -- results ---------------------------------------------------------------
+
+    def _rows(self, result_id):
+        from offload.models import TaskRow
+
+        try:
+            pk = int(result_id)
+        except (TypeError, ValueError):
+            raise TaskResultDoesNotExist(result_id) from None
+        return TaskRow.objects.using(self.opts.DATABASE).filter(pk=pk, backend=self.alias)
+
+    def _to_result(self, row, result_id):
+        if row is None:
+            raise TaskResultDoesNotExist(result_id)
+        from offload.worker.runner import decode_payload
+
+        task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
+                            run_after=row.run_after, backend=self.alias)
+        args, kwargs = decode_payload(row.payload)
+        return build_result(
+            task, id=row.pk, status=row.status, enqueued_at=row.enqueued_at,
+            started_at=row.started_at, finished_at=row.finished_at,
+            last_attempted_at=row.last_attempted_at, args=args, kwargs=kwargs,
+            backend=self.alias, errors=decode_errors(row.errors), worker_ids=row.worker_ids,
+            return_value=row.return_value if row.status == TaskResultStatus.SUCCESSFUL else None,
+        )
+
+    def get_result(self, result_id):
+        return self._to_result(self._rows(result_id).first(), result_id)
+
+    async def aget_result(self, result_id):
+        return self._to_result(await self._rows(result_id).afirst(), result_id)
+
+
+def bulk_enqueue(task, calls, *, batch_size=BULK_BATCH):
+    """Enqueue many calls of one task: ``bulk_enqueue(send, [((1,), {}), ((2,), {})])``.
+
+    Returns the TaskResults in order. Runs in the caller's transaction like ``enqueue``.
+    """
+    backend = task.get_backend()
+    if not hasattr(backend, "bulk_enqueue"):
+        raise TypeError(
+            f"bulk_enqueue needs an OffloadBackend; {task.backend!r} is {type(backend).__name__}."
+        )
+    return backend.bulk_enqueue(task, calls, batch_size=batch_size)

@@ -1,0 +1,52 @@
+"""System checks for Offload backends: catch bad settings at start-up.
+
+    offload.E001  a backend's DATABASE alias is not in DATABASES
+    offload.E002  a backend's database is neither PostgreSQL nor SQLite
+    offload.E003  'offload' is missing from INSTALLED_APPS
+    offload.W001  an SQLite task database is in memory (workers cannot share it)
+"""
+
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+
+def _offload_backends():
+    from django.tasks import task_backends
+
+    from offload.backend import OffloadBackend
+
+    for alias in task_backends.settings:
+        backend = task_backends[alias]
+        if isinstance(backend, OffloadBackend):
+            yield alias, backend
+
+
+@register(Tags.database, Tags.compatibility)
+def check_backends(app_configs=None, **kwargs):
+    errors = []
+    backends = list(_offload_backends())
+    if backends and not apps.is_installed("offload"):
+        errors.append(Error("'offload' is not in INSTALLED_APPS.",
+                            hint="Add 'offload' to INSTALLED_APPS so its task table is created.",
+                            id="offload.E003"))
+    for alias, backend in backends:
+        db = backend.opts.DATABASE
+        if db not in settings.DATABASES:
+            errors.append(Error(
+                f"TASKS[{alias!r}] stores tasks in database {db!r}, which DATABASES does not define.",
+                hint=f"Set TASKS[{alias!r}]['OPTIONS']['DATABASE'] to one of: {', '.join(settings.DATABASES)}.",
+                id="offload.E001"))
+            continue
+        engine = settings.DATABASES[db]["ENGINE"]
+        if not engine.endswith(("postgresql", "sqlite3")):
+            errors.append(Error(
+                f"TASKS[{alias!r}] stores tasks in {db!r} ({engine}); Offload supports PostgreSQL and SQLite.",
+                hint="Point OPTIONS['DATABASE'] at a PostgreSQL or SQLite database alias.",
+                id="offload.E002"))
+        elif engine.endswith("sqlite3") and str(settings.DATABASES[db].get("NAME", "")) in ("", ":memory:"):
+            errors.append(Warning(
+                f"TASKS[{alias!r}] stores tasks in an in-memory SQLite database; worker processes cannot see it.",
+                hint="Use an SQLite file (NAME = BASE_DIR / 'db.sqlite3') or PostgreSQL.",
+                id="offload.W001"))
+    return errors

@@ -1,0 +1,95 @@
+"""Typed backend ``OPTIONS`` with defaults and validation.
+
+Implemented by :class:`Options`, built once per backend from
+``TASKS[alias]["OPTIONS"]``. Example::
+
+    TASKS = {"default": {
+        "BACKEND": "offload.backend.OffloadBackend",
+        "QUEUES": ["default", "emails"],
+        "OPTIONS": {"DATABASE": "default", "LEASE_SECONDS": 30, "RETAIN": "7d"},
+    }}
+
+Every key is documented in ``docs/configuration.md``.
+"""
+
+import difflib
+import re
+from dataclasses import dataclass, fields
+from datetime import timedelta
+
+from django.core.exceptions import ImproperlyConfigured
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value, *, name="duration"):
+    """Seconds from ``30``, ``"30s"``, ``"15m"``, ``"7d"`` or a ``timedelta``."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(
+            f"{name}={value!r} is not a duration: use seconds (30) or a string "
+            "such as '30s', '15m', '12h' or '7d'."
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Options:
+    #: Database alias that holds the task table.
+    DATABASE: str = "default"
+    #: How long a claim stays valid without a heartbeat.
+    LEASE_SECONDS: float = 30.0
+    #: How often a worker process renews its leases (default: a third of the lease).
+    HEARTBEAT_SECONDS: float | None = None
+    #: Longest idle sleep between claim attempts (NOTIFY or data_version wake earlier).
+    POLL_SECONDS: float = 0.25
+    #: Finished tasks older than this are deleted by the async server (None: keep).
+    RETAIN: float | None = None
+    #: A task whose process died this many times is failed with WorkerLost.
+    MAX_RESCUES: int = 5
+    #: Default per-task options (the task decorator's keyword arguments override them).
+    MAX_ATTEMPTS: int = 1
+    RETRY_BACKOFF: float = 1.0
+    RETRY_BACKOFF_MAX: float = 3600.0
+    RETRY_JITTER: bool = True
+    TIMEOUT: float | None = None
+
+    @classmethod
+    def from_params(cls, alias, raw):
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, value in (raw or {}).items():
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                extra = f" Did you mean {hint[0]!r}?" if hint else ""
+                raise ImproperlyConfigured(
+                    f"TASKS[{alias!r}]['OPTIONS'] has an unknown key {key!r}.{extra} "
+                    f"Known keys: {', '.join(sorted(known))}."
+                )
+            values[key] = value
+        try:
+            for key in ("LEASE_SECONDS", "HEARTBEAT_SECONDS", "POLL_SECONDS", "RETAIN",
+                        "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "TIMEOUT"):
+                if values.get(key) is not None:
+                    values[key] = parse_duration(values[key], name=key)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
+        options = cls(**values)
+        if options.LEASE_SECONDS < 1:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['LEASE_SECONDS'] must be at least 1 second."
+            )
+        if options.MAX_ATTEMPTS < 1 or options.MAX_RESCUES < 0:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']: MAX_ATTEMPTS must be >= 1 and MAX_RESCUES >= 0."
+            )
+        return options
+
+    @property
+    def heartbeat(self):
+        return self.HEARTBEAT_SECONDS or self.LEASE_SECONDS / 3

@@ -1,0 +1,35 @@
+"""Exceptions Offload raises or records as a task's error.
+
+Recorded errors keep their class path in ``TaskResult.errors`` so that
+``error.exception_class`` resolves to one of these in any process.
+"""
+
+from django.tasks.exceptions import InvalidTask
+
+
+class ArgumentsNotSerializable(TypeError):
+    """A task argument cannot be stored as JSON (raised by ``enqueue``)."""
+
+
+class ResultNotSerializable(TypeError):
+    """A task returned a value that cannot be stored as JSON (recorded as the task's error)."""
+
+
+class TaskNotFound(ImportError):
+    """A stored task path does not import to a Task (recorded as the task's error)."""
+
+
+class CorruptPayload(ValueError):
+    """A stored row's arguments are not valid JSON (recorded as the task's error)."""
+
+
+class TaskTimeout(Exception):
+    """The task ran longer than its ``timeout`` and its process was replaced."""
+
+
+class WorkerLost(Exception):
+    """The process running the task died (or froze) too many times in a row."""
+
+
+class InvalidTaskOptions(InvalidTask):
+    """An Offload task option (``max_attempts``, ``timeout``, ...) has a bad value."""

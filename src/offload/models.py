@@ -1,0 +1,65 @@
+"""The task table. The ORM serves admin, dashboard and tooling; the hot path
+(enqueue, claim, complete) is SQL in ``offload.store``.
+
+``TaskRow`` holds one ``django.tasks`` TaskResult per row. ``status`` uses
+Django's ``TaskResultStatus`` values verbatim.
+"""
+
+from django.db import models
+from django.tasks import TaskResultStatus
+
+
+class TaskRow(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=100)
+    priority = models.SmallIntegerField()
+    task_path = models.CharField(max_length=255)
+    #: ``{"args": [...], "kwargs": {...}}`` as JSON text.
+    payload = models.TextField()
+    status = models.CharField(max_length=10, choices=TaskResultStatus.choices)
+    enqueued_at = models.DateTimeField()
+    #: When the task (next) becomes runnable: ``run_after``, enqueue time, or retry time.
+    available_at = models.DateTimeField()
+    run_after = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    #: Times the task was claimed by a worker.
+    attempts = models.IntegerField(default=0)
+    #: Times the task was taken back from a dead or frozen worker.
+    rescues = models.IntegerField(default=0)
+    #: Comma-separated worker ids, one per attempt.
+    worker_ids = models.TextField(default="", blank=True)
+    #: JSON list of ``{"exception_class_path": ..., "traceback": ...}``.
+    errors = models.TextField(default="[]")
+    #: JSON text of the return value (SUCCESSFUL only).
+    return_value = models.TextField(null=True, blank=True)
+    #: Claim token: only the current holder may record the outcome.
+    lease_token = models.BigIntegerField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, null=True, blank=True)
+
+    class Meta:
+        db_table = "offload_task"
+        verbose_name = "task"
+        indexes = [
+            # The claim walks this index in order: ready rows only, highest priority first.
+            models.Index(
+                "backend", models.F("priority").desc(), "available_at", "id",
+                condition=models.Q(status="READY"), name="offload_task_ready",
+            ),
+            # The rescuer and heartbeats look only at running rows.
+            models.Index(
+                fields=["lease_expires_at"], condition=models.Q(status="RUNNING"),
+                name="offload_task_lease",
+            ),
+            models.Index(
+                fields=["claimed_by"], condition=models.Q(status="RUNNING"),
+                name="offload_task_holder",
+            ),
+            models.Index(fields=["finished_at"], name="offload_task_finished"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_path} #{self.pk} ({self.status})"

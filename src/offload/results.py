@@ -1,0 +1,68 @@
+"""Turning stored rows back into ``django.tasks`` objects: the Task and its TaskResult.
+
+Used by the backend (``get_result``) and the worker (the TaskResult a running task
+sees in its ``TaskContext`` and in the signals). Example::
+
+    task = resolve_task("myapp.tasks.send_email", priority=10, queue_name="emails",
+                        run_after=None, backend="default")
+"""
+
+import dataclasses
+import json
+from functools import lru_cache
+
+from django.tasks import Task, TaskResult
+from django.tasks.base import TaskError
+from django.utils.module_loading import import_string
+
+from offload.exceptions import TaskNotFound
+
+
+@lru_cache(maxsize=2048)
+def import_task(path):
+    try:
+        obj = import_string(path)
+    except ImportError as exc:
+        raise TaskNotFound(
+            f"Task {path!r} cannot be imported ({exc}). Was it renamed or removed while "
+            "tasks were queued? Keep the old name importable until its queue is drained."
+        ) from None
+    if not isinstance(obj, Task):
+        raise TaskNotFound(
+            f"{path!r} is a {type(obj).__name__}, not a Task: decorate it with @task."
+        )
+    return obj
+
+
+def resolve_task(path, *, priority, queue_name, run_after, backend):
+    """The Task as it was enqueued: the imported definition with the row's overrides."""
+    task = import_task(path)
+    if (task.priority, task.queue_name, task.run_after, task.backend) != (
+        priority, queue_name, run_after, backend
+    ):
+        task = dataclasses.replace(
+            task, priority=priority, queue_name=queue_name, run_after=run_after,
+            backend=backend,
+        )
+    return task
+
+
+def decode_errors(text):
+    try:
+        return [TaskError(**e) for e in json.loads(text or "[]")]
+    except (ValueError, TypeError):
+        return []
+
+
+def build_result(task, *, id, status, enqueued_at, started_at, finished_at,
+                 last_attempted_at, args, kwargs, backend, errors, worker_ids,
+                 return_value=None):
+    result = TaskResult(
+        task=task, id=str(id), status=status, enqueued_at=enqueued_at,
+        started_at=started_at, finished_at=finished_at,
+        last_attempted_at=last_attempted_at, args=args, kwargs=kwargs, backend=backend,
+        errors=errors, worker_ids=worker_ids.split(",") if worker_ids else [],
+    )
+    if return_value is not None:
+        object.__setattr__(result, "_return_value", json.loads(return_value))
+    return result

@@ -1,0 +1,36 @@
+"""Database router for keeping Offload's task table on its own database alias.
+
+Add it when a backend sets ``OPTIONS["DATABASE"]`` to an alias other than
+``default``::
+
+    DATABASE_ROUTERS = ["offload.routers.OffloadRouter"]
+
+The hot path always names the alias itself; the router sends the admin's and
+tooling's ORM queries there and migrates the table only where a backend keeps it.
+"""
+
+
+def _task_databases():
+    from django.tasks import task_backends
+
+    from offload.backend import OffloadBackend
+
+    return [
+        task_backends[alias].opts.DATABASE
+        for alias in task_backends.settings
+        if isinstance(task_backends[alias], OffloadBackend)
+    ] or ["default"]
+
+
+class OffloadRouter:
+    def db_for_read(self, model, **hints):
+        if model._meta.app_label == "offload":
+            return _task_databases()[0]
+        return None
+
+    db_for_write = db_for_read
+
+    def allow_migrate(self, db, app_label, **hints):
+        if app_label == "offload":
+            return db in _task_databases()
+        return None

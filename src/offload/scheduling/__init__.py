@@ -1,0 +1,1 @@
+"""Scheduling policy as pure functions (no database, no clock of their own)."""

@@ -1,0 +1,155 @@
+"""The Store contract and the SQL both engines share.
+
+Method names match query files (``claim()`` ↔ ``sql/<engine>/claim.sql``). Queries
+take ``now`` as a parameter so tests and the worker agree on one clock.
+"""
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+from django.db import connections
+from django.utils.dateparse import parse_datetime
+
+SQL_DIR = Path(__file__).parent / "sql"
+
+
+@cache
+def load_sql(engine, name):
+    """Read ``sql/<engine>/<name>.sql`` (falling back to ``sql/common``), comments removed."""
+    path = SQL_DIR / engine / f"{name}.sql"
+    if not path.exists():
+        path = SQL_DIR / "common" / f"{name}.sql"
+    lines = path.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A task row as the claim returned it, plus the claim's token."""
+
+    id: int
+    task_path: str
+    payload: str
+    priority: int
+    queue_name: str
+    enqueued_at: datetime
+    run_after: datetime | None
+    started_at: datetime
+    worker_ids: str
+    errors: str
+    token: int
+    claimed_at: datetime
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to a claimed task, ready to be written by ``complete``."""
+
+    id: int
+    token: int
+    status: str  # SUCCESSFUL, FAILED, or READY (a retry)
+    finished_at: datetime | None
+    available_at: datetime | None = None  # retries only
+    return_value: str | None = None  # JSON text, SUCCESSFUL only
+    errors: str | None = None  # full JSON list when it changed
+
+
+def now():
+    return datetime.now(UTC)
+
+
+def as_aware(value):
+    """A datetime from the database as an aware UTC datetime (SQLite returns naive or text)."""
+    if value is None or isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class Store:
+    engine = ""
+
+    def __init__(self, db_alias):
+        self.db_alias = db_alias
+
+    @property
+    def connection(self):
+        return connections[self.db_alias]
+
+    def sql(self, name):
+        return load_sql(self.engine, name)
+
+    def db_time(self, value):
+        """A datetime as this engine stores it (SQLite: naive UTC text, as Django's ORM)."""
+        if value is None:
+            return None
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    def execute(self, sql, params=(), fetch=True):
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if fetch else cursor.rowcount
+
+    # -- the hot path -----------------------------------------------------------
+
+    def enqueue(self, backend, rows, *, now):
+        """Insert ``rows`` of (queue, priority, path, payload_json, run_after); return ids in order."""
+        raise NotImplementedError
+
+    def claim(self, *, backend, queues, limit, worker, lease, now):
+        raise NotImplementedError
+
+    def complete(self, outcomes):
+        """Write outcomes; return the set of ids whose write was accepted (lease still held)."""
+        raise NotImplementedError
+
+    def _claimed(self, rows, token, claimed_at):
+        claimed = [
+            Claimed(r[0], r[1], r[2], r[3], r[4], as_aware(r[5]), as_aware(r[6]),
+                    as_aware(r[7]), r[8], r[9], token, claimed_at)
+            for r in rows
+        ]
+        # RETURNING order is unspecified: restore the claim order.
+        claimed.sort(key=lambda c: (-c.priority, c.id))
+        return claimed
+
+    @staticmethod
+    def new_token():
+        return secrets.randbits(62) + 1
+
+    # -- maintenance (shared SQL) ---------------------------------------------
+
+    def heartbeat(self, *, worker, lease, now):
+        params = {"worker": worker, "lease_until": self.db_time(now + timedelta(seconds=lease))}
+        return self.execute(self.sql("heartbeat"), params, fetch=False)
+
+    def hand_back(self, *, worker):
+        return [r[0] for r in self.execute(self.sql("hand_back"), {"worker": worker})]
+
+    def rescue(self, *, now, max_rescues, worker=None):
+        """Take back tasks of a dead ``worker``, or (worker=None) every expired lease."""
+        from offload.worker.runner import error_entry  # one place formats errors
+
+        which = "claimed_by = %(worker)s" if worker else "lease_expires_at < %(now)s"
+        lost = error_entry(
+            "offload.exceptions.WorkerLost",
+            f"offload.exceptions.WorkerLost: the worker running this task died or froze "
+            f"more than {max_rescues} times (MAX_RESCUES); it was not tried again.\n",
+        )
+        params = {"now": self.db_time(now), "worker": worker, "max_rescues": max_rescues,
+                  "error": json.dumps(lost)}
+        return self.execute(self.sql("rescue").replace("{which}", which), params)
+
+    def prune(self, *, before, batch=5000):
+        deleted = 0
+        while True:
+            n = self.execute(self.sql("prune"), {"before": self.db_time(before), "batch": batch},
+                             fetch=False)
+            deleted += n
+            if n < batch:
+                return deleted

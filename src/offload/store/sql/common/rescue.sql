@@ -1,0 +1,15 @@
+-- rescue: take tasks back from a worker that died (by its id) or whose lease expired
+-- (it froze or lost its database). Each rescue counts; past MAX_RESCUES the task is
+-- failed with a WorkerLost error instead of being tried again. Why a new status
+-- and a cleared token: the old holder's late completion must no longer match.
+UPDATE offload_task SET
+    status = CASE WHEN rescues + 1 > %(max_rescues)s THEN 'FAILED' ELSE 'READY' END,
+    finished_at = CASE WHEN rescues + 1 > %(max_rescues)s THEN %(now)s ELSE NULL END,
+    errors = CASE WHEN rescues + 1 > %(max_rescues)s
+        THEN substr(errors, 1, length(errors) - 1)
+             || CASE WHEN errors = '[]' THEN '' ELSE ',' END || %(error)s || ']'
+        ELSE errors END,
+    rescues = rescues + 1,
+    lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
+WHERE status = 'RUNNING' AND ({which})
+RETURNING id, status

@@ -1,0 +1,139 @@
+"""Runs one claimed task and says what happened, as an ``Outcome`` for the store.
+
+Whatever the task does — raise, return something that is not JSON, point at a path
+that no longer imports, carry a corrupt payload — the runner turns it into a FAILED
+(or retried) outcome; it never lets it reach the loop. Example::
+
+    outcome, result = Runner(backend, worker_id="host-1").run(claimed)
+"""
+
+import json
+import logging
+import traceback
+from datetime import timedelta
+
+from django.db import close_old_connections
+from django.tasks import TaskContext, TaskResultStatus
+from django.tasks.base import TaskError
+from django.tasks.signals import task_started
+from django.utils.json import normalize_json
+
+from offload.exceptions import CorruptPayload, ResultNotSerializable
+from offload.results import build_result, decode_errors, resolve_task
+from offload.scheduling.backoff import retry_delay
+from offload.store.base import Outcome, now
+
+logger = logging.getLogger("offload.worker")
+
+
+def error_entry(exception_class_path, text):
+    return {"exception_class_path": exception_class_path, "traceback": text}
+
+
+def _entry_for(exc):
+    cls = type(exc)
+    return error_entry(f"{cls.__module__}.{cls.__qualname__}", "".join(traceback.format_exception(exc)))
+
+
+def decode_payload(text):
+    try:
+        payload = json.loads(text)
+        args, kwargs = payload["args"], payload["kwargs"]
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("args must be a list and kwargs an object")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptPayload(
+            f"The stored arguments are not a valid Offload payload ({exc}); expected "
+            '{"args": [...], "kwargs": {...}}. The row was changed outside Offload.'
+        ) from None
+    return args, kwargs
+
+
+class Runner:
+    def __init__(self, backend, worker_id, *, cleanup=True):
+        self.backend = backend
+        # Like a request, a task ends by closing connections it broke or left in a
+        # transaction. Off for in-process use inside a test's transaction.
+        self.cleanup = cleanup
+        self.opts = backend.opts
+        self.worker_id = worker_id
+        self.sender = type(backend)
+
+    def option(self, task, name, default_name):
+        value = getattr(task, name, None)
+        return getattr(self.opts, default_name) if value is None else value
+
+    def prepare(self, claimed):
+        """Resolve the task and build its RUNNING TaskResult, or raise."""
+        task = resolve_task(
+            claimed.task_path, priority=claimed.priority, queue_name=claimed.queue_name,
+            run_after=claimed.run_after, backend=self.backend.alias,
+        )
+        args, kwargs = decode_payload(claimed.payload)
+        result = build_result(
+            task, id=claimed.id, status=TaskResultStatus.RUNNING,
+            enqueued_at=claimed.enqueued_at, started_at=claimed.started_at,
+            finished_at=None, last_attempted_at=claimed.claimed_at, args=args,
+            kwargs=kwargs, backend=self.backend.alias,
+            errors=decode_errors(claimed.errors), worker_ids=claimed.worker_ids,
+        )
+        return task, result
+
+    def timeout_of(self, task):
+        return self.option(task, "timeout", "TIMEOUT")
+
+    def run(self, claimed, prepared=None):
+        """Run ``claimed``; return ``(outcome, result)``. ``result`` is None if it never started."""
+        try:
+            task, result = prepared or self.prepare(claimed)
+        except Exception as exc:  # unknown path, corrupt payload: permanent failure
+            return self.failed(claimed, exc, retry=False), None
+        task_started.send(self.sender, task_result=result)
+        try:
+            if task.takes_context:
+                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+            else:
+                value = task.call(*result.args, **result.kwargs)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: B036  (a task's SystemExit must not stop the server)
+            return self.failed(claimed, exc, task=task, result=result), result
+        finally:
+            if self.cleanup:
+                close_old_connections()
+        try:
+            encoded = json.dumps(normalize_json(value), separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            bad = ResultNotSerializable(
+                f"{claimed.task_path} returned a {type(value).__name__}, which cannot be "
+                f"stored as JSON ({exc}). Return str, int, float, bool, None, list or dict."
+            )
+            return self.failed(claimed, bad, retry=False, result=result), result
+        return Outcome(claimed.id, claimed.token, TaskResultStatus.SUCCESSFUL, now(),
+                       return_value=encoded), result
+
+    def failed(self, claimed, exc, *, retry=True, task=None, result=None, entry=None):
+        """The outcome of a failed attempt: READY again after a backoff, or FAILED."""
+        errors = json.loads(claimed.errors or "[]") if result is None else [
+            {"exception_class_path": e.exception_class_path, "traceback": e.traceback}
+            for e in result.errors
+        ]
+        errors.append(entry or _entry_for(exc))
+        at = now()
+        max_attempts = self.option(task, "max_attempts", "MAX_ATTEMPTS") if task else 1
+        if retry and task is not None and len(errors) < max_attempts:
+            delay = retry_delay(
+                attempt=len(errors),
+                base=self.option(task, "retry_backoff", "RETRY_BACKOFF"),
+                cap=self.option(task, "retry_backoff_max", "RETRY_BACKOFF_MAX"),
+                jitter=self.option(task, "retry_jitter", "RETRY_JITTER"),
+            )
+            logger.warning("Task id=%s path=%s failed (attempt %d of %d); retrying in %.1fs",
+                           claimed.id, claimed.task_path, len(errors), max_attempts, delay)
+            status, finished, available = TaskResultStatus.READY, None, at + timedelta(seconds=delay)
+        else:
+            status, finished, available = TaskResultStatus.FAILED, at, None
+        if result is not None:
+            result.errors.append(TaskError(**errors[-1]))
+        return Outcome(claimed.id, claimed.token, status, finished, available_at=available,
+                       errors=json.dumps(errors))

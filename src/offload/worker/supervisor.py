@@ -1,0 +1,158 @@
+"""The async server's supervisor: starts worker processes, replaces the ones that die,
+runs maintenance (rescue expired leases, prune old results) and stops gracefully.
+
+Signals: the first SIGTERM or SIGINT asks every worker to stop claiming and finish
+its in-flight tasks within ``grace`` seconds, handing back the rest; a second one
+makes them hand back at once. Workers ignore SIGINT themselves, so a Ctrl-C on the
+terminal (sent to the whole process group) counts once. Example::
+
+    Supervisor("default", queues=["default"], processes=2, threads=4).run()
+"""
+
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import time
+from datetime import timedelta
+from multiprocessing.connection import wait
+
+from django.db import DatabaseError, InterfaceError, connections
+from django.tasks import task_backends
+
+from offload.store.base import now
+
+logger = logging.getLogger("offload.server")
+
+_CTX = multiprocessing.get_context("spawn")
+
+
+def _child(alias, queues, threads, worker_id, grace, burst):
+    """Entry point of a worker process (spawned: a fresh interpreter)."""
+    import django
+
+    django.setup()
+    from offload.worker.loop import Loop
+
+    loop = Loop(task_backends[alias], queues=queues, threads=threads, worker_id=worker_id,
+                grace=grace, burst=burst)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
+    signal.signal(signal.SIGTERM, lambda *_: loop.request_stop("drain"))
+    signal.signal(signal.SIGUSR1, lambda *_: loop.request_stop("now"))
+    code = loop.run()
+    logging.shutdown()
+    os._exit(code)  # task threads may still be stuck in user code: do not join them
+
+
+class Supervisor:
+    def __init__(self, alias="default", *, queues=None, processes=None, threads=4,
+                 grace=30.0, burst=False):
+        self.alias = alias
+        self.backend = task_backends[alias]
+        self.queues = sorted(queues or self.backend.queues)
+        self.processes = processes or os.cpu_count() or 1
+        self.threads = threads
+        self.grace = grace
+        self.burst = burst
+        self.children = {}  # worker_id -> Process
+        self.signals = 0
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self._seq = 0
+        self._rescued_at = 0.0
+        self._pruned_at = 0.0
+
+    def _spawn(self):
+        self._seq += 1
+        worker_id = f"{self.name}-{self._seq}-{secrets.token_hex(2)}"
+        proc = _CTX.Process(
+            target=_child, name=f"offload-worker-{self._seq}",
+            args=(self.alias, self.queues, self.threads, worker_id, self.grace, self.burst),
+        )
+        proc.start()
+        self.children[worker_id] = proc
+
+    def _on_signal(self, signum, frame):
+        self.signals += 1
+
+    def _maintain(self, force=False):
+        """Rescue expired leases (every half lease) and prune old results (hourly)."""
+        store, opts, mono = self.backend.store, self.backend.opts, time.monotonic()
+        try:
+            if force or mono - self._rescued_at >= opts.LEASE_SECONDS / 2:
+                self._rescued_at = mono
+                rows = store.rescue(now=now(), max_rescues=opts.MAX_RESCUES)
+                if rows:
+                    logger.warning("rescued %d task(s) whose lease expired: %s", len(rows),
+                                   ",".join(str(r[0]) for r in rows))
+            if opts.RETAIN and mono - self._pruned_at >= 3600:
+                self._pruned_at = mono
+                deleted = store.prune(before=now() - timedelta(seconds=opts.RETAIN))
+                if deleted:
+                    logger.info("pruned %d finished task(s)", deleted)
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("maintenance skipped, database error: %s", exc)
+            connections[store.db_alias].close()
+
+    def _reap(self, worker_id, proc, stopping):
+        code = proc.exitcode
+        del self.children[worker_id]
+        if code != 0:
+            # A dead worker's tasks need not wait for their lease to expire.
+            try:
+                rows = self.backend.store.rescue(
+                    now=now(), max_rescues=self.backend.opts.MAX_RESCUES, worker=worker_id)
+            except (DatabaseError, InterfaceError) as exc:
+                rows = []
+                logger.warning("could not take back tasks of %s now (%s); their leases will "
+                               "expire", worker_id, exc)
+                connections[self.backend.store.db_alias].close()
+            level = logging.INFO if code == 75 else logging.ERROR
+            logger.log(level, "worker %s exited with %s; %d task(s) taken back", worker_id,
+                       code, len(rows))
+        if not stopping and not (self.burst and code == 0):
+            self._spawn()
+
+    def run(self):
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        signal.set_wakeup_fd(w)
+        logger.info("offload server %s: %d process(es) x %d threads, queues %s", self.name,
+                    self.processes, self.threads, ",".join(self.queues))
+        self._maintain(force=True)
+        for _ in range(self.processes):
+            self._spawn()
+        sent = 0
+        kill_at = None
+        while self.children:
+            ready = wait([p.sentinel for p in self.children.values()] + [r], timeout=1.0)
+            if r in ready:
+                os.read(r, 512)
+            if self.signals > sent:
+                sent = self.signals
+                how = signal.SIGTERM if sent == 1 else signal.SIGUSR1
+                logger.info("stopping (%s): %s", "graceful" if sent == 1 else "now",
+                            "finishing in-flight tasks" if sent == 1 else "handing back tasks")
+                for proc in self.children.values():
+                    if proc.is_alive():
+                        os.kill(proc.pid, how)
+                kill_at = time.monotonic() + self.grace + 10
+            for worker_id, proc in list(self.children.items()):
+                if not proc.is_alive():
+                    proc.join()
+                    self._reap(worker_id, proc, stopping=sent > 0)
+            if kill_at and time.monotonic() > kill_at:
+                for proc in self.children.values():
+                    logger.error("worker pid %s did not stop in time; killing it", proc.pid)
+                    proc.kill()
+                kill_at = None
+            if not sent and self.children:
+                self._maintain()
+        signal.set_wakeup_fd(-1)
+        os.close(r)
+        os.close(w)
+        logger.info("offload server %s stopped", self.name)
+        return 0

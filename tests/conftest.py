@@ -1,0 +1,109 @@
+"""Fixtures shared by the suite: real worker subprocesses against the test databases."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate, timeout=30.0, interval=0.02, message="condition"):
+    """Poll ``predicate`` until it is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def worker_env(**extra):
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONPATH=str(ROOT),
+        OFFLOAD_DB_NAME=str(connections["default"].settings_dict["NAME"]),
+        OFFLOAD_TASKS_DB_NAME=str(connections["tasks"].settings_dict["NAME"]),
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class Worker:
+    """A real ``manage.py offload worker`` process (the supervisor and its children)."""
+
+    def __init__(self, tmp_path, *args, env=None):
+        self.log = tmp_path / f"worker-{time.monotonic_ns()}.log"
+        self._out = open(self.log, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "offload", "worker", *args],
+            env=worker_env(**(env or {})), stdout=self._out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    @property
+    def output(self):
+        return self.log.read_text()
+
+    def children(self):
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except FileNotFoundError:
+            return []
+        return [int(p) for p in text.split()]
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout=60):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker did not exit within {timeout}s:\n{self.output}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                for pid in self.children():
+                    os.kill(pid, signal.SIGKILL)
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    started = []
+
+    def start(*args, env=None):
+        worker = Worker(tmp_path, *args, env=env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def burst(start_worker):
+    """Run ``offload worker --burst`` to completion; return its output."""
+
+    def run(*args, timeout=90, env=None):
+        worker = start_worker("--burst", *args, env=env)
+        code = worker.wait(timeout)
+        assert code == 0, worker.output
+        return worker.output
+
+    return run

@@ -1,0 +1,70 @@
+"""Settings for Offload's own test suite.
+
+``OFFLOAD_TEST_DB=sqlite|postgres`` picks the database; worker subprocesses started
+by a test get ``OFFLOAD_DB_NAME`` (and ``OFFLOAD_TASKS_DB_NAME``) so they open the
+test databases the suite created.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+VAR.mkdir(exist_ok=True)
+ENGINE = os.environ.get("OFFLOAD_TEST_DB", "sqlite")
+
+SECRET_KEY = "offload-tests-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "offload", "tests.testapp"]
+DATABASE_ROUTERS = ["offload.routers.OffloadRouter"]
+
+
+def _db(name, test_name, env):
+    if ENGINE == "postgres":
+        url = urlsplit(os.environ.get("OFFLOAD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/offload"))
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get(env, name),
+            "USER": url.username or "postgres", "PASSWORD": url.password or "",
+            "HOST": url.hostname or "127.0.0.1", "PORT": url.port or 5432,
+            "TEST": {"NAME": f"test_{name}"},
+        }
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get(env, str(VAR / f"{name}.sqlite3")),
+        "TEST": {"NAME": str(VAR / f"test_{name}.sqlite3")},
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
+                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+    }
+
+
+DATABASES = {
+    "default": _db("offload", "test_offload", "OFFLOAD_DB_NAME"),
+    "tasks": _db("offload_tasks", "test_offload_tasks", "OFFLOAD_TASKS_DB_NAME"),
+}
+
+TASKS = {
+    "default": {
+        "BACKEND": "offload.backend.OffloadBackend",
+        "QUEUES": ["default", "emails", "reports"],
+        "OPTIONS": {"RETRY_BACKOFF": 0, "LEASE_SECONDS": float(os.environ.get("OFFLOAD_TEST_LEASE", 30))},
+    },
+    "other": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": ["default"]},
+    "elsewhere": {
+        "BACKEND": "offload.backend.OffloadBackend",
+        "QUEUES": ["default"],
+        "OPTIONS": {"DATABASE": "tasks"},
+    },
+    "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"offload": {"handlers": ["console"], "level": "INFO"}},
+}

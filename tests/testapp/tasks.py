@@ -1,0 +1,94 @@
+"""Tasks used by the test suite."""
+
+import asyncio
+import os
+import time
+from decimal import Decimal
+
+from django.tasks import task
+
+from tests.testapp.models import Run
+
+
+@task
+def noop():
+    return None
+
+
+@task(priority=10, queue_name="emails")
+def add(a, b):
+    return a + b
+
+
+@task
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@task(takes_context=True)
+def logged(context, key, sleep=0.0):
+    Run.objects.create(key=key, task_id=context.task_result.id,
+                       attempt=context.attempt, pid=os.getpid())
+    if sleep:
+        time.sleep(sleep)
+    return key
+
+
+@task
+def boom(message="boom"):
+    raise ValueError(message)
+
+
+@task(takes_context=True, max_attempts=3)
+def flaky(context, succeed_on=3):
+    if context.attempt < succeed_on:
+        raise RuntimeError(f"attempt {context.attempt} fails")
+    return context.attempt
+
+
+@task
+def returns_decimal():
+    return Decimal("1.5")
+
+
+@task
+def returns_tuple():
+    return (1, 2)
+
+
+@task
+async def coro(x):
+    await asyncio.sleep(0.001)
+    return x * 2
+
+
+@task(takes_context=True)
+def context_info(context):
+    r = context.task_result
+    return {"id": r.id, "attempt": context.attempt, "status": r.status,
+            "worker_ids": r.worker_ids, "priority": r.task.priority}
+
+
+@task(timeout=1)
+def sleeps(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@task(backend="other")
+def other_noop():
+    return "other"
+
+
+@task(backend="elsewhere")
+def elsewhere_add(a, b):
+    return a + b
+
+
+@task
+def exits():
+    raise SystemExit(3)
+
+
+def plain_function():
+    return 1
