@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from offload.conf import Options, parse_duration
 from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions
-from offload.results import build_result, decode_errors, resolve_task
+from offload.options import OPTION_NAMES
+from offload.results import build_result, decode_errors, import_task, resolve_task
 from offload.store import get_store
 
 #: Tasks per INSERT statement in bulk_enqueue.
@@ -83,6 +84,15 @@ def _bad_value(value, path):
     return (path, value)
 
 
+def option_overrides(task):
+    """Options set with ``.using()`` that differ from the task's definition (stored per row)."""
+    if not isinstance(task, OffloadTask):
+        return None
+    defined = import_task(task.module_path)
+    changed = {n: getattr(task, n) for n in OPTION_NAMES if getattr(task, n) != getattr(defined, n, None)}
+    return changed or None
+
+
 def encode_payload(task, args, kwargs):
     """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit."""
     found = _bad_value(list(args), "args") or _bad_value(dict(kwargs), "kwargs")
@@ -95,7 +105,10 @@ def encode_payload(task, args, kwargs):
             "instead of a model instance, str(value) for a Decimal or UUID, "
             "value.isoformat() for a datetime."
         )
-    return json.dumps({"args": args, "kwargs": kwargs}, separators=(",", ":"))
+    payload = {"args": args, "kwargs": kwargs}
+    if options := option_overrides(task):
+        payload["options"] = options
+    return json.dumps(payload, separators=(",", ":"))
 
 
 class OffloadBackend(BaseTaskBackend):
@@ -194,9 +207,9 @@ class OffloadBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(result_id)
         from offload.worker.runner import decode_payload
 
+        args, kwargs, options = decode_payload(row.payload)
         task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
-                            run_after=row.run_after, backend=self.alias)
-        args, kwargs = decode_payload(row.payload)
+                            run_after=row.run_after, backend=self.alias, options=options)
         return build_result(
             task, id=row.pk, status=row.status, enqueued_at=row.enqueued_at,
             started_at=row.started_at, finished_at=row.finished_at,

@@ -34,15 +34,15 @@ def import_task(path):
     return obj
 
 
-def resolve_task(path, *, priority, queue_name, run_after, backend):
+def resolve_task(path, *, priority, queue_name, run_after, backend, options=None):
     """The Task as it was enqueued: the imported definition with the row's overrides."""
     task = import_task(path)
-    if (task.priority, task.queue_name, task.run_after, task.backend) != (
+    if options or (task.priority, task.queue_name, task.run_after, task.backend) != (
         priority, queue_name, run_after, backend
     ):
         task = dataclasses.replace(
             task, priority=priority, queue_name=queue_name, run_after=run_after,
-            backend=backend,
+            backend=backend, **(options or {}),
         )
     return task
 

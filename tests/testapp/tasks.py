@@ -90,5 +90,10 @@ def exits():
     raise SystemExit(3)
 
 
+@task(max_attempts=5, timeout="30s", retry_backoff="2s")
+def with_options():
+    pass
+
+
 def plain_function():
     return 1

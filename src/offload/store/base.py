@@ -124,9 +124,26 @@ class Store:
 
     # -- maintenance (shared SQL) ---------------------------------------------
 
-    def heartbeat(self, *, worker, lease, now):
+    def cycle(self, outcomes, claim=None):
+        """Record ``outcomes`` and, if ``claim`` (claim's keyword arguments), claim more.
+
+        Returns ``(accepted_ids, claimed)``. Engines may do both in one statement.
+        """
+        accepted = self.complete(outcomes) if outcomes else set()
+        return accepted, (self.claim(**claim) if claim else [])
+
+    @staticmethod
+    def in_list(name, values, params):
+        """``%(name0)s,%(name1)s,...`` for an IN list, adding the values to ``params``."""
+        params.update({f"{name}{i}": v for i, v in enumerate(values)})
+        return ",".join(f"%({name}{i})s" for i in range(len(values)))
+
+    def heartbeat(self, *, worker, ids, lease, now):
+        if not ids:
+            return 0
         params = {"worker": worker, "lease_until": self.db_time(now + timedelta(seconds=lease))}
-        return self.execute(self.sql("heartbeat"), params, fetch=False)
+        sql = self.sql("heartbeat").replace("{ids}", self.in_list("id", ids, params))
+        return self.execute(sql, params, fetch=False)
 
     def hand_back(self, *, worker):
         return [r[0] for r in self.execute(self.sql("hand_back"), {"worker": worker})]

@@ -8,12 +8,28 @@ Example::
 
 from datetime import timedelta
 
+import psycopg
+
 from offload.store.base import Store
 
 
 class PostgresStore(Store):
     engine = "postgres"
     channel_prefix = "offload"
+
+    def fetch(self, sql, params):
+        """Run a worker statement as a server-side prepared statement.
+
+        Django's PostgreSQL cursor binds parameters client-side, so the server parses
+        and plans every statement again; the worker's few statements run thousands of
+        times a second, so they go through psycopg's own cursor with ``prepare=True``
+        (errors still arrive as Django's DatabaseError).
+        """
+        conn = self.connection
+        conn.ensure_connection()
+        with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return cursor.fetchall() if cursor.description else cursor.rowcount
 
     def channel(self, backend):
         return f"{self.channel_prefix}_{backend}"[:63]
@@ -28,18 +44,20 @@ class PostgresStore(Store):
         # Identity values are handed out in row order within one statement.
         return sorted(r[0] for r in self.execute(self.sql("enqueue"), params))
 
-    def claim(self, *, backend, queues, limit, worker, lease, now):
-        token = self.new_token()
-        params = {
+    def _claim_params(self, *, backend, queues, limit, worker, lease, now):
+        return {
             "backend": backend, "queues": list(queues), "now": now, "limit": limit,
-            "worker": worker, "token": token, "lease_until": now + timedelta(seconds=lease),
+            "worker": worker, "token": self.new_token(),
+            "lease_until": now + timedelta(seconds=lease),
         }
-        return self._claimed(self.execute(self.sql("claim"), params), token, now)
 
-    def complete(self, outcomes):
-        if not outcomes:
-            return set()
-        params = {
+    def claim(self, **claim):
+        params = self._claim_params(**claim)
+        return self._claimed(self.fetch(self.sql("claim"), params), params["token"], params["now"])
+
+    @staticmethod
+    def _outcome_params(outcomes):
+        return {
             "ids": [o.id for o in outcomes], "tokens": [o.token for o in outcomes],
             "statuses": [o.status for o in outcomes],
             "finished": [o.finished_at for o in outcomes],
@@ -47,7 +65,20 @@ class PostgresStore(Store):
             "results": [o.return_value for o in outcomes],
             "errors": [o.errors for o in outcomes],
         }
-        return {r[0] for r in self.execute(self.sql("complete"), params)}
+
+    def complete(self, outcomes):
+        if not outcomes:
+            return set()
+        return {r[0] for r in self.fetch(self.sql("complete"), self._outcome_params(outcomes))}
+
+    def cycle(self, outcomes, claim=None):
+        if not (outcomes and claim):
+            return super().cycle(outcomes, claim)
+        params = self._outcome_params(outcomes) | self._claim_params(**claim)
+        rows = self.fetch(self.sql("cycle"), params)
+        accepted = {r[1] for r in rows if r[0]}
+        claimed = self._claimed([r[1:] for r in rows if not r[0]], params["token"], params["now"])
+        return accepted, claimed
 
     def listen_params(self):
         """Connection parameters for a dedicated LISTEN connection (psycopg 3)."""

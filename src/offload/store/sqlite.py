@@ -48,14 +48,11 @@ class SqliteStore(Store):
 
     def claim(self, *, backend, queues, limit, worker, lease, now):
         token = self.new_token()
-        queues = list(queues)
         params = {
             "backend": backend, "now": self.db_time(now), "limit": limit, "worker": worker,
             "token": token, "lease_until": self.db_time(now + timedelta(seconds=lease)),
         }
-        params.update({f"q{i}": q for i, q in enumerate(queues)})
-        sql = self.sql("claim").replace(
-            "{queues}", ",".join(f"%(q{i})s" for i in range(len(queues))))
+        sql = self.sql("claim").replace("{queues}", self.in_list("q", queues, params))
         return self._claimed(self.execute(sql, params), token, now)
 
     def complete(self, outcomes):

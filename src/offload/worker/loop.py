@@ -94,41 +94,54 @@ class Loop:
                     ",".join(self.queues), self.threads)
         while True:
             self.wake.clear()
-            self._flush()
-            if self.stop_mode == "now":
-                break
             if self.stop_mode is None and os.getppid() != self.parent:
                 logger.warning("%s: supervisor is gone; stopping", self.worker_id)
                 self.request_stop("drain")
             self._check_timeouts()
+            with self.lock:
+                done, self.done = self.done, []
             mono = time.monotonic()
-            if self.stop_mode or self.replace:
+            stopping = self.stop_mode or self.replace
+            claim = None
+            free = self.threads - len(self.inflight) + len(done)
+            if not stopping and free > 0:
+                if self.store.engine == "sqlite":
+                    current = self._db("data_version")
+                    if current != version:
+                        version, self.maybe_more = current, True
+                if self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS:
+                    last_claim, seen = mono, self.notices
+                    claim = {"backend": self.backend.alias, "queues": self.queues, "limit": free,
+                             "worker": self.worker_id, "lease": self.opts.LEASE_SECONDS,
+                             "now": now()}
+            if done or claim:
+                cycled = self._db("cycle", [o for o, _ in done], claim)
+                if cycled is None:  # database unreachable: keep the outcomes, retry shortly
+                    with self.lock:
+                        self.done[:0] = done
+                    self.wake.wait(0.5)
+                    continue
+                accepted, claimed = cycled
+                self._finished(done, accepted)
+                for c in claimed:
+                    self.inflight[c.id] = c
+                    self.todo.put(c)
+                if claim:
+                    self.maybe_more = len(claimed) == free or self.notices != seen
+                    if claimed:
+                        idle = 0.002
+                    elif self.burst and not self.inflight and not self.done:
+                        break
+            if self.stop_mode == "now":
+                break
+            if stopping:
                 live = [i for i in self.inflight if i not in self.abandoned]
                 if not live or mono >= self.stop_at:
                     break
                 self.wake.wait(max(0.0, min(0.5, self.stop_at - mono)))
                 continue
-            free = self.threads - len(self.inflight)
-            if free > 0 and self.store.engine == "sqlite":
-                current = self._db("data_version")
-                if current != version:
-                    version, self.maybe_more = current, True
-            if free > 0 and (self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS):
-                last_claim, seen = mono, self.notices
-                claimed = self._db("claim", backend=self.backend.alias, queues=self.queues,
-                                   limit=free, worker=self.worker_id,
-                                   lease=self.opts.LEASE_SECONDS, now=now())
-                claimed = claimed or []
-                self.maybe_more = len(claimed) == free or self.notices != seen
-                for c in claimed:
-                    self.inflight[c.id] = c
-                    self.todo.put(c)
-                if claimed:
-                    idle = 0.002
-                    if self.maybe_more:
-                        continue
-                elif self.burst and not self.inflight and not self.done:
-                    break
+            if claim and self.maybe_more and len(self.inflight) < self.threads:
+                continue
             self.wake.wait(self._sleep(idle, mono))
             idle = min(idle * 2, 0.02)
         return self._finish()
@@ -141,22 +154,22 @@ class Loop:
         return sleep
 
     def _flush(self):
+        """Record every reported outcome now (used when stopping and in-process)."""
         with self.lock:
             done, self.done = self.done, []
-        if not done:
-            return
-        accepted = self._db("complete", [o for o, _ in done])
-        if accepted is None:  # database unreachable: keep them and try again shortly
-            with self.lock:
-                self.done[:0] = done
-            time.sleep(0.5)
-            return
+        if done:
+            accepted = self._db("complete", [o for o, _ in done])
+            self._finished(done, set() if accepted is None else accepted)
+
+    def _finished(self, done, accepted):
+        """Forget recorded tasks and send ``task_finished`` for final outcomes."""
         for outcome, result in done:
             self.inflight.pop(outcome.id, None)
             if outcome.id not in accepted:
                 logger.warning(
-                    "%s: task id=%s was taken back while it ran (lease expired); "
-                    "its outcome %s was discarded", self.worker_id, outcome.id, outcome.status)
+                    "%s: the outcome %s of task id=%s was not recorded: its lease was lost "
+                    "(it expired or the database was unreachable); the task runs again "
+                    "elsewhere", self.worker_id, outcome.status, outcome.id)
                 continue
             if result is not None and outcome.status in _FINAL:
                 object.__setattr__(result, "status", outcome.status)
@@ -222,9 +235,10 @@ class Loop:
     def _heartbeat(self):
         stop = threading.Event()
         while self.alive and not stop.wait(self.opts.heartbeat):
-            if self.inflight:
-                self._db("heartbeat", worker=self.worker_id, lease=self.opts.LEASE_SECONDS,
-                         now=now())
+            ids = list(self.inflight)
+            if ids:
+                self._db("heartbeat", worker=self.worker_id, ids=ids,
+                         lease=self.opts.LEASE_SECONDS, now=now())
 
     def _notice(self):
         self.notices += 1

@@ -19,6 +19,7 @@ from django.tasks.signals import task_started
 from django.utils.json import normalize_json
 
 from offload.exceptions import CorruptPayload, ResultNotSerializable
+from offload.options import OPTION_NAMES
 from offload.results import build_result, decode_errors, resolve_task
 from offload.scheduling.backoff import retry_delay
 from offload.store.base import Outcome, now
@@ -36,17 +37,21 @@ def _entry_for(exc):
 
 
 def decode_payload(text):
+    """``(args, kwargs, options)`` from a stored payload, or CorruptPayload."""
     try:
         payload = json.loads(text)
         args, kwargs = payload["args"], payload["kwargs"]
+        options = payload.get("options")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise TypeError("args must be a list and kwargs an object")
+        if options is not None and not (isinstance(options, dict) and set(options) <= set(OPTION_NAMES)):
+            raise TypeError(f"unknown options {options!r}")
     except (ValueError, TypeError, KeyError) as exc:
         raise CorruptPayload(
             f"The stored arguments are not a valid Offload payload ({exc}); expected "
             '{"args": [...], "kwargs": {...}}. The row was changed outside Offload.'
         ) from None
-    return args, kwargs
+    return args, kwargs, options
 
 
 class Runner:
@@ -65,11 +70,11 @@ class Runner:
 
     def prepare(self, claimed):
         """Resolve the task and build its RUNNING TaskResult, or raise."""
+        args, kwargs, options = decode_payload(claimed.payload)
         task = resolve_task(
             claimed.task_path, priority=claimed.priority, queue_name=claimed.queue_name,
-            run_after=claimed.run_after, backend=self.backend.alias,
+            run_after=claimed.run_after, backend=self.backend.alias, options=options,
         )
-        args, kwargs = decode_payload(claimed.payload)
         result = build_result(
             task, id=claimed.id, status=TaskResultStatus.RUNNING,
             enqueued_at=claimed.enqueued_at, started_at=claimed.started_at,

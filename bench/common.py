@@ -1,0 +1,56 @@
+"""Shared helpers for Offload's benchmarks: a fresh database, a worker process, stats."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def setup_django(db):
+    os.environ["BENCH_DB"] = db
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    if db == "postgres":
+        import psycopg
+
+        name = os.environ.get("BENCH_PG_DB", "offload_bench")
+        with psycopg.connect(host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            c.execute(f'CREATE DATABASE "{name}"')
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            (ROOT / "var" / "bench" / f"bench.sqlite3{suffix}").unlink(missing_ok=True)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def worker_cmd(*args):
+    return [sys.executable, "-m", "django", "offload", "worker", *args]
+
+
+def worker_env(db):
+    env = dict(os.environ, BENCH_DB=db, DJANGO_SETTINGS_MODULE="bench.settings", PYTHONPATH=str(ROOT))
+    return env
+
+
+def start_worker(db, *args):
+    return subprocess.Popen(worker_cmd(*args), env=worker_env(db), cwd=ROOT)
+
+
+def percentile(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def progress(message):
+    print(message, file=sys.stderr, flush=True)

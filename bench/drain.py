@@ -1,0 +1,70 @@
+"""Drain benchmark: N no-op tasks enqueued in bulk, drained by ``offload worker --burst``.
+
+Every task is verified SUCCESSFUL afterwards. Prints one JSON object per database::
+
+    .venv/bin/python bench/drain.py --db both --tasks 10000
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import progress, setup_django, worker_cmd, worker_env  # noqa: E402
+
+
+def measure(db, tasks, processes, threads):
+    setup_django(db)
+    from offload import bulk_enqueue
+    from offload.models import TaskRow
+
+    from bench.tasks import noop
+
+    progress(f"[{db}] enqueueing {tasks} tasks in bulk")
+    t0 = time.perf_counter()
+    bulk_enqueue(noop, [((), {})] * tasks)
+    enqueue_s = time.perf_counter() - t0
+    progress(f"[{db}] draining with {processes} process(es) x {threads} threads")
+    t0 = time.perf_counter()
+    subprocess.run(worker_cmd("--burst", "--processes", str(processes), "--threads", str(threads)),
+                   env=worker_env(db), check=True, timeout=600)
+    wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ok = TaskRow.objects.filter(status="SUCCESSFUL").count()
+    first = TaskRow.objects.order_by("started_at").values_list("started_at", flat=True).first()
+    last = TaskRow.objects.order_by("-finished_at").values_list("finished_at", flat=True).first()
+    drain_s = (last - first).total_seconds()
+    return {"system": "offload", "db": db, "metric": "drain", "tasks": tasks, "verified": ok,
+            "enqueue_per_s": round(tasks / enqueue_s), "seconds": round(drain_s, 3),
+            "tasks_per_s": round(tasks / drain_s), "wall_with_startup_s": round(wall, 2),
+            "processes": processes, "threads": threads,
+            "worker_cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--tasks", type=int, default=10000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    args = parser.parse_args()
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    for db in dbs:
+        # Each database in its own interpreter: Django is set up once per process.
+        if len(dbs) > 1:
+            subprocess.run([sys.executable, __file__, "--db", db, "--tasks", str(args.tasks),
+                            "--processes", str(args.processes), "--threads", str(args.threads)],
+                           check=True)
+            continue
+        result = measure(db, args.tasks, args.processes, args.threads)
+        print(json.dumps(result), flush=True)
+        if result["verified"] != args.tasks:
+            sys.exit(f"only {result['verified']} of {args.tasks} tasks SUCCESSFUL")
+
+
+if __name__ == "__main__":
+    main()

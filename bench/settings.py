@@ -1,0 +1,31 @@
+"""Settings for Offload's benchmarks: ``BENCH_DB=sqlite|postgres``, a throw-away database."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var" / "bench"
+VAR.mkdir(parents=True, exist_ok=True)
+SECRET_KEY = "bench"
+USE_TZ = True
+DEBUG = False
+INSTALLED_APPS = ["offload", "bench"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if os.environ.get("BENCH_DB", "sqlite") == "postgres":
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.postgresql", "NAME": os.environ.get("BENCH_PG_DB", "offload_bench"),
+        "USER": os.environ.get("BENCH_PG_USER", "postgres"), "HOST": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
+        "PORT": 5432,
+    }}
+else:
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.sqlite3", "NAME": VAR / "bench.sqlite3",
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
+                    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+    }}
+
+TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend",
+                     "OPTIONS": {"POLL_SECONDS": 0.25}}}
+LOGGING = {"version": 1, "disable_existing_loggers": False,
+           "loggers": {"django.tasks": {"level": "WARNING"}, "offload": {"level": "WARNING"}}}

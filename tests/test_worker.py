@@ -1,0 +1,135 @@
+"""The async server as real processes: burst, SIGKILL, SIGTERM, timeouts, bad input."""
+
+import os
+import signal
+
+import pytest
+from django.db.models import Count
+from django.tasks import TaskResultStatus
+
+from offload import bulk_enqueue
+from offload.models import TaskRow
+from tests.conftest import wait_until
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
+
+
+def statuses():
+    return dict(TaskRow.objects.values_list("status").annotate(n=Count("id")))
+
+
+def test_burst_drains_everything_once(burst):
+    results = bulk_enqueue(tasks.logged, [((f"k{i}",), {}) for i in range(300)])
+    burst("--processes", "2", "--threads", "4")
+    assert statuses() == {"SUCCESSFUL": 300}
+    assert Run.objects.count() == 300
+    assert Run.objects.values("key").distinct().count() == 300
+    assert len({r.pid for r in Run.objects.all()}) >= 1
+    assert tasks.logged.get_result(results[0].id).worker_ids[0].count("-") >= 3
+
+
+def test_idle_worker_picks_up_new_work(start_worker):
+    worker = start_worker("--processes", "1", "--threads", "2")
+    wait_until(lambda: "taking queues" in worker.output, message="worker start")
+    result = tasks.add.enqueue(40, 2)
+    wait_until(lambda: tasks.add.get_result(result.id).is_finished, timeout=10, message="pickup")
+    assert tasks.add.get_result(result.id).return_value == 42
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+def test_sigkill_of_a_worker_process_loses_nothing(start_worker):
+    n = 120
+    bulk_enqueue(tasks.logged, [((f"k{i}",), {"sleep": 0.02}) for i in range(n)])
+    worker = start_worker("--processes", "2", "--threads", "3")
+    wait_until(lambda: Run.objects.count() >= 20, message="tasks running")
+    victim = Run.objects.order_by("-id").values_list("pid", flat=True)[0]  # a task process
+    assert victim in worker.children()
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: statuses() == {"SUCCESSFUL": n}, timeout=60, message="all tasks successful")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert "exited with -9" in worker.output, worker.output
+    # Every task ran; only tasks in flight in the killed process (at most its 3 threads)
+    # may have run twice.
+    runs = Run.objects.values("key").annotate(n=Count("id"))
+    assert len(runs) == n
+    assert sum(r["n"] - 1 for r in runs) <= 3
+    rescued = TaskRow.objects.filter(rescues__gt=0)
+    assert rescued.count() <= 3
+    for row in rescued:
+        assert len(row.worker_ids.split(",")) == 2
+
+
+def test_sigterm_finishes_in_flight_work(start_worker):
+    result = tasks.logged.enqueue("slow", sleep=1.5)
+    worker = start_worker("--processes", "1", "--threads", "1", "--grace", "20s")
+    wait_until(lambda: Run.objects.filter(key="slow").exists(), message="task started")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert tasks.logged.get_result(result.id).status == TaskResultStatus.SUCCESSFUL
+
+
+def test_grace_expiry_hands_unfinished_work_back(start_worker):
+    result = tasks.logged.enqueue("long", sleep=30)
+    worker = start_worker("--processes", "1", "--threads", "1", "--grace", "0.5s")
+    wait_until(lambda: Run.objects.filter(key="long").exists(), message="task started")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    row = TaskRow.objects.get(pk=result.id)
+    assert (row.status, row.lease_token, row.claimed_by) == ("READY", None, None)
+    assert "handed back 1 unfinished task" in worker.output
+
+
+def test_second_signal_stops_at_once(start_worker):
+    result = tasks.logged.enqueue("long", sleep=30)
+    worker = start_worker("--processes", "1", "--threads", "1", "--grace", "60s")
+    wait_until(lambda: Run.objects.filter(key="long").exists(), message="task started")
+    worker.signal(signal.SIGINT)
+    wait_until(lambda: "stopping (graceful)" in worker.output, message="first signal seen")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(15) == 0
+    assert TaskRow.objects.get(pk=result.id).status == "READY"
+
+
+def test_timeout_fails_the_task_and_replaces_the_process(start_worker):
+    slow = tasks.sleeps.enqueue(20)  # timeout=1
+    worker = start_worker("--processes", "1", "--threads", "2")
+    wait_until(lambda: tasks.sleeps.get_result(slow.id).is_finished, timeout=20,
+               message="timeout recorded")
+    result = tasks.sleeps.get_result(slow.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[0].exception_class_path == "offload.exceptions.TaskTimeout"
+    after = tasks.add.enqueue(1, 2)  # the replacement process keeps serving
+    wait_until(lambda: tasks.add.get_result(after.id).is_finished, timeout=20, message="next task")
+    assert "exited with 75" in worker.output
+
+
+def test_bad_input_fails_only_those_tasks(start_worker):
+    gone, corrupt = tasks.noop.enqueue(), tasks.noop.enqueue()
+    TaskRow.objects.filter(pk=gone.id).update(task_path="tests.testapp.tasks.vanished")
+    TaskRow.objects.filter(pk=corrupt.id).update(payload='{"args": 5}')
+    raising = tasks.boom.enqueue()
+    not_json = tasks.returns_decimal.enqueue()
+    exits = tasks.exits.enqueue()
+    worker = start_worker("--processes", "1", "--threads", "2")
+    wait_until(lambda: statuses() == {"FAILED": 5}, timeout=20, message="five failures")
+    good = tasks.add.enqueue(2, 2)
+    wait_until(lambda: tasks.add.get_result(good.id).status == "SUCCESSFUL", timeout=20,
+               message="server still serving")
+    paths = {
+        r.pk: r.errors for r in TaskRow.objects.filter(status="FAILED")
+    }
+    assert "TaskNotFound" in paths[int(gone.id)] and "CorruptPayload" in paths[int(corrupt.id)]
+    assert "ValueError" in paths[int(raising.id)]
+    assert "ResultNotSerializable" in paths[int(not_json.id)]
+    assert "SystemExit" in paths[int(exits.id)]
+    assert worker.proc.poll() is None and "exited with" not in worker.output
+
+
+def test_unknown_queue_is_a_clear_error(start_worker):
+    worker = start_worker("--queues", "nope", "--burst")
+    assert worker.wait(30) != 0
+    assert "does not declare" in worker.output
