@@ -54,11 +54,20 @@ class Worker:
         return self.log.read_text()
 
     def children(self):
+        """PIDs of the worker processes (not multiprocessing's resource tracker)."""
         try:
             text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
         except FileNotFoundError:
             return []
-        return [int(p) for p in text.split()]
+        pids = []
+        for pid in map(int, text.split()):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"resource_tracker" not in cmdline:
+                pids.append(pid)
+        return pids
 
     def signal(self, signum):
         self.proc.send_signal(signum)

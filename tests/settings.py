@@ -59,6 +59,7 @@ TASKS = {
         "QUEUES": ["default"],
         "OPTIONS": {"DATABASE": "tasks"},
     },
+    "anyqueue": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": []},
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
 

@@ -302,6 +302,12 @@ def test_several_backends_side_by_side():
     assert default_task_backend.get_result(mine.id).status == TaskResultStatus.SUCCESSFUL
 
 
+def test_empty_queues_means_every_queue():
+    result = tasks.anyqueue_noop.enqueue()
+    assert run_until_empty("anyqueue") == 1
+    assert tasks.anyqueue_noop.get_result(result.id).return_value == "any"
+
+
 @pytest.mark.django_db(databases=["default", "tasks"])
 def test_task_table_on_another_database():
     result = tasks.elsewhere_add.enqueue(20, 22)

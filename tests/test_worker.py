@@ -133,3 +133,27 @@ def test_unknown_queue_is_a_clear_error(start_worker):
     worker = start_worker("--queues", "nope", "--burst")
     assert worker.wait(30) != 0
     assert "does not declare" in worker.output
+
+
+def test_frozen_worker_cannot_overwrite_the_newer_attempt(start_worker):
+    """SIGSTOP a worker past its lease: the task is rescued and run elsewhere; after
+    SIGCONT the frozen worker's late result is refused."""
+    env = {"OFFLOAD_TEST_LEASE": 1, "OFFLOAD_TEST_TASK_SLEEP": 3}
+    result = tasks.pid.enqueue()
+    first = start_worker("--processes", "1", "--threads", "1", env=env)
+    wait_until(lambda: TaskRow.objects.filter(pk=result.id, status="RUNNING").exists(),
+               message="task running")
+    [frozen] = first.children()
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        second = start_worker("--processes", "1", "--threads", "1", env=env)
+        wait_until(lambda: tasks.pid.get_result(result.id).is_finished, timeout=30,
+                   message="the task finishes elsewhere")
+    finally:
+        os.kill(frozen, signal.SIGCONT)
+    wait_until(lambda: "lease was lost" in first.output, timeout=15, message=f"late write refused:\n{first.output}")
+    final = tasks.pid.get_result(result.id)
+    assert final.status == TaskResultStatus.SUCCESSFUL
+    assert final.return_value != frozen and final.return_value in second.children()
+    assert len(final.worker_ids) == 2
+    assert TaskRow.objects.get(pk=result.id).rescues == 1

@@ -95,5 +95,16 @@ def with_options():
     pass
 
 
+@task(backend="anyqueue", queue_name="whatever")
+def anyqueue_noop():
+    return "any"
+
+
+@task
+def pid():
+    time.sleep(float(os.environ.get("OFFLOAD_TEST_TASK_SLEEP", "0")))
+    return os.getpid()
+
+
 def plain_function():
     return 1

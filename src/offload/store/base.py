@@ -102,6 +102,7 @@ class Store:
         raise NotImplementedError
 
     def claim(self, *, backend, queues, limit, worker, lease, now):
+        """Take up to ``limit`` runnable tasks of ``queues`` (empty: every queue)."""
         raise NotImplementedError
 
     def complete(self, outcomes):

@@ -46,7 +46,8 @@ class PostgresStore(Store):
 
     def _claim_params(self, *, backend, queues, limit, worker, lease, now):
         return {
-            "backend": backend, "queues": list(queues), "now": now, "limit": limit,
+            "backend": backend, "queues": list(queues), "any_queue": not queues,
+            "now": now, "limit": limit,
             "worker": worker, "token": self.new_token(),
             "lease_until": now + timedelta(seconds=lease),
         }

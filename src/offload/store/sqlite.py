@@ -52,7 +52,8 @@ class SqliteStore(Store):
             "backend": backend, "now": self.db_time(now), "limit": limit, "worker": worker,
             "token": token, "lease_until": self.db_time(now + timedelta(seconds=lease)),
         }
-        sql = self.sql("claim").replace("{queues}", self.in_list("q", queues, params))
+        queue_filter = f"queue_name IN ({self.in_list('q', queues, params)})" if queues else "1"
+        sql = self.sql("claim").replace("{queue_filter}", queue_filter)
         return self._claimed(self.execute(sql, params), token, now)
 
     def complete(self, outcomes):

@@ -91,7 +91,7 @@ class Loop:
         idle = 0.002
         last_claim = 0.0
         logger.info("%s: taking queues %s with %d threads", self.worker_id,
-                    ",".join(self.queues), self.threads)
+                    ",".join(self.queues) or "(every queue)", self.threads)
         while True:
             self.wake.clear()
             if self.stop_mode is None and os.getppid() != self.parent:

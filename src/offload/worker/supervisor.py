@@ -121,7 +121,7 @@ class Supervisor:
         os.set_blocking(w, False)
         signal.set_wakeup_fd(w)
         logger.info("offload server %s: %d process(es) x %d threads, queues %s", self.name,
-                    self.processes, self.threads, ",".join(self.queues))
+                    self.processes, self.threads, ",".join(self.queues) or "(every queue)")
         self._maintain(force=True)
         for _ in range(self.processes):
             self._spawn()

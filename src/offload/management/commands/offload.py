@@ -68,7 +68,7 @@ class Command(BaseCommand):
         tasks_backend = self._backend(backend)
         chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
         unknown = set(chosen or ()) - tasks_backend.queues
-        if unknown:
+        if unknown and tasks_backend.queues:
             raise CommandError(
                 f"--queues names {', '.join(sorted(unknown))}, which TASKS[{backend!r}]['QUEUES'] "
                 f"does not declare ({', '.join(sorted(tasks_backend.queues))})."

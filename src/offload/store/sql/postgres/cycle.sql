@@ -20,7 +20,7 @@ WITH done AS (
 ), picked AS (
     SELECT id FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s
-      AND queue_name = ANY(%(queues)s) AND available_at <= %(now)s
+      AND (%(any_queue)s OR queue_name = ANY(%(queues)s)) AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -2,8 +2,8 @@
 -- then in the order they became runnable.
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
--- claimer and no two processes can take the same row. {queues} is expanded to
--- one placeholder per queue name.
+-- claimer and no two processes can take the same row. {queue_filter} is
+-- "queue_name IN (...)" with one placeholder per queue, or 1 for every queue.
 UPDATE offload_task SET
     status = 'RUNNING',
     attempts = attempts + 1,
@@ -16,7 +16,7 @@ UPDATE offload_task SET
 WHERE id IN (
     SELECT id FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s
-      AND queue_name IN ({queues}) AND available_at <= %(now)s
+      AND {queue_filter} AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
 )
