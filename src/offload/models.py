@@ -46,19 +46,19 @@ class TaskRow(models.Model):
         indexes = [
             # The claim walks this index in order: ready rows only, highest priority first.
             models.Index(
-                "backend", models.F("priority").desc(), "available_at", "id",
+                fields=["backend", "-priority", "available_at", "id"],
                 condition=models.Q(status="READY"), name="offload_task_ready",
             ),
-            # The rescuer and heartbeats look only at running rows.
+            # Rescue, hand-back and heartbeats look only at running rows (a small set).
             models.Index(
                 fields=["lease_expires_at"], condition=models.Q(status="RUNNING"),
                 name="offload_task_lease",
             ),
+            # Pruning. Partial, so claiming a task does not add an entry here.
             models.Index(
-                fields=["claimed_by"], condition=models.Q(status="RUNNING"),
-                name="offload_task_holder",
+                fields=["finished_at"], condition=models.Q(status__in=["SUCCESSFUL", "FAILED"]),
+                name="offload_task_finished",
             ),
-            models.Index(fields=["finished_at"], name="offload_task_finished"),
         ]
 
     def __str__(self):
