@@ -57,7 +57,7 @@ def table(rows):
         elif r["metric"] == "pickup":
             pickup.add_row(r["system"], r["db"], str(r["samples"]), f"{r['p50_ms']:.2f}",
                            f"{r['p95_ms']:.2f}", f"{r['max_ms']:.2f}")
-    console = Console()
+    console = Console(width=150)
     console.print(drain)
     console.print(pickup)
 

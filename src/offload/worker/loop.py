@@ -143,7 +143,7 @@ class Loop:
             if claim and self.maybe_more and len(self.inflight) < self.threads:
                 continue
             self.wake.wait(self._sleep(idle, mono))
-            idle = min(idle * 2, 0.02)
+            idle = min(idle * 2, 0.01)
         return self._finish()
 
     def _sleep(self, idle, mono):
