@@ -339,3 +339,42 @@ def test_bulk_enqueue_rejects_bad_arguments_before_writing():
 
 def test_task_context_type():
     assert TaskContext  # the public name the tasks use is importable
+
+
+def test_reference_tour_of_the_public_api():
+    """The rest of Django's Tasks reference, against OffloadBackend."""
+    from django.tasks import DEFAULT_TASK_QUEUE_NAME
+    from django.tasks.exceptions import InvalidTaskBackend
+
+    assert tasks.add.name == "add" and tasks.add.module_path == "tests.testapp.tasks.add"
+    assert tasks.add.call(1, 2) == 3 and asyncio.run(tasks.coro.acall(2)) == 4
+    assert tasks.noop.queue_name == DEFAULT_TASK_QUEUE_NAME and not tasks.noop.takes_context
+    assert tasks.add.get_backend() is task_backends["default"]
+    assert tasks.noop.using(backend="other").get_backend() is task_backends["other"]
+    assert task_backends["default"].check() == []
+    with pytest.raises(InvalidTaskBackend):
+        task_backends["missing"]
+    result = default_task_backend.enqueue(tasks.add, (1,), {"b": 2})  # the proxy works too
+    run_until_empty()
+    context_result = tasks.context_info.enqueue()
+    run_until_empty()
+    result.refresh()
+    assert result.return_value == 3 and result.attempts == 1
+    assert TaskContext(task_result=result).attempt == 1
+    assert default_task_backend.get_result(context_result.id).return_value["attempt"] == 1
+
+
+@pytest.mark.django_db
+def test_automatic_retention_prunes_old_results():
+    from django.test import override_settings
+
+    from offload.worker.supervisor import Supervisor
+
+    result = tasks.noop.enqueue()
+    run_until_empty()
+    TaskRow.objects.filter(pk=result.id).update(finished_at=timezone.now() - timedelta(days=30))
+    settings = {"default": {"BACKEND": "offload.backend.OffloadBackend",
+                            "OPTIONS": {"RETAIN": "7d"}}}
+    with override_settings(TASKS=settings):
+        Supervisor("default")._maintain(force=True)
+    assert not TaskRow.objects.exists()

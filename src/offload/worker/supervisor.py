@@ -60,8 +60,8 @@ class Supervisor:
         self.signals = 0
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self._seq = 0
-        self._rescued_at = 0.0
-        self._pruned_at = 0.0
+        self._rescued_at = None  # monotonic time of the last rescue / prune
+        self._pruned_at = None
 
     def _spawn(self):
         self._seq += 1
@@ -80,13 +80,13 @@ class Supervisor:
         """Rescue expired leases (every half lease) and prune old results (hourly)."""
         store, opts, mono = self.backend.store, self.backend.opts, time.monotonic()
         try:
-            if force or mono - self._rescued_at >= opts.LEASE_SECONDS / 2:
+            if force or self._rescued_at is None or mono - self._rescued_at >= opts.LEASE_SECONDS / 2:
                 self._rescued_at = mono
                 rows = store.rescue(now=now(), max_rescues=opts.MAX_RESCUES)
                 if rows:
                     logger.warning("rescued %d task(s) whose lease expired: %s", len(rows),
                                    ",".join(str(r[0]) for r in rows))
-            if opts.RETAIN and mono - self._pruned_at >= 3600:
+            if opts.RETAIN and (self._pruned_at is None or mono - self._pruned_at >= 3600):
                 self._pruned_at = mono
                 deleted = store.prune(before=now() - timedelta(seconds=opts.RETAIN))
                 if deleted:
