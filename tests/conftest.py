@@ -53,6 +53,13 @@ class Worker:
     def output(self):
         return self.log.read_text()
 
+    def wait_started(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while "taking queues" not in self.output:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker did not start:\n{self.output}")
+            time.sleep(0.02)
+
     def children(self):
         """PIDs of the worker processes (not multiprocessing's resource tracker)."""
         try:

@@ -60,6 +60,13 @@ TASKS = {
         "OPTIONS": {"DATABASE": "tasks"},
     },
     "anyqueue": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": []},
+    "aged": {"BACKEND": "offload.backend.OffloadBackend",
+             "OPTIONS": {"AGE_RATE": 1.0, "AGE_CAP": 50}},
+    "limited": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": ["default", "crm"],
+                "OPTIONS": {"QUEUE_LIMITS": {"crm": 2}, "RETRY_BACKOFF": 0}},
+    "periodic": {"BACKEND": "offload.backend.OffloadBackend", "OPTIONS": {"PERIODIC": {
+        "tick": {"task": "tests.testapp.tasks.periodic_tick", "cron": "* * * * * */2"},
+    }}},
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
 

@@ -92,3 +92,18 @@ def test_console_script_runs_commands():
                           env=worker_env(), capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Deleted 0" in proc.stdout
+
+
+def test_check_names_a_periodic_task_that_does_not_import():
+    tasks = {"default": {"BACKEND": "offload.backend.OffloadBackend", "OPTIONS": {"PERIODIC": {
+        "nightly": {"task": "tests.testapp.tasks.nope", "cron": "0 2 * * *"}}}}}
+    with override_settings(TASKS=tasks):
+        [error] = check_backends()
+    assert error.id == "offload.E004" and "nightly" in error.msg
+
+
+def test_bad_periodic_settings_fail_at_start_up():
+    with pytest.raises(ImproperlyConfigured, match="cron expression"):
+        Options.from_params("default", {"PERIODIC": {"x": {"task": "a.b", "cron": "soon"}}})
+    with pytest.raises(ImproperlyConfigured, match="QUEUE_LIMITS"):
+        Options.from_params("default", {"QUEUE_LIMITS": {"crm": 0}})

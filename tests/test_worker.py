@@ -32,7 +32,7 @@ def test_burst_drains_everything_once(burst):
 
 def test_idle_worker_picks_up_new_work(start_worker):
     worker = start_worker("--processes", "1", "--threads", "2")
-    wait_until(lambda: "taking queues" in worker.output, message="worker start")
+    worker.wait_started()
     result = tasks.add.enqueue(40, 2)
     wait_until(lambda: tasks.add.get_result(result.id).is_finished, timeout=10, message="pickup")
     assert tasks.add.get_result(result.id).return_value == 42

@@ -84,13 +84,15 @@ def wait_for_quiet(log, max_busy=25.0, max_wait=120.0):
         log(f"machine {busy}% busy; waiting for it to quiet down")
 
 
-def percentiles(samples_ms):
+def percentiles(samples_ms, ps=(50, 95)):
     lat = sorted(samples_ms)
+    if not lat:
+        return {"samples": 0, **{f"p{p}_ms": None for p in ps}, "max_ms": None, "mean_ms": None}
 
     def pct(p):
         return round(lat[min(len(lat) - 1, int(p / 100.0 * len(lat)))], 2)
 
-    return {"samples": len(lat), "p50_ms": pct(50), "p95_ms": pct(95),
+    return {"samples": len(lat), **{f"p{p}_ms": pct(p) for p in ps},
             "max_ms": round(lat[-1], 2), "mean_ms": round(sum(lat) / len(lat), 2)}
 
 

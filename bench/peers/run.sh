@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Set up the peer venvs and run every peer benchmark; JSON lines on stdout.
+# (The priority benchmark is separate, about 4 minutes: bash bench/peers/run-priority.sh)
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on 127.0.0.1:6379.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -51,14 +51,17 @@ class OffloadTask(Task):
     retry_jitter: bool | None = None
     #: Hard limit in seconds; a task over it is failed and its process replaced.
     timeout: float | None = None
+    #: While a task with this key is READY or RUNNING, enqueueing another one with the
+    #: same key returns the pending task instead (set it with ``.using(unique_key=...)``).
+    unique_key: str | None = None
 
     def using(self, *, max_attempts=None, retry_backoff=None, retry_backoff_max=None,
-              retry_jitter=None, timeout=None, **changes):
+              retry_jitter=None, timeout=None, unique_key=None, **changes):
         task = Task.using(self, **changes)
         extra = {k: v for k, v in {
             "max_attempts": max_attempts, "retry_backoff": retry_backoff,
             "retry_backoff_max": retry_backoff_max, "retry_jitter": retry_jitter,
-            "timeout": timeout,
+            "timeout": timeout, "unique_key": unique_key,
         }.items() if v is not None}
         return dataclasses.replace(task, **extra) if extra else task
 
@@ -135,6 +138,12 @@ class OffloadBackend(BaseTaskBackend):
         super().validate_task(task)
         if not isinstance(task, OffloadTask):
             return
+        if task.unique_key is not None and (
+            not isinstance(task.unique_key, str) or not 0 < len(task.unique_key) <= 255
+        ):
+            raise InvalidTaskOptions(
+                f"unique_key={task.unique_key!r}: use a non-empty string of at most 255 characters."
+            )
         if task.max_attempts is not None and (
             not isinstance(task.max_attempts, int) or task.max_attempts < 1
         ):
@@ -158,7 +167,23 @@ class OffloadBackend(BaseTaskBackend):
 
     def _row(self, task, args, kwargs):
         return (task.queue_name, task.priority, task.module_path,
-                encode_payload(task, args, kwargs), task.run_after)
+                encode_payload(task, args, kwargs), task.run_after,
+                getattr(task, "unique_key", None))
+
+    def _results(self, task, calls, rows, now):
+        """TaskResults for stored rows; a unique key already pending gives that task."""
+        results = []
+        for (task_id, created), (args, kwargs) in zip(
+            self.store.enqueue(self.alias, rows, now=now, age_rate=self.opts.AGE_RATE),
+            calls, strict=True,
+        ):
+            if created:
+                result = self._ready_result(task, task_id, now, args, kwargs)
+                task_enqueued.send(type(self), task_result=result)
+            else:
+                result = self.get_result(task_id)
+            results.append(result)
+        return results
 
     def _ready_result(self, task, id, now, args, kwargs):
         return build_result(
@@ -169,10 +194,8 @@ class OffloadBackend(BaseTaskBackend):
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
-        now = timezone.now()
-        [task_id] = self.store.enqueue(self.alias, [self._row(task, args, kwargs)], now=now)
-        result = self._ready_result(task, task_id, now, args, kwargs)
-        task_enqueued.send(type(self), task_result=result)
+        [result] = self._results(task, [(args, kwargs)], [self._row(task, args, kwargs)],
+                                 timezone.now())
         return result
 
     def bulk_enqueue(self, task, calls, *, batch_size=BULK_BATCH):
@@ -182,13 +205,8 @@ class OffloadBackend(BaseTaskBackend):
         calls = list(calls)
         for start in range(0, len(calls), batch_size):
             chunk = calls[start:start + batch_size]
-            now = timezone.now()
             rows = [self._row(task, args, kwargs) for args, kwargs in chunk]
-            ids = self.store.enqueue(self.alias, rows, now=now)
-            for task_id, (args, kwargs) in zip(ids, chunk, strict=True):
-                result = self._ready_result(task, task_id, now, args, kwargs)
-                task_enqueued.send(type(self), task_result=result)
-                results.append(result)
+            results += self._results(task, chunk, rows, timezone.now())
         return results
 
     # -- results ---------------------------------------------------------------

@@ -3,6 +3,7 @@
     offload.E001  a backend's DATABASE alias is not in DATABASES
     offload.E002  a backend's database is neither PostgreSQL nor SQLite
     offload.E003  'offload' is missing from INSTALLED_APPS
+    offload.E004  a periodic schedule names a task that does not import
     offload.W001  an SQLite task database is in memory (workers cannot share it)
 """
 
@@ -31,6 +32,7 @@ def check_backends(app_configs=None, **kwargs):
                             hint="Add 'offload' to INSTALLED_APPS so its task table is created.",
                             id="offload.E003"))
     for alias, backend in backends:
+        errors += _check_periodic(alias, backend)
         db = backend.opts.DATABASE
         if db not in settings.DATABASES:
             errors.append(Error(
@@ -49,4 +51,20 @@ def check_backends(app_configs=None, **kwargs):
                 f"TASKS[{alias!r}] stores tasks in an in-memory SQLite database; worker processes cannot see it.",
                 hint="Use an SQLite file (NAME = BASE_DIR / 'db.sqlite3') or PostgreSQL.",
                 id="offload.W001"))
+    return errors
+
+
+def _check_periodic(alias, backend):
+    from offload.results import import_task
+    from offload.scheduling.periodic import parse_schedules
+
+    errors = []
+    for schedule in parse_schedules(backend.opts.PERIODIC):
+        try:
+            import_task(schedule.task)
+        except ImportError as exc:
+            errors.append(Error(
+                f"TASKS[{alias!r}]['OPTIONS']['PERIODIC'][{schedule.name!r}]: {exc}",
+                hint="Point 'task' at a function decorated with @task, as 'package.module.name'.",
+                id="offload.E004"))
     return errors

@@ -14,7 +14,7 @@ Every key is documented in ``docs/configuration.md``.
 
 import difflib
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
@@ -52,6 +52,13 @@ class Options:
     RETAIN: float | None = None
     #: A task whose process died this many times is failed with WorkerLost.
     MAX_RESCUES: int = 5
+    #: Ageing: a waiting task gains AGE_RATE priority points per second, up to AGE_CAP.
+    AGE_RATE: float = 0.0
+    AGE_CAP: int = 100
+    #: Cluster-wide concurrency limit per queue: {"crm": 3}.
+    QUEUE_LIMITS: dict = field(default_factory=dict)
+    #: Periodic tasks: {"name": {"task": "app.tasks.f", "cron": "0 2 * * *", ...}}.
+    PERIODIC: dict = field(default_factory=dict)
     #: Default per-task options (the task decorator's keyword arguments override them).
     MAX_ATTEMPTS: int = 1
     RETRY_BACKOFF: float = 1.0
@@ -84,6 +91,21 @@ class Options:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']['LEASE_SECONDS'] must be at least 1 second."
             )
+        if options.AGE_RATE < 0 or options.AGE_CAP < 0:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']: AGE_RATE and AGE_CAP must not be negative."
+            )
+        bad = {q: n for q, n in options.QUEUE_LIMITS.items() if not isinstance(n, int) or n < 1}
+        if bad:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['QUEUE_LIMITS'] needs whole numbers >= 1: {bad}."
+            )
+        from offload.scheduling.periodic import parse_schedules
+
+        try:
+            parse_schedules(options.PERIODIC)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
         if options.MAX_ATTEMPTS < 1 or options.MAX_RESCUES < 0:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']: MAX_ATTEMPTS must be >= 1 and MAX_RESCUES >= 0."

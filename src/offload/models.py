@@ -39,6 +39,10 @@ class TaskRow(models.Model):
     lease_token = models.BigIntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=100, null=True, blank=True)
+    #: Optional key: no two READY/RUNNING tasks of a backend share it.
+    unique_key = models.CharField(max_length=255, null=True, blank=True)
+    #: ``priority - AGE_RATE * epoch(available_at)`` while ageing is on (see store/).
+    age_key = models.FloatField(null=True, blank=True)
 
     class Meta:
         db_table = "offload_task"
@@ -54,6 +58,12 @@ class TaskRow(models.Model):
                 fields=["lease_expires_at"], condition=models.Q(status="RUNNING"),
                 name="offload_task_lease",
             ),
+            # Tasks still gaining priority with age, in effective-priority order.
+            models.Index(
+                fields=["backend", "-age_key", "id"],
+                condition=models.Q(status="READY", age_key__isnull=False),
+                name="offload_task_ageing",
+            ),
             # Pruning. Partial, so claiming a task does not add an entry here.
             models.Index(
                 fields=["finished_at"], condition=models.Q(status__in=["SUCCESSFUL", "FAILED"]),
@@ -61,5 +71,44 @@ class TaskRow(models.Model):
             ),
         ]
 
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "unique_key"],
+                condition=models.Q(status__in=["READY", "RUNNING"], unique_key__isnull=False),
+                name="offload_task_unique_pending",
+            ),
+        ]
+
     def __str__(self):
         return f"{self.task_path} #{self.pk} ({self.status})"
+
+
+class QueueState(models.Model):
+    """Per-queue switches shared by every server: a paused queue is not claimed from."""
+
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=100)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "offload_queue"
+        constraints = [models.UniqueConstraint(fields=["backend", "queue_name"], name="offload_queue_unique")]
+
+    def __str__(self):
+        return f"{self.backend}/{self.queue_name}{' (paused)' if self.paused else ''}"
+
+
+class Schedule(models.Model):
+    """The last occurrence of a periodic schedule that was enqueued (one row per schedule)."""
+
+    backend = models.CharField(max_length=64)
+    name = models.CharField(max_length=100)
+    last_run_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "offload_schedule"
+        constraints = [models.UniqueConstraint(fields=["backend", "name"], name="offload_schedule_unique")]
+
+    def __str__(self):
+        return f"{self.backend}/{self.name} @ {self.last_run_at:%Y-%m-%d %H:%M}"

@@ -9,6 +9,7 @@ class Run(models.Model):
     attempt = models.IntegerField(default=0)
     pid = models.IntegerField(default=0)
     started = models.DateTimeField(auto_now_add=True)
+    ended = models.DateTimeField(null=True)
 
 
 class Note(models.Model):

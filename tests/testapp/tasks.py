@@ -106,5 +106,31 @@ def pid():
     return os.getpid()
 
 
+@task(takes_context=True)
+def span(context, key, sleep=0.0):
+    """Records when it ran, so tests can measure how many ran at once."""
+    from django.utils import timezone
+
+    run = Run.objects.create(key=key, task_id=context.task_result.id, pid=os.getpid())
+    time.sleep(sleep)
+    Run.objects.filter(pk=run.pk).update(ended=timezone.now())
+    return key
+
+
+@task(backend="limited", queue_name="crm", takes_context=True)
+def crm_sync(context, key, sleep=0.0):
+    return span.func(context, key, sleep)
+
+
+@task(backend="aged", takes_context=True)
+def aged_logged(context, key):
+    return logged.func(context, key)
+
+
+@task(backend="periodic")
+def periodic_tick():
+    return time.time()
+
+
 def plain_function():
     return 1

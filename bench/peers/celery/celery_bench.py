@@ -47,13 +47,13 @@ log = stderr_logger("celery redis")
 class Worker:
     """One ``celery worker`` subprocess owned by this benchmark."""
 
-    def __init__(self, args, logpath):
+    def __init__(self, args, logpath, hostname=None):
         self.logfile = open(logpath, "ab")
         cmd = [sys.executable, "-m", "celery", "-A", "celery_peer", "worker",
                "--pool", args.pool, "--concurrency", str(args.concurrency),
                "--prefetch-multiplier", str(args.prefetch),
                "--without-gossip", "--without-mingle", "--without-heartbeat",
-               "--loglevel", "WARNING", "--hostname", f"bench{os.getpid()}@%h"]
+               "--loglevel", "WARNING", "--hostname", hostname or f"bench{os.getpid()}@%h"]
         self.proc = subprocess.Popen(cmd, env=os.environ.copy(), stdout=self.logfile,
                                      stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
 

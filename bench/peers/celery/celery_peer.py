@@ -21,6 +21,18 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
 )
 
+if os.environ.get("PEER_PRIORITY"):
+    # celery_priority.py: Celery's documented Redis priority set-up ("Redis Message
+    # Priorities" in the Routing guide): one list per level 0-9 (0 = highest),
+    # consumed in priority order; late ack and prefetch multiplier 1 so that a
+    # worker holds no more messages than it is running.
+    app.conf.update(
+        broker_transport_options={"priority_steps": list(range(10)), "sep": ":",
+                                  "queue_order_strategy": "priority"},
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+    )
+
 
 @app.task
 def noop():
@@ -31,3 +43,17 @@ def noop():
 def probe():
     """Return the wall-clock time at which the task body started running."""
     return time.time()
+
+
+@app.task(ignore_result=True)
+def low_work():
+    """Priority benchmark backlog task: 20 ms of (sleeping) work, no result stored."""
+    time.sleep(0.02)
+
+
+@app.task
+def urgent_work():
+    """Priority benchmark urgent task: the same 20 ms; returns when its body started."""
+    started = time.time()
+    time.sleep(0.02)
+    return started

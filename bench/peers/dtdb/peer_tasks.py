@@ -1,4 +1,4 @@
-"""Tasks used by dtdb_bench.py: a no-op and a pickup-latency probe."""
+"""Tasks used by dtdb_bench.py (no-op, pickup probe) and dtdb_priority.py (20 ms work)."""
 
 import time
 
@@ -14,3 +14,17 @@ def noop():
 def probe():
     """Return the wall-clock time at which the task body started running."""
     return time.time()
+
+
+@task
+def low_work():
+    """Priority benchmark backlog task: 20 ms of (sleeping) work."""
+    time.sleep(0.02)
+
+
+@task
+def urgent_work():
+    """Priority benchmark urgent task: the same 20 ms; returns when its body started."""
+    started = time.time()
+    time.sleep(0.02)
+    return started

@@ -20,12 +20,19 @@ SQL_DIR = Path(__file__).parent / "sql"
 
 @cache
 def load_sql(engine, name):
-    """Read ``sql/<engine>/<name>.sql`` (falling back to ``sql/common``), comments removed."""
+    """Read ``sql/<engine>/<name>.sql`` (falling back to ``sql/common``), comments removed.
+
+    ``{picked}`` and ``{take}`` include the fragments of the same names.
+    """
     path = SQL_DIR / engine / f"{name}.sql"
     if not path.exists():
         path = SQL_DIR / "common" / f"{name}.sql"
     lines = path.read_text().splitlines()
-    return "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+    sql = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
+    for fragment in ("picked", "take"):
+        if "{" + fragment + "}" in sql:
+            sql = sql.replace("{" + fragment + "}", load_sql(engine, fragment).strip())
+    return sql
 
 
 @dataclass(slots=True)
@@ -57,6 +64,19 @@ class Outcome:
     available_at: datetime | None = None  # retries only
     return_value: str | None = None  # JSON text, SUCCESSFUL only
     errors: str | None = None  # full JSON list when it changed
+    age_key: float | None = None  # retries only, when ageing is on
+
+
+def age_key(priority, available_at, rate):
+    """The ageing index key: orders still-ageing tasks by effective priority."""
+    return priority - rate * available_at.timestamp() if rate else None
+
+
+def ageing_bounds(now, rate, cap):
+    """``(horizon, age_now, age_cap)``: tasks available before ``horizon`` reached the cap."""
+    if not rate:
+        return now, 0.0, 0
+    return now - timedelta(seconds=cap / rate), rate * now.timestamp(), cap
 
 
 def now():
@@ -98,13 +118,70 @@ class Store:
 
     # -- the hot path -----------------------------------------------------------
 
-    def enqueue(self, backend, rows, *, now):
-        """Insert ``rows`` of (queue, priority, path, payload_json, run_after); return ids in order."""
+    def enqueue(self, backend, rows, *, now, age_rate=0.0):
+        """Insert ``rows`` of (queue, priority, path, payload_json, run_after, unique_key).
+
+        Returns ``[(id, created)]`` in order; a row whose unique key a pending task holds
+        is not inserted and gets that task's id with ``created=False``.
+        """
+        result = [None] * len(rows)
+        first_of = {}  # within one call the first row of a key wins; later ones join it
+        todo = []
+        for i, row in enumerate(rows):
+            key = row[5]
+            if key is None or key not in first_of:
+                first_of.setdefault(key, i)
+                todo.append(i)
+        for _ in range(3):  # a holder may finish between the insert and the lookup
+            inserted = self._insert(backend, [rows[i] for i in todo], now=now, age_rate=age_rate)
+            by_key = {key: id_ for id_, key in inserted if key is not None}
+            plain = iter(sorted(id_ for id_, key in inserted if key is None))
+            missing = []
+            for i in todo:
+                key = rows[i][5]
+                if key is None:
+                    result[i] = (next(plain), True)
+                elif key in by_key:
+                    result[i] = (by_key[key], True)
+                else:
+                    missing.append(i)
+            held = self.pending(backend, {rows[i][5] for i in missing}) if missing else {}
+            todo = [i for i in missing if rows[i][5] not in held]
+            for i in missing:
+                if rows[i][5] in held:
+                    result[i] = (held[rows[i][5]], False)
+            if not todo:
+                break
+        else:
+            raise RuntimeError("could not enqueue: unique keys kept changing hands")
+        for i, row in enumerate(rows):
+            if result[i] is None:
+                result[i] = (result[first_of[row[5]]][0], False)
+        return result
+
+    def pending(self, backend, keys):
+        """``{unique_key: id}`` of READY/RUNNING tasks holding these keys."""
+        params = {"backend": backend}
+        sql = self.sql("pending").replace("{keys}", self.in_list("k", sorted(keys), params))
+        return dict(self.execute(sql, params))
+
+    def _insert(self, backend, rows, *, now, age_rate):
+        """Insert what the unique index allows; return ``[(id, unique_key)]`` inserted."""
         raise NotImplementedError
 
-    def claim(self, *, backend, queues, limit, worker, lease, now):
-        """Take up to ``limit`` runnable tasks of ``queues`` (empty: every queue)."""
+    def claim(self, *, backend, queues, limit, worker, lease, now, exclude=(),
+              min_priority=-100, age_rate=0.0, age_cap=0):
+        """Take up to ``limit`` runnable tasks of ``queues`` (empty: every queue) in
+        effective-priority order, leaving out ``exclude`` and paused queues."""
         raise NotImplementedError
+
+    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
+        """Claim from one queue while at most ``cluster_max`` of its tasks run anywhere."""
+        raise NotImplementedError
+
+    def pause(self, *, backend, queue, paused, now):
+        params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}
+        self.execute(self.sql("pause"), params, fetch=False)
 
     def complete(self, outcomes):
         """Write outcomes; return the set of ids whose write was accepted (lease still held)."""

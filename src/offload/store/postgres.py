@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import psycopg
 
-from offload.store.base import Store
+from offload.store.base import Store, age_key, ageing_bounds
 
 
 class PostgresStore(Store):
@@ -34,27 +34,44 @@ class PostgresStore(Store):
     def channel(self, backend):
         return f"{self.channel_prefix}_{backend}"[:63]
 
-    def enqueue(self, backend, rows, *, now):
+    def _insert(self, backend, rows, *, now, age_rate):
         params = {
             "backend": backend, "now": now, "channel": self.channel(backend),
             "queues": [r[0] for r in rows], "priorities": [r[1] for r in rows],
             "paths": [r[2] for r in rows], "payloads": [r[3] for r in rows],
-            "run_afters": [r[4] for r in rows],
+            "run_afters": [r[4] for r in rows], "unique_keys": [r[5] for r in rows],
+            "age_keys": [age_key(r[1], r[4] or now, age_rate) for r in rows],
         }
-        # Identity values are handed out in row order within one statement.
-        return sorted(r[0] for r in self.execute(self.sql("enqueue"), params))
+        return self.execute(self.sql("enqueue"), params)
 
-    def _claim_params(self, *, backend, queues, limit, worker, lease, now):
+    def _claim_params(self, *, backend, queues, limit, worker, lease, now, exclude=(),
+                      min_priority=-100, age_rate=0.0, age_cap=0):
+        horizon, age_now, age_cap = ageing_bounds(now, age_rate, age_cap)
         return {
             "backend": backend, "queues": list(queues), "any_queue": not queues,
-            "now": now, "limit": limit,
-            "worker": worker, "token": self.new_token(),
-            "lease_until": now + timedelta(seconds=lease),
+            "exclude": list(exclude), "min_priority": min_priority, "now": now,
+            "limit": limit, "worker": worker, "token": self.new_token(),
+            "lease_until": now + timedelta(seconds=lease), "horizon": horizon,
+            "age_now": age_now, "age_cap": age_cap, "age_rate": float(age_rate),
         }
 
     def claim(self, **claim):
         params = self._claim_params(**claim)
         return self._claimed(self.fetch(self.sql("claim"), params), params["token"], params["now"])
+
+    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
+        params = self._claim_params(backend=backend, queues=[queue], limit=limit,
+                                    worker=worker, lease=lease, now=now)
+        params.update(queue=queue, cluster_max=cluster_max)
+        conn = self.connection
+        conn.ensure_connection()
+        with conn.wrap_database_errors, conn.connection.transaction():
+            with psycopg.Cursor(conn.connection) as cursor:
+                # Serialise this queue's claims cluster-wide (see claim_limited.sql).
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                               [f"offload:{backend}:{queue}"], prepare=True)
+            rows = self.fetch(self.sql("claim_limited"), params)
+        return self._claimed(rows, params["token"], now)
 
     @staticmethod
     def _outcome_params(outcomes):
@@ -63,6 +80,7 @@ class PostgresStore(Store):
             "statuses": [o.status for o in outcomes],
             "finished": [o.finished_at for o in outcomes],
             "available": [o.available_at for o in outcomes],
+            "age_keys": [o.age_key for o in outcomes],
             "results": [o.return_value for o in outcomes],
             "errors": [o.errors for o in outcomes],
         }

@@ -10,7 +10,7 @@ without reading the table. Example::
 
 from datetime import timedelta
 
-from offload.store.base import Store
+from offload.store.base import Store, age_key, ageing_bounds
 
 # SQLite allows 32,766 bound parameters per statement; stay well below.
 _MAX_PARAMS = 30000
@@ -31,40 +31,59 @@ class SqliteStore(Store):
             cursor.execute("PRAGMA data_version")
             return cursor.fetchone()[0]
 
-    def enqueue(self, backend, rows, *, now):
-        ids = []
-        per_row = 6
-        step = _MAX_PARAMS // per_row
+    def _insert(self, backend, rows, *, now, age_rate):
+        inserted = []
+        step = _MAX_PARAMS // 8
         now_db = self.db_time(now)
         for start in range(0, len(rows), step):
             chunk = rows[start:start + step]
             params = [backend, now_db]
-            for queue, priority, path, payload, run_after in chunk:
+            for queue, priority, path, payload, run_after, unique_key in chunk:
                 ra = self.db_time(run_after)
-                params += (queue, priority, path, payload, ra or now_db, ra)
-            sql = self.sql("enqueue").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s)"] * len(chunk)))
-            ids += sorted(r[0] for r in self.execute(sql, params))
-        return ids
+                params += (queue, priority, path, payload, ra or now_db, ra, unique_key,
+                           age_key(priority, run_after or now, age_rate))
+            sql = self.sql("enqueue").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
+            inserted += self.execute(sql, params)
+        return inserted
 
-    def claim(self, *, backend, queues, limit, worker, lease, now):
+    def _claim_params(self, *, backend, limit, worker, lease, now, token, **extra):
+        return {"backend": backend, "now": self.db_time(now), "limit": limit, "worker": worker,
+                "token": token, "lease_until": self.db_time(now + timedelta(seconds=lease)),
+                **extra}
+
+    def claim(self, *, backend, queues, limit, worker, lease, now, exclude=(),
+              min_priority=-100, age_rate=0.0, age_cap=0):
         token = self.new_token()
-        params = {
-            "backend": backend, "now": self.db_time(now), "limit": limit, "worker": worker,
-            "token": token, "lease_until": self.db_time(now + timedelta(seconds=lease)),
-        }
-        queue_filter = f"queue_name IN ({self.in_list('q', queues, params)})" if queues else "1"
-        sql = self.sql("claim").replace("{queue_filter}", queue_filter)
+        horizon, age_now, age_cap = ageing_bounds(now, age_rate, age_cap)
+        params = self._claim_params(
+            backend=backend, limit=limit, worker=worker, lease=lease, now=now, token=token,
+            horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
+            age_rate=float(age_rate), min_priority=min_priority)
+        filters = ["priority >= %(min_priority)s",
+                   "queue_name NOT IN (SELECT q.queue_name FROM offload_queue q "
+                   "WHERE q.backend = %(backend)s AND q.paused)"]
+        if queues:
+            filters.append(f"queue_name IN ({self.in_list('q', queues, params)})")
+        if exclude:
+            filters.append(f"queue_name NOT IN ({self.in_list('x', exclude, params)})")
+        sql = self.sql("claim").replace("{filters}", " AND ".join(filters))
         return self._claimed(self.execute(sql, params), token, now)
+
+    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
+        token = self.new_token()
+        params = self._claim_params(backend=backend, limit=limit, worker=worker, lease=lease,
+                                    now=now, token=token, queue=queue, cluster_max=cluster_max)
+        return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
 
     def complete(self, outcomes):
         accepted = set()
-        step = _MAX_PARAMS // 7
+        step = _MAX_PARAMS // 8
         for start in range(0, len(outcomes), step):
             chunk = outcomes[start:start + step]
             params = []
             for o in chunk:
                 params += (o.id, o.token, o.status, self.db_time(o.finished_at),
-                           self.db_time(o.available_at), o.return_value, o.errors)
-            sql = self.sql("complete").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
+                           self.db_time(o.available_at), o.age_key, o.return_value, o.errors)
+            sql = self.sql("complete").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
             accepted.update(r[0] for r in self.execute(sql, params))
         return accepted

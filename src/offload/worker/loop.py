@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import TaskResultStatus
@@ -32,13 +33,27 @@ _FINAL = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 _DB_ERRORS = (DatabaseError, InterfaceError)
 
 
+def limits_for(queues, local, cluster):
+    """``{queue: (local_max, cluster_max)}`` for the limited queues among ``queues``."""
+    names = (set(local) | set(cluster)) & set(queues) if queues else set(local) | set(cluster)
+    return {q: (local.get(q), cluster.get(q)) for q in sorted(names)}
+
+
 class Loop:
-    def __init__(self, backend, *, queues, threads, worker_id, grace=30.0, burst=False):
+    def __init__(self, backend, *, queues, threads, worker_id, grace=30.0, burst=False,
+                 reserve=None, queue_limits=None):
         self.backend = backend
         self.store = backend.store
         self.opts = backend.opts
         self.queues = sorted(queues)
         self.threads = threads
+        #: (slots, min_priority): slots that only tasks of at least that priority may use.
+        self.reserve = reserve or (0, 100)
+        if self.reserve[0] >= threads:
+            raise ValueError(f"reserve of {self.reserve[0]} slots needs more than {threads} threads")
+        #: queue -> (limit on this server or None, limit across the cluster or None)
+        self.limited = limits_for(self.queues, queue_limits or {}, self.opts.QUEUE_LIMITS)
+        self.slot_of = {}  # task id -> "reserved" | "general"
         self.worker_id = worker_id
         self.grace = grace
         self.burst = burst
@@ -102,33 +117,25 @@ class Loop:
                 done, self.done = self.done, []
             mono = time.monotonic()
             stopping = self.stop_mode or self.replace
-            claim = None
-            free = self.threads - len(self.inflight) + len(done)
-            if not stopping and free > 0:
+            claiming = False
+            if not stopping and self._free(done):
                 if self.store.engine == "sqlite":
                     current = self._db("data_version")
                     if current != version:
                         version, self.maybe_more = current, True
                 if self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS:
-                    last_claim, seen = mono, self.notices
-                    claim = {"backend": self.backend.alias, "queues": self.queues, "limit": free,
-                             "worker": self.worker_id, "lease": self.opts.LEASE_SECONDS,
-                             "now": now()}
-            if done or claim:
-                cycled = self._db("cycle", [o for o, _ in done], claim)
-                if cycled is None:  # database unreachable: keep the outcomes, retry shortly
+                    last_claim, seen, claiming = mono, self.notices, True
+            if done or claiming:
+                got = self._round(done, claiming)
+                if got is None:  # database unreachable: keep the outcomes, retry shortly
                     with self.lock:
                         self.done[:0] = done
                     self.wake.wait(0.5)
                     continue
-                accepted, claimed = cycled
-                self._finished(done, accepted)
-                for c in claimed:
-                    self.inflight[c.id] = c
-                    self.todo.put(c)
-                if claim:
-                    self.maybe_more = len(claimed) == free or self.notices != seen
-                    if claimed:
+                if claiming:
+                    full, count = got
+                    self.maybe_more = full or self.notices != seen
+                    if count:
                         idle = 0.002
                     elif self.burst and not self.inflight and not self.done:
                         break
@@ -140,11 +147,79 @@ class Loop:
                     break
                 self.wake.wait(max(0.0, min(0.5, self.stop_at - mono)))
                 continue
-            if claim and self.maybe_more and len(self.inflight) < self.threads:
+            if claiming and self.maybe_more and len(self.inflight) < self.threads:
                 continue
             self.wake.wait(self._sleep(idle, mono))
             idle = min(idle * 2, 0.01)
         return self._finish()
+
+    def _free(self, done):
+        """Free ``(general, reserved)`` slots, counting ``done`` tasks as free."""
+        finishing = {o.id for o, _ in done}
+        reserved = sum(1 for i, kind in self.slot_of.items()
+                       if kind == "reserved" and i not in finishing)
+        general = len(self.inflight) - len(finishing) - reserved
+        slots, _ = self.reserve
+        return max(0, self.threads - slots - general), max(0, slots - reserved)
+
+    def _round(self, done, claiming):
+        """Record ``done`` and, if ``claiming``, fill free slots. One round trip when only
+        the general claim runs; ``None`` if the database is unreachable.
+
+        Order: limited queues first (up to their limits, so a busy backlog elsewhere
+        cannot starve them), then every other queue in priority order together with
+        the outcomes, then reserved slots with tasks at or above their priority.
+        """
+        general, reserved = self._free(done) if claiming else (0, 0)
+        base = {"backend": self.backend.alias, "worker": self.worker_id,
+                "lease": self.opts.LEASE_SECONDS}
+        full, count = False, 0
+        if general and self.limited:
+            running = Counter(c.queue_name for i, c in self.inflight.items()
+                              if i not in {o.id for o, _ in done})
+            for queue, (local, cluster) in self.limited.items():
+                room = min(general, local - running[queue] if local is not None else general)
+                if room <= 0:
+                    continue
+                if cluster is None:
+                    got = self._db("claim", queues=[queue], limit=room, now=now(), **base)
+                else:
+                    got = self._db("claim_limited", queue=queue, cluster_max=cluster,
+                                   limit=room, now=now(), **base)
+                if got is None:
+                    return None
+                self._dispatch(got, "general")
+                general -= len(got)
+                count += len(got)
+                full |= len(got) == room
+        claim = None
+        if general:
+            claim = {**base, "queues": self.queues, "exclude": list(self.limited),
+                     "limit": general, "now": now(), "age_rate": self.opts.AGE_RATE,
+                     "age_cap": self.opts.AGE_CAP}
+        cycled = self._db("cycle", [o for o, _ in done], claim)
+        if cycled is None:
+            return None
+        accepted, got = cycled
+        self._finished(done, accepted)
+        self._dispatch(got, "general")
+        count += len(got)
+        full |= bool(claim) and len(got) == general
+        if reserved:
+            got = self._db("claim", queues=self.queues, exclude=list(self.limited),
+                           limit=reserved, min_priority=self.reserve[1], now=now(), **base)
+            if got is None:
+                return (full, count)  # the outcomes are recorded; claim again next round
+            self._dispatch(got, "reserved")
+            count += len(got)
+            full |= len(got) == reserved
+        return full, count
+
+    def _dispatch(self, claimed, slot):
+        for c in claimed:
+            self.inflight[c.id] = c
+            self.slot_of[c.id] = slot
+            self.todo.put(c)
 
     def _sleep(self, idle, mono):
         sleep = idle if self.store.engine == "sqlite" else self.opts.POLL_SECONDS
@@ -165,6 +240,7 @@ class Loop:
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""
         for outcome, result in done:
             self.inflight.pop(outcome.id, None)
+            self.slot_of.pop(outcome.id, None)
             if outcome.id not in accepted:
                 logger.warning(
                     "%s: the outcome %s of task id=%s was not recorded: its lease was lost "
@@ -271,7 +347,8 @@ class Loop:
         while max_tasks is None or count < max_tasks:
             claimed = self.store.claim(backend=self.backend.alias, queues=self.queues, limit=1,
                                        worker=self.worker_id, lease=self.opts.LEASE_SECONDS,
-                                       now=now())
+                                       now=now(), age_rate=self.opts.AGE_RATE,
+                                       age_cap=self.opts.AGE_CAP)
             if not claimed:
                 break
             self.inflight[claimed[0].id] = claimed[0]

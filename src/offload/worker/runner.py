@@ -22,7 +22,7 @@ from offload.exceptions import CorruptPayload, ResultNotSerializable
 from offload.options import OPTION_NAMES
 from offload.results import build_result, decode_errors, resolve_task
 from offload.scheduling.backoff import retry_delay
-from offload.store.base import Outcome, now
+from offload.store.base import Outcome, age_key, now
 
 logger = logging.getLogger("offload.worker")
 
@@ -141,4 +141,5 @@ class Runner:
         if result is not None:
             result.errors.append(TaskError(**errors[-1]))
         return Outcome(claimed.id, claimed.token, status, finished, available_at=available,
-                       errors=json.dumps(errors))
+                       errors=json.dumps(errors),
+                       age_key=available and age_key(claimed.priority, available, self.opts.AGE_RATE))

@@ -29,7 +29,7 @@ logger = logging.getLogger("offload.server")
 _CTX = multiprocessing.get_context("spawn")
 
 
-def _child(alias, queues, threads, worker_id, grace, burst):
+def _child(alias, queues, threads, worker_id, grace, burst, reserve, queue_limits):
     """Entry point of a worker process (spawned: a fresh interpreter)."""
     import django
 
@@ -37,7 +37,7 @@ def _child(alias, queues, threads, worker_id, grace, burst):
     from offload.worker.loop import Loop
 
     loop = Loop(task_backends[alias], queues=queues, threads=threads, worker_id=worker_id,
-                grace=grace, burst=burst)
+                grace=grace, burst=burst, reserve=reserve, queue_limits=queue_limits)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     signal.signal(signal.SIGTERM, lambda *_: loop.request_stop("drain"))
     signal.signal(signal.SIGUSR1, lambda *_: loop.request_stop("now"))
@@ -48,7 +48,7 @@ def _child(alias, queues, threads, worker_id, grace, burst):
 
 class Supervisor:
     def __init__(self, alias="default", *, queues=None, processes=None, threads=4,
-                 grace=30.0, burst=False):
+                 grace=30.0, burst=False, reserve=None, queue_limits=None):
         self.alias = alias
         self.backend = task_backends[alias]
         self.queues = sorted(queues or self.backend.queues)
@@ -56,28 +56,41 @@ class Supervisor:
         self.threads = threads
         self.grace = grace
         self.burst = burst
+        self.reserve = reserve
+        self.queue_limits = queue_limits or {}
         self.children = {}  # worker_id -> Process
         self.signals = 0
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self._seq = 0
         self._rescued_at = None  # monotonic time of the last rescue / prune
         self._pruned_at = None
+        # Imported here, not at module level: worker processes import this module to
+        # find _child before Django is set up, and the scheduler needs the models.
+        from offload.worker.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self.backend)
+        self._respawn_delay = 0.0  # grows while workers die young (crash loop)
+        self._pending_spawns = []  # monotonic times of delayed restarts
+        self._started_at = {}
 
     def _spawn(self):
         self._seq += 1
         worker_id = f"{self.name}-{self._seq}-{secrets.token_hex(2)}"
         proc = _CTX.Process(
             target=_child, name=f"offload-worker-{self._seq}",
-            args=(self.alias, self.queues, self.threads, worker_id, self.grace, self.burst),
+            args=(self.alias, self.queues, self.threads, worker_id, self.grace, self.burst,
+                  self.reserve, self.queue_limits),
         )
         proc.start()
         self.children[worker_id] = proc
+        self._started_at[worker_id] = time.monotonic()
 
     def _on_signal(self, signum, frame):
         self.signals += 1
 
     def _maintain(self, force=False):
-        """Rescue expired leases (every half lease) and prune old results (hourly)."""
+        """Rescue expired leases (every half lease), enqueue due periodic tasks, prune old
+        results (hourly)."""
         store, opts, mono = self.backend.store, self.backend.opts, time.monotonic()
         try:
             if force or self._rescued_at is None or mono - self._rescued_at >= opts.LEASE_SECONDS / 2:
@@ -86,6 +99,7 @@ class Supervisor:
                 if rows:
                     logger.warning("rescued %d task(s) whose lease expired: %s", len(rows),
                                    ",".join(str(r[0]) for r in rows))
+            self.scheduler.tick(now())
             if opts.RETAIN and (self._pruned_at is None or mono - self._pruned_at >= 3600):
                 self._pruned_at = mono
                 deleted = store.prune(before=now() - timedelta(seconds=opts.RETAIN))
@@ -98,6 +112,7 @@ class Supervisor:
     def _reap(self, worker_id, proc, stopping):
         code = proc.exitcode
         del self.children[worker_id]
+        lived = time.monotonic() - self._started_at.pop(worker_id)
         if code != 0:
             # A dead worker's tasks need not wait for their lease to expire.
             try:
@@ -112,9 +127,31 @@ class Supervisor:
             logger.log(level, "worker %s exited with %s; %d task(s) taken back", worker_id,
                        code, len(rows))
         if not stopping and not (self.burst and code == 0):
-            self._spawn()
+            # A worker that dies within seconds of starting will likely die again (bad
+            # settings, database gone): back off up to 30 s instead of spinning.
+            if code not in (0, 75) and lived < 5:
+                self._respawn_delay = min(30.0, max(0.5, self._respawn_delay * 2))
+                logger.error("worker died %.1fs after start; next start in %.1fs", lived,
+                             self._respawn_delay)
+                self._pending_spawns.append(time.monotonic() + self._respawn_delay)
+            else:
+                self._respawn_delay = 0.0
+                self._spawn()
+
+    def _check_database(self):
+        from offload.models import TaskRow
+
+        try:
+            TaskRow.objects.using(self.backend.opts.DATABASE).exists()
+        except (DatabaseError, InterfaceError) as exc:
+            logger.error("cannot read the task table on database %r (%s). Is the database "
+                         "up, and has 'manage.py migrate' run?", self.backend.opts.DATABASE, exc)
+            return False
+        return True
 
     def run(self):
+        if not self._check_database():
+            return 1
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         r, w = os.pipe()
@@ -127,7 +164,12 @@ class Supervisor:
             self._spawn()
         sent = 0
         kill_at = None
-        while self.children:
+        while self.children or (self._pending_spawns and not sent):
+            due = [t for t in self._pending_spawns if t <= time.monotonic()]
+            if due and not sent:
+                self._pending_spawns = [t for t in self._pending_spawns if t > time.monotonic()]
+                for _ in due:
+                    self._spawn()
             ready = wait([p.sentinel for p in self.children.values()] + [r], timeout=1.0)
             if r in ready:
                 os.read(r, 512)

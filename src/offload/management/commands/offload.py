@@ -31,6 +31,18 @@ class Command(BaseCommand):
         worker.add_argument("--threads", type=int, default=4, help="Task threads per process (default: %(default)s).")
         worker.add_argument("--grace", default="30s", help="Time to finish in-flight tasks on SIGTERM (default: %(default)s).")
         worker.add_argument("--burst", action="store_true", help="Exit 0 once no runnable task is left.")
+        worker.add_argument("--reserve", metavar="SLOTS:PRIORITY",
+                            help="Per process, keep SLOTS threads for tasks of at least PRIORITY (e.g. 2:50).")
+        worker.add_argument("--queue-limit", metavar="QUEUE=N", action="append", default=[],
+                            help="At most N tasks of QUEUE at once in each process (repeatable).")
+
+        for name, text in (("pause", "Stop every server from starting tasks of a queue."),
+                           ("resume", "Let servers start tasks of a paused queue again.")):
+            cmd = sub.add_parser(name, help=text)
+            cmd.add_argument("queue")
+            cmd.add_argument("--backend", default="default")
+        queues = sub.add_parser("queues", help="List queues: ready, running, paused, limits.")
+        queues.add_argument("--backend", default="default")
 
         prune = sub.add_parser("prune", help="Delete finished tasks older than a given age.")
         prune.add_argument("--backend", default="default")
@@ -62,7 +74,30 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc))
 
-    def handle_worker(self, *, backend, queues, processes, threads, grace, burst, **_):
+    def _reserve(self, value, threads):
+        if not value:
+            return None
+        try:
+            slots, priority = (int(x) for x in value.split(":"))
+        except ValueError:
+            raise CommandError(f"--reserve {value!r}: use SLOTS:PRIORITY, for example 2:50.")
+        if not 0 < slots < threads or not -100 <= priority <= 100:
+            raise CommandError(
+                f"--reserve {value!r}: SLOTS must be 1..{threads - 1} (fewer than --threads) "
+                "and PRIORITY -100..100.")
+        return slots, priority
+
+    def _limits(self, values):
+        limits = {}
+        for value in values:
+            queue, _, n = value.partition("=")
+            if not queue or not n.isdigit() or int(n) < 1:
+                raise CommandError(f"--queue-limit {value!r}: use QUEUE=N with N >= 1, e.g. crm=2.")
+            limits[queue] = int(n)
+        return limits
+
+    def handle_worker(self, *, backend, queues, processes, threads, grace, burst, reserve,
+                      queue_limit, **_):
         from offload.worker.supervisor import Supervisor
 
         tasks_backend = self._backend(backend)
@@ -78,7 +113,9 @@ class Command(BaseCommand):
         if not logging.getLogger("offload").handlers and not logging.getLogger().handlers:
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         supervisor = Supervisor(backend, queues=chosen, processes=processes, threads=threads,
-                                grace=self._duration(grace, "--grace"), burst=burst)
+                                grace=self._duration(grace, "--grace"), burst=burst,
+                                reserve=self._reserve(reserve, threads),
+                                queue_limits=self._limits(queue_limit))
         code = supervisor.run()
         if code:
             sys.exit(code)
@@ -92,6 +129,43 @@ class Command(BaseCommand):
         seconds = self._duration(older_than, "--older-than")
         deleted = tasks_backend.store.prune(before=now() - timedelta(seconds=seconds))
         self.stdout.write(f"Deleted {deleted} finished task(s) older than {older_than}.")
+
+    def _set_paused(self, backend, queue, paused):
+        from offload.store.base import now
+
+        tasks_backend = self._backend(backend)
+        if tasks_backend.queues and queue not in tasks_backend.queues:
+            raise CommandError(f"{queue!r} is not one of TASKS[{backend!r}]['QUEUES']: "
+                               f"{', '.join(sorted(tasks_backend.queues))}.")
+        tasks_backend.store.pause(backend=backend, queue=queue, paused=paused, now=now())
+        self.stdout.write(f"Queue {queue!r} {'paused' if paused else 'resumed'}: "
+                          f"{'no server starts its tasks; they stay queued' if paused else 'servers take its tasks again'}.")
+
+    def handle_pause(self, *, backend, queue, **_):
+        self._set_paused(backend, queue, True)
+
+    def handle_resume(self, *, backend, queue, **_):
+        self._set_paused(backend, queue, False)
+
+    def handle_queues(self, *, backend, **_):
+        from django.db.models import Count, Q
+
+        from offload.models import QueueState, TaskRow
+
+        tasks_backend = self._backend(backend)
+        db = tasks_backend.opts.DATABASE
+        counts = {row["queue_name"]: row for row in TaskRow.objects.using(db).filter(backend=backend)
+                  .values("queue_name").annotate(ready=Count("id", filter=Q(status="READY")),
+                                                 running=Count("id", filter=Q(status="RUNNING")))}
+        paused = set(QueueState.objects.using(db).filter(backend=backend, paused=True)
+                     .values_list("queue_name", flat=True))
+        limits = tasks_backend.opts.QUEUE_LIMITS
+        self.stdout.write(f"{'queue':<20}{'ready':>8}{'running':>9}  state    cluster limit")
+        for queue in sorted(set(tasks_backend.queues) | set(counts) | paused):
+            row = counts.get(queue, {"ready": 0, "running": 0})
+            state = "paused" if queue in paused else "active"
+            self.stdout.write(f"{queue:<20}{row['ready']:>8}{row['running']:>9}  {state:<8} "
+                              f"{limits.get(queue, '-')}")
 
     def handle_run(self, *, addr, **_):
         """Web (Django's development server) and the async server, stopped together."""

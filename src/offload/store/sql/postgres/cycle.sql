@@ -8,38 +8,18 @@ WITH done AS (
         status = v.status,
         finished_at = v.finished_at,
         available_at = COALESCE(v.available_at, t.available_at),
+        age_key = CASE WHEN v.available_at IS NULL THEN t.age_key ELSE v.age_key END,
         return_value = v.return_value,
         errors = COALESCE(v.errors, t.errors),
         lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
     FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(statuses)s::text[],
                 %(finished)s::timestamptz[], %(available)s::timestamptz[],
-                %(results)s::text[], %(errors)s::text[])
-         AS v(id, token, status, finished_at, available_at, return_value, errors)
+                %(age_keys)s::float8[], %(results)s::text[], %(errors)s::text[])
+         AS v(id, token, status, finished_at, available_at, age_key, return_value, errors)
     WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'RUNNING'
     RETURNING t.id
-), picked AS (
-    SELECT id FROM offload_task
-    WHERE status = 'READY' AND backend = %(backend)s
-      AND (%(any_queue)s OR queue_name = ANY(%(queues)s)) AND available_at <= %(now)s
-    ORDER BY priority DESC, available_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE offload_task AS t SET
-        status = 'RUNNING',
-        attempts = t.attempts + 1,
-        started_at = COALESCE(t.started_at, %(now)s),
-        last_attempted_at = %(now)s,
-        worker_ids = CASE WHEN t.worker_ids = '' THEN %(worker)s ELSE t.worker_ids || ',' || %(worker)s END,
-        lease_token = %(token)s,
-        lease_expires_at = %(lease_until)s,
-        claimed_by = %(worker)s
-    FROM picked
-    WHERE t.id = picked.id
-    RETURNING t.id, t.task_path, t.payload, t.priority, t.queue_name, t.enqueued_at,
-              t.run_after, t.started_at, t.worker_ids, t.errors
-)
+), {picked}, {take}
 SELECT true, id, NULL, NULL, NULL, NULL, NULL::timestamptz, NULL::timestamptz,
        NULL::timestamptz, NULL, NULL FROM done
 UNION ALL
-SELECT false, * FROM claimed
+SELECT false, * FROM taken

@@ -1,17 +1,22 @@
 -- enqueue: insert a batch of tasks in one statement (one row per array element) and
 -- wake idle servers. pg_notify inside the statement is delivered when the caller's
--- transaction commits, so a rolled-back enqueue wakes nobody.
+-- transaction commits, so a rolled-back enqueue wakes nobody. A row whose unique_key
+-- is held by a READY or RUNNING task is skipped (ON CONFLICT on the partial unique
+-- index); RETURNING lists only the rows inserted, in insertion order of their ids.
 WITH ins AS (
     INSERT INTO offload_task (
-        backend, queue_name, priority, task_path, payload, status,
-        enqueued_at, available_at, run_after, attempts, rescues, worker_ids, errors)
-    SELECT %(backend)s, v.queue_name, v.priority, v.task_path, v.payload, 'READY',
-           %(now)s, COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]'
+        backend, queue_name, priority, task_path, payload, status, enqueued_at,
+        available_at, run_after, attempts, rescues, worker_ids, errors, unique_key, age_key)
+    SELECT %(backend)s, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
+           COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key
     FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(paths)s::text[],
-                %(payloads)s::text[], %(run_afters)s::timestamptz[])
-         AS v(queue_name, priority, task_path, payload, run_after)
-    RETURNING id
+                %(payloads)s::text[], %(run_afters)s::timestamptz[], %(unique_keys)s::text[],
+                %(age_keys)s::float8[])
+         AS v(queue_name, priority, task_path, payload, run_after, unique_key, age_key)
+    ON CONFLICT (backend, unique_key)
+        WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL DO NOTHING
+    RETURNING id, unique_key
 ), wake AS (
     SELECT pg_notify(%(channel)s, '')
 )
-SELECT ins.id FROM ins, wake
+SELECT ins.id, ins.unique_key FROM ins, wake

@@ -1,9 +1,11 @@
--- claim: take up to :limit runnable tasks of one backend, highest priority first,
--- then in the order they became runnable.
+-- claim: take up to :limit runnable tasks of one backend in effective-priority order,
+-- then in the order they became runnable. The two halves and their reason are those
+-- of postgres/picked.sql: tasks at their ageing cap (the ready index), tasks still
+-- ageing (the ageing index, skipped when ageing is off), merged.
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
--- claimer and no two processes can take the same row. {queue_filter} is
--- "queue_name IN (...)" with one placeholder per queue, or 1 for every queue.
+-- claimer and no two processes can take the same row.
+-- {filters} holds the queue, exclusion, pause and minimum-priority conditions.
 UPDATE offload_task SET
     status = 'RUNNING',
     attempts = attempts + 1,
@@ -14,10 +16,23 @@ UPDATE offload_task SET
     lease_expires_at = %(lease_until)s,
     claimed_by = %(worker)s
 WHERE id IN (
-    SELECT id FROM offload_task
-    WHERE status = 'READY' AND backend = %(backend)s
-      AND {queue_filter} AND available_at <= %(now)s
-    ORDER BY priority DESC, available_at, id
+    SELECT id FROM (
+        SELECT * FROM (
+            SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+            WHERE status = 'READY' AND backend = %(backend)s AND {filters}
+              AND available_at <= %(horizon)s
+            ORDER BY priority DESC, available_at, id
+            LIMIT %(limit)s)
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, age_key + %(age_now)s AS eff, available_at FROM offload_task
+            WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
+              AND age_key IS NOT NULL AND {filters}
+              AND available_at > %(horizon)s AND available_at <= %(now)s
+            ORDER BY age_key DESC, id
+            LIMIT %(limit)s)
+    )
+    ORDER BY eff DESC, available_at, id
     LIMIT %(limit)s
 )
 RETURNING id, task_path, payload, priority, queue_name, enqueued_at,

@@ -1,0 +1,81 @@
+"""Periodic schedules: parsing ``OPTIONS["PERIODIC"]`` and cron arithmetic (croniter).
+
+Pure functions; the Scheduler (``worker/scheduler.py``) does the enqueueing. Example::
+
+    [s] = parse_schedules({"nightly": {"task": "app.tasks.report", "cron": "0 2 * * *",
+                                       "timezone": "Europe/London"}})
+    due(s, last_run_at, now)   # the occurrence to enqueue now, or None
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadCronError, croniter
+
+#: With missed="skip", an occurrence older than this when noticed is not enqueued.
+SKIP_AFTER = timedelta(minutes=1)
+_KEYS = {"task", "cron", "timezone", "args", "kwargs", "priority", "queue_name", "missed"}
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    task: str
+    cron: str
+    timezone: str = "UTC"
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    priority: int | None = None
+    queue_name: str | None = None
+    #: "once": after downtime, enqueue the latest missed occurrence once.
+    #: "skip": enqueue only occurrences noticed within a minute; drop older ones.
+    missed: str = "once"
+
+    def latest(self, now):
+        """The latest occurrence at or before ``now`` (aware, UTC)."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        return croniter(self.cron, local + timedelta(microseconds=1)).get_prev(datetime).astimezone(UTC)
+
+    def following(self, now):
+        """The first occurrence after ``now`` (aware, UTC)."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        return croniter(self.cron, local).get_next(datetime).astimezone(UTC)
+
+
+def due(schedule, last_run_at, now):
+    """The occurrence to enqueue now given the last one enqueued, or None."""
+    latest = schedule.latest(now)
+    if latest <= last_run_at:
+        return None
+    if schedule.missed == "skip" and now - latest > SKIP_AFTER:
+        return None
+    return latest
+
+
+def parse_schedules(raw):
+    """Validate ``OPTIONS["PERIODIC"]``; raise ValueError naming the problem and the fix."""
+    schedules = []
+    for name, spec in (raw or {}).items():
+        where = f"PERIODIC[{name!r}]"
+        if not isinstance(spec, dict) or "task" not in spec or "cron" not in spec:
+            raise ValueError(f"{where} needs at least 'task' (a dotted path) and 'cron' "
+                             "(for example '0 2 * * *').")
+        unknown = set(spec) - _KEYS
+        if unknown:
+            raise ValueError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}.")
+        if not croniter.is_valid(spec["cron"]):
+            raise ValueError(f"{where}: {spec['cron']!r} is not a cron expression "
+                             "(five fields: minute hour day month weekday).")
+        try:
+            ZoneInfo(spec.get("timezone", "UTC"))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{where}: unknown timezone {spec.get('timezone')!r}; use an IANA "
+                             "name such as 'Europe/Paris'.") from None
+        if spec.get("missed", "once") not in ("once", "skip"):
+            raise ValueError(f"{where}: missed must be 'once' or 'skip'.")
+        schedules.append(Periodic(name=name, **spec))
+    return schedules
+
+
+__all__ = ["CroniterBadCronError", "Periodic", "due", "parse_schedules"]

@@ -1,0 +1,17 @@
+-- claim_limited: take tasks of ONE queue that has a cluster-wide concurrency limit.
+-- Runs in a transaction right after pg_advisory_xact_lock on the queue's key, so claims
+-- of this queue are serialised across servers, and — being a new statement — sees every
+-- claim committed before the lock was granted: the RUNNING count cannot be stale.
+WITH picked AS (
+    SELECT id FROM offload_task
+    WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
+      AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
+                             WHERE q.backend = %(backend)s AND q.paused)
+      AND available_at <= %(now)s
+    ORDER BY priority DESC, available_at, id
+    LIMIT GREATEST(0, LEAST(%(limit)s, %(cluster_max)s - (
+        SELECT count(*) FROM offload_task
+        WHERE status = 'RUNNING' AND backend = %(backend)s AND queue_name = %(queue)s)))
+    FOR UPDATE SKIP LOCKED
+), {take}
+SELECT * FROM taken

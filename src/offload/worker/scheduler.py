@@ -1,0 +1,63 @@
+"""The Scheduler: enqueues periodic tasks, exactly once per occurrence however many
+async servers run.
+
+Every supervisor runs one. For each schedule it keeps the next occurrence in memory and
+touches the database only when one is due: in one transaction it moves the schedule's
+``last_run_at`` forward with a compare-and-set (``UPDATE … WHERE last_run_at < due``)
+and, only if that updated the row, enqueues the task. A second server racing for the
+same occurrence waits on the row lock, then finds the condition false and enqueues
+nothing. Example::
+
+    Scheduler(backend).tick(now())
+"""
+
+import logging
+
+from django.db import transaction
+
+from offload.models import Schedule
+from offload.results import import_task
+from offload.scheduling.periodic import due, parse_schedules
+
+logger = logging.getLogger("offload.server")
+
+
+class Scheduler:
+    def __init__(self, backend):
+        self.backend = backend
+        self.db = backend.opts.DATABASE
+        self.schedules = parse_schedules(backend.opts.PERIODIC)
+        self.next_at = {}  # name -> when to look again
+
+    def tick(self, now):
+        for schedule in self.schedules:
+            if schedule.name in self.next_at and now < self.next_at[schedule.name]:
+                continue
+            self._check(schedule, now)
+            self.next_at[schedule.name] = schedule.following(now)
+
+    def _check(self, schedule, now):
+        rows = Schedule.objects.using(self.db).filter(backend=self.backend.alias, name=schedule.name)
+        last = rows.values_list("last_run_at", flat=True).first()
+        if last is None:
+            # A new schedule starts with its next occurrence; ignore_conflicts lets the
+            # servers that start together all try.
+            Schedule.objects.using(self.db).bulk_create(
+                [Schedule(backend=self.backend.alias, name=schedule.name,
+                          last_run_at=schedule.latest(now))], ignore_conflicts=True)
+            return
+        occurrence = due(schedule, last, now)
+        if occurrence is None:
+            latest = schedule.latest(now)
+            if latest > last:  # a skipped (too old) occurrence: move past it
+                rows.filter(last_run_at__lt=latest).update(last_run_at=latest)
+            return
+        task = import_task(schedule.task)
+        changes = {k: v for k, v in (("priority", schedule.priority),
+                                     ("queue_name", schedule.queue_name)) if v is not None}
+        with transaction.atomic(using=self.db):
+            if rows.filter(last_run_at__lt=occurrence).update(last_run_at=occurrence):
+                result = task.using(backend=self.backend.alias, **changes).enqueue(
+                    *schedule.args, **schedule.kwargs)
+                logger.info("periodic %s: enqueued %s for %s (task id=%s)", schedule.name,
+                            schedule.task, occurrence.isoformat(), result.id)
