@@ -26,6 +26,9 @@ else:
     }}
 
 TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend",
-                     "OPTIONS": {"POLL_SECONDS": 0.25}}}
+                     "OPTIONS": {"POLL_SECONDS": 0.25,
+                                 # bench/ageing.py turns ageing on through these
+                                 "AGE_RATE": float(os.environ.get("BENCH_AGE_RATE", 0)),
+                                 "AGE_CAP": int(os.environ.get("BENCH_AGE_CAP", 100))}}}
 LOGGING = {"version": 1, "disable_existing_loggers": False,
            "loggers": {"django.tasks": {"level": "WARNING"}, "offload": {"level": "WARNING"}}}

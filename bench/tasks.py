@@ -14,3 +14,17 @@ def noop():
 def stamp():
     """Pickup probe: the time the task body starts (compared with the enqueue time)."""
     return time.time()
+
+
+@task
+def sleep20():
+    """A ~20 ms piece of bulk work."""
+    time.sleep(0.02)
+
+
+@task
+def stamp_sleep20():
+    """An urgent ~20 ms task that reports when it started."""
+    started = time.time()
+    time.sleep(0.02)
+    return started
