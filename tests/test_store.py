@@ -121,3 +121,25 @@ def test_prune_deletes_only_old_finished_tasks(store):
     TaskRow.objects.filter(pk=recent.id).update(finished_at=now())
     assert store.prune(before=now() - timedelta(days=7), batch=1) == 1
     assert set(TaskRow.objects.values_list("pk", flat=True)) == {int(recent.id), int(waiting.id)}
+
+
+def test_runnable_ignores_paused_queues_and_future_tasks(store):
+    from datetime import timedelta
+
+    tasks.noop.using(run_after=now() + timedelta(hours=1)).enqueue()
+    assert store.runnable(backend="default", queues=["default"], now=now()) is False
+    tasks.noop.enqueue()
+    assert store.runnable(backend="default", queues=["default"], now=now()) is True
+    assert store.runnable(backend="default", queues=[], now=now()) is True
+    store.pause(backend="default", queue="default", paused=True, now=now())
+    assert store.runnable(backend="default", queues=["default"], now=now()) is False
+
+
+def test_cap_aged_moves_tasks_to_the_ready_index(store):
+    backend = task_backends["aged"]
+    result = tasks.aged_logged.enqueue("x")
+    assert TaskRow.objects.get(pk=result.id).age_key is not None
+    later = now() + timedelta(seconds=51)  # AGE_CAP 50 at 1 point/s
+    assert backend.store.cap_aged(backend="aged", now=now(), age_rate=1.0, age_cap=50) == 0
+    assert backend.store.cap_aged(backend="aged", now=later, age_rate=1.0, age_cap=50) == 1
+    assert TaskRow.objects.get(pk=result.id).age_key is None

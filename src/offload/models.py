@@ -41,28 +41,37 @@ class TaskRow(models.Model):
     claimed_by = models.CharField(max_length=100, null=True, blank=True)
     #: Optional key: no two READY/RUNNING tasks of a backend share it.
     unique_key = models.CharField(max_length=255, null=True, blank=True)
-    #: ``priority - AGE_RATE * epoch(available_at)`` while ageing is on (see store/).
+    #: ``priority - AGE_RATE * epoch(available_at)`` while the task is ageing; NULL when
+    #: ageing is off or the task reached AGE_CAP (see store/sql/postgres/picked.sql).
     age_key = models.FloatField(null=True, blank=True)
 
     class Meta:
         db_table = "offload_task"
         verbose_name = "task"
         indexes = [
-            # The claim walks this index in order: ready rows only, highest priority first.
+            # The claim walks this index in order: ready rows that are not ageing (ageing
+            # off, or at their cap), highest priority first.
             models.Index(
                 fields=["backend", "-priority", "available_at", "id"],
-                condition=models.Q(status="READY"), name="offload_task_ready",
+                condition=models.Q(status="READY", age_key__isnull=True),
+                name="offload_task_ready",
             ),
             # Rescue, hand-back and heartbeats look only at running rows (a small set).
             models.Index(
                 fields=["lease_expires_at"], condition=models.Q(status="RUNNING"),
                 name="offload_task_lease",
             ),
-            # Tasks still gaining priority with age, in effective-priority order.
+            # Tasks still gaining priority with age, in effective-priority order...
             models.Index(
                 fields=["backend", "-age_key", "id"],
                 condition=models.Q(status="READY", age_key__isnull=False),
                 name="offload_task_ageing",
+            ),
+            # ...and by age, so maintenance finds the ones that reached their cap.
+            models.Index(
+                fields=["backend", "available_at"],
+                condition=models.Q(status="READY", age_key__isnull=False),
+                name="offload_task_aged_out",
             ),
             # Pruning. Partial, so claiming a task does not add an entry here.
             models.Index(

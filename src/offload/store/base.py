@@ -73,7 +73,8 @@ def age_key(priority, available_at, rate):
 
 
 def ageing_bounds(now, rate, cap):
-    """``(horizon, age_now, age_cap)``: tasks available before ``horizon`` reached the cap."""
+    """``(horizon, age_now, age_cap)``: tasks available before ``horizon`` reached the cap;
+    ``age_now + age_key`` is a task's effective priority while it ages."""
     if not rate:
         return now, 0.0, 0
     return now - timedelta(seconds=cap / rate), rate * now.timestamp(), cap
@@ -178,6 +179,23 @@ class Store:
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
         """Claim from one queue while at most ``cluster_max`` of its tasks run anywhere."""
         raise NotImplementedError
+
+    def cap_aged(self, *, backend, now, age_rate, age_cap, batch=10000):
+        """Stop ageing the tasks that reached the cap; return how many."""
+        horizon, _, _ = ageing_bounds(now, age_rate, age_cap)
+        total = 0
+        while True:
+            n = self.execute(self.sql("cap_aged"), {"backend": backend, "batch": batch,
+                                                    "horizon": self.db_time(horizon)}, fetch=False)
+            total += n
+            if n < batch:
+                return total
+
+    def runnable(self, *, backend, queues, now):
+        params = {"backend": backend, "now": self.db_time(now)}
+        queue_filter = f"queue_name IN ({self.in_list('q', queues, params)})" if queues else "1=1"
+        [(found,)] = self.execute(self.sql("runnable").replace("{queue_filter}", queue_filter), params)
+        return bool(found)
 
     def pause(self, *, backend, queue, paused, now):
         params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}

@@ -137,7 +137,9 @@ class Loop:
                     self.maybe_more = full or self.notices != seen
                     if count:
                         idle = 0.002
-                    elif self.burst and not self.inflight and not self.done:
+                    elif (self.burst and not self.inflight and not self.done
+                          and self._db("runnable", backend=self.backend.alias,
+                                       queues=self.queues, now=now()) is False):
                         break
             if self.stop_mode == "now":
                 break

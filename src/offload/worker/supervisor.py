@@ -89,8 +89,8 @@ class Supervisor:
         self.signals += 1
 
     def _maintain(self, force=False):
-        """Rescue expired leases (every half lease), enqueue due periodic tasks, prune old
-        results (hourly)."""
+        """Rescue expired leases (every half lease); every tick, enqueue due periodic tasks
+        and stop ageing tasks at their cap; prune old results (hourly)."""
         store, opts, mono = self.backend.store, self.backend.opts, time.monotonic()
         try:
             if force or self._rescued_at is None or mono - self._rescued_at >= opts.LEASE_SECONDS / 2:
@@ -100,6 +100,9 @@ class Supervisor:
                     logger.warning("rescued %d task(s) whose lease expired: %s", len(rows),
                                    ",".join(str(r[0]) for r in rows))
             self.scheduler.tick(now())
+            if opts.AGE_RATE:
+                store.cap_aged(backend=self.alias, now=now(), age_rate=opts.AGE_RATE,
+                               age_cap=opts.AGE_CAP)
             if opts.RETAIN and (self._pruned_at is None or mono - self._pruned_at >= 3600):
                 self._pruned_at = mono
                 deleted = store.prune(before=now() - timedelta(seconds=opts.RETAIN))

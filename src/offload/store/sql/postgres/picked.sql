@@ -1,12 +1,16 @@
--- picked (a fragment of claim and cycle): which tasks to take, in two halves, each an
--- index scan that LIMIT stops early, merged by effective priority.
--- Why two halves: with ageing a task's effective priority is
+-- picked (a fragment of claim and cycle): which tasks to take, in three parts, each
+-- an index scan that LIMIT stops early, merged by effective priority.
+-- Why three: with ageing a task's effective priority is
 --     priority + min(AGE_CAP, AGE_RATE * seconds since available_at).
--- A task at its cap orders by (priority, available_at): the ready index ("capped").
--- A task still ageing orders by priority - AGE_RATE * epoch(available_at), stored as
--- age_key: the ageing index ("ageing"). So the claim never sorts the backlog. With
--- ageing off, horizon = now and age_rate = 0: "capped" is every runnable task and
--- "ageing" is skipped by its constant filter.
+-- "ageing": a task still ageing orders by priority - AGE_RATE * epoch(available_at),
+--   stored as age_key: the ageing index.
+-- "capped": a task at its cap orders by (priority, available_at); maintenance sets
+--   its age_key to NULL once it gets there, which moves it into the ready index.
+-- "aged_out": tasks that reached the cap since the last maintenance pass (about a
+--   second's worth), found by age in their own small index.
+-- So the claim never sorts or scans the backlog. With ageing off every age_key is
+-- NULL: "capped" is every runnable task and the other two are skipped by their
+-- constant filter.
 -- Why SKIP LOCKED in each half: concurrent claimers pass over each other's rows instead
 -- of waiting; rows locked here but not picked are released when the statement commits.
 capped AS (
@@ -17,7 +21,7 @@ capped AS (
       AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
                              WHERE q.backend = %(backend)s AND q.paused)
       AND priority >= %(min_priority)s
-      AND available_at <= %(horizon)s
+      AND age_key IS NULL AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -34,8 +38,22 @@ capped AS (
     ORDER BY age_key DESC, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), aged_out AS (
+    SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+    WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
+      AND age_key IS NOT NULL
+      AND (%(any_queue)s OR queue_name = ANY(%(queues)s))
+      AND NOT queue_name = ANY(%(exclude)s)
+      AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
+                             WHERE q.backend = %(backend)s AND q.paused)
+      AND priority >= %(min_priority)s
+      AND available_at <= %(horizon)s
+    ORDER BY priority DESC, available_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
 ), picked AS (
-    SELECT id FROM (SELECT * FROM capped UNION ALL SELECT * FROM ageing) AS c
+    SELECT id FROM (SELECT * FROM capped UNION ALL SELECT * FROM ageing
+                    UNION ALL SELECT * FROM aged_out) AS c
     ORDER BY eff DESC, available_at, id
     LIMIT %(limit)s
 )

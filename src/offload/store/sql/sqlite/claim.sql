@@ -1,7 +1,8 @@
 -- claim: take up to :limit runnable tasks of one backend in effective-priority order,
--- then in the order they became runnable. The two halves and their reason are those
--- of postgres/picked.sql: tasks at their ageing cap (the ready index), tasks still
--- ageing (the ageing index, skipped when ageing is off), merged.
+-- then in the order they became runnable. The three parts and their reason are those
+-- of postgres/picked.sql: tasks not ageing or at their cap (the ready index), tasks
+-- still ageing (the ageing index), tasks that just reached the cap; the last two are
+-- skipped when ageing is off.
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
 -- claimer and no two processes can take the same row.
@@ -20,7 +21,7 @@ WHERE id IN (
         SELECT * FROM (
             SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
             WHERE status = 'READY' AND backend = %(backend)s AND {filters}
-              AND available_at <= %(horizon)s
+              AND age_key IS NULL AND available_at <= %(now)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
         UNION ALL
@@ -30,6 +31,14 @@ WHERE id IN (
               AND age_key IS NOT NULL AND {filters}
               AND available_at > %(horizon)s AND available_at <= %(now)s
             ORDER BY age_key DESC, id
+            LIMIT %(limit)s)
+        UNION ALL
+        SELECT * FROM (
+            SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+            WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
+              AND age_key IS NOT NULL AND {filters}
+              AND available_at <= %(horizon)s
+            ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
     )
     ORDER BY eff DESC, available_at, id

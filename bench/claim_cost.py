@@ -1,0 +1,96 @@
+"""What one claim costs with a large backlog: 1,000,000 READY tasks of mixed priority,
+then 500 claims of 10 tasks each (each claim followed by recording the 10 as done),
+with ageing off and on. Prints per-claim p50/p99 in ms and the plan PostgreSQL uses.
+
+    .venv/bin/python bench/claim_cost.py --db postgres --rows 1000000
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import percentile, progress, setup_django  # noqa: E402
+
+
+def measure(db, rows, claims, ageing):
+    os.environ["BENCH_AGE_RATE"] = "1.0" if ageing else "0"
+    os.environ["BENCH_AGE_CAP"] = "100"
+    setup_django(db)
+    from django.db import connection
+    from django.tasks import task_backends
+
+    from bench.tasks import noop
+    from offload import bulk_enqueue
+    from offload.store.base import Outcome, now
+
+    backend = task_backends["default"]
+    store, opts = backend.store, backend.opts
+    rng = random.Random(7)
+    step = 50_000
+    for start in range(0, rows, step):
+        batch = min(step, rows - start)
+        for priority in (-50, 0, 50):  # three bands, a third each
+            bulk_enqueue(noop.using(priority=priority), [((), {})] * (batch // 3))
+        progress(f"[{db}] {start + batch:,}/{rows:,} rows")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE offload_task" if db == "postgres" else "ANALYZE")
+    rng.random()
+    times = []
+    for _ in range(claims):
+        t0 = time.perf_counter()
+        claimed = store.claim(backend="default", queues=["default"], limit=10, worker="bench",
+                              lease=30, now=now(), age_rate=opts.AGE_RATE, age_cap=opts.AGE_CAP)
+        times.append((time.perf_counter() - t0) * 1000)
+        store.complete([Outcome(c.id, c.token, "SUCCESSFUL", now(), return_value="null")
+                        for c in claimed])
+    plan = ""
+    if db == "postgres":
+        from offload.store.base import ageing_bounds
+
+        horizon, age_now, age_cap = ageing_bounds(now(), opts.AGE_RATE, opts.AGE_CAP)
+        sql = "EXPLAIN (ANALYZE, COSTS OFF) WITH " + store.sql("picked") + " SELECT * FROM picked"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"backend": "default", "queues": ["default"], "any_queue": False,
+                                 "exclude": [], "min_priority": -100, "now": now(), "limit": 10,
+                                 "horizon": horizon, "age_now": age_now, "age_cap": age_cap,
+                                 "age_rate": float(opts.AGE_RATE)})
+            plan = "\n".join(r[0] for r in cursor.fetchall())
+    connection.close()
+    return {"system": "offload", "db": db, "metric": "claim_cost", "ageing": ageing,
+            "ready_rows": rows, "claims": claims, "batch": 10,
+            "p50_ms": round(percentile(times, 50), 3), "p99_ms": round(percentile(times, 99), 3),
+            "plan": plan}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--claims", type=int, default=500)
+    parser.add_argument("--ageing", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--show-plan", action="store_true")
+    args = parser.parse_args()
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    modes = [False, True] if args.ageing == "both" else [args.ageing == "on"]
+    if len(dbs) * len(modes) > 1:
+        for db in dbs:
+            for mode in modes:
+                cmd = [sys.executable, __file__, "--db", db, "--rows", str(args.rows),
+                       "--claims", str(args.claims), "--ageing", "on" if mode else "off"]
+                subprocess.run(cmd + (["--show-plan"] if args.show_plan else []), check=True)
+        return
+    result = measure(dbs[0], args.rows, args.claims, modes[0])
+    plan = result.pop("plan")
+    print(json.dumps(result), flush=True)
+    if args.show_plan and plan:
+        print(plan, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
