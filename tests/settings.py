@@ -64,6 +64,8 @@ TASKS = {
              "OPTIONS": {"AGE_RATE": 1.0, "AGE_CAP": 50}},
     "limited": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": ["default", "crm"],
                 "OPTIONS": {"QUEUE_LIMITS": {"crm": 2}, "RETRY_BACKOFF": 0}},
+    # Polls so rarely that only the loop's own wake-ups can keep it going.
+    "slowpoll": {"BACKEND": "offload.backend.OffloadBackend", "OPTIONS": {"POLL_SECONDS": 3600}},
     "periodic": {"BACKEND": "offload.backend.OffloadBackend", "OPTIONS": {"PERIODIC": {
         "tick": {"task": "tests.testapp.tasks.periodic_tick", "cron": "* * * * * */2"},
     }}},

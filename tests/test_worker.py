@@ -157,3 +157,12 @@ def test_frozen_worker_cannot_overwrite_the_newer_attempt(start_worker):
     assert final.return_value != frozen and final.return_value in second.children()
     assert len(final.worker_ids) == 2
     assert TaskRow.objects.get(pk=result.id).rescues == 1
+
+
+def test_finished_tasks_make_room_without_waiting_for_the_poll(start_worker):
+    """The loop refills free threads as tasks finish; POLL_SECONDS (an hour here) is only
+    the fallback. A loop that waited for the poll would not finish within the deadline."""
+    bulk_enqueue(tasks.slowpoll_nap, [((), {})] * 30)
+    worker = start_worker("--backend", "slowpoll", "--processes", "1", "--threads", "2", "--burst")
+    assert worker.wait(60) == 0
+    assert statuses() == {"SUCCESSFUL": 30}

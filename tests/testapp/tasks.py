@@ -132,5 +132,10 @@ def periodic_tick():
     return time.time()
 
 
+@task(backend="slowpoll")
+def slowpoll_nap():
+    time.sleep(0.01)
+
+
 def plain_function():
     return 1

@@ -118,12 +118,16 @@ class Loop:
             mono = time.monotonic()
             stopping = self.stop_mode or self.replace
             claiming = False
-            if not stopping and self._free(done):
+            if not stopping and any(self._free(done)):
                 if self.store.engine == "sqlite":
                     current = self._db("data_version")
                     if current != version:
                         version, self.maybe_more = current, True
-                if self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS:
+                # Claim when more work is likely (the last claim filled every free
+                # slot, a NOTIFY/data_version change, a retry just recorded), when the
+                # poll is due, or — in burst mode — to see whether anything is left.
+                if (self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS
+                        or (self.burst and not self.inflight)):
                     last_claim, seen, claiming = mono, self.notices, True
             if done or claiming:
                 got = self._round(done, claiming)
@@ -225,6 +229,8 @@ class Loop:
 
     def _sleep(self, idle, mono):
         sleep = idle if self.store.engine == "sqlite" else self.opts.POLL_SECONDS
+        if self.burst and not self.inflight:
+            sleep = min(sleep, 0.05)  # look again soon: exit, or take what a limit released
         with self.lock:
             if self.deadlines:
                 sleep = min(sleep, max(0.0, min(d[0] for d in self.deadlines.values()) - mono))
@@ -249,6 +255,8 @@ class Loop:
                     "(it expired or the database was unreachable); the task runs again "
                     "elsewhere", self.worker_id, outcome.status, outcome.id)
                 continue
+            if outcome.status == TaskResultStatus.READY:  # a retry: runnable again, maybe now
+                self.maybe_more = True
             if result is not None and outcome.status in _FINAL:
                 object.__setattr__(result, "status", outcome.status)
                 object.__setattr__(result, "finished_at", outcome.finished_at)

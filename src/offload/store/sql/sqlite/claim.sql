@@ -2,7 +2,8 @@
 -- then in the order they became runnable. The three parts and their reason are those
 -- of postgres/picked.sql: tasks not ageing or at their cap (the ready index), tasks
 -- still ageing (the ageing index), tasks that just reached the cap; the last two are
--- skipped when ageing is off.
+-- skipped when ageing is off. INDEXED BY: SQLite's planner would otherwise take the
+-- age range of the aged_out index and sort the whole backlog.
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
 -- claimer and no two processes can take the same row.
@@ -26,7 +27,8 @@ WHERE id IN (
             LIMIT %(limit)s)
         UNION ALL
         SELECT * FROM (
-            SELECT id, age_key + %(age_now)s AS eff, available_at FROM offload_task
+            SELECT id, age_key + %(age_now)s AS eff, available_at
+            FROM offload_task INDEXED BY offload_task_ageing
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
               AND age_key IS NOT NULL AND {filters}
               AND available_at > %(horizon)s AND available_at <= %(now)s
