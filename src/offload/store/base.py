@@ -22,14 +22,14 @@ SQL_DIR = Path(__file__).parent / "sql"
 def load_sql(engine, name):
     """Read ``sql/<engine>/<name>.sql`` (falling back to ``sql/common``), comments removed.
 
-    ``{picked}`` and ``{take}`` include the fragments of the same names.
+    ``{name}`` includes the fragment file of that name (``picked``, ``take``, ...).
     """
     path = SQL_DIR / engine / f"{name}.sql"
     if not path.exists():
         path = SQL_DIR / "common" / f"{name}.sql"
     lines = path.read_text().splitlines()
     sql = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
-    for fragment in ("picked", "take"):
+    for fragment in ("done", "picked", "filters", "take", "taken"):
         if "{" + fragment + "}" in sql:
             sql = sql.replace("{" + fragment + "}", load_sql(engine, fragment).strip())
     return sql

@@ -66,7 +66,7 @@ class SqliteStore(Store):
             filters.append(f"queue_name IN ({self.in_list('q', queues, params)})")
         if exclude:
             filters.append(f"queue_name NOT IN ({self.in_list('x', exclude, params)})")
-        sql = self.sql("claim").replace("{filters}", " AND ".join(filters))
+        sql = self.sql("claim").replace("{conditions}", " AND ".join(filters))
         return self._claimed(self.execute(sql, params), token, now)
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):

@@ -16,11 +16,7 @@
 capped AS (
     SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s
-      AND (%(any_queue)s OR queue_name = ANY(%(queues)s))
-      AND NOT queue_name = ANY(%(exclude)s)
-      AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
-                             WHERE q.backend = %(backend)s AND q.paused)
-      AND priority >= %(min_priority)s
+      AND {filters}
       AND age_key IS NULL AND available_at <= %(now)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
@@ -29,11 +25,7 @@ capped AS (
     SELECT id, age_key + %(age_now)s AS eff, available_at FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
       AND age_key IS NOT NULL
-      AND (%(any_queue)s OR queue_name = ANY(%(queues)s))
-      AND NOT queue_name = ANY(%(exclude)s)
-      AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
-                             WHERE q.backend = %(backend)s AND q.paused)
-      AND priority >= %(min_priority)s
+      AND {filters}
       AND available_at > %(horizon)s AND available_at <= %(now)s
     ORDER BY age_key DESC, id
     LIMIT %(limit)s
@@ -42,11 +34,7 @@ capped AS (
     SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
       AND age_key IS NOT NULL
-      AND (%(any_queue)s OR queue_name = ANY(%(queues)s))
-      AND NOT queue_name = ANY(%(exclude)s)
-      AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
-                             WHERE q.backend = %(backend)s AND q.paused)
-      AND priority >= %(min_priority)s
+      AND {filters}
       AND available_at <= %(horizon)s
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s

@@ -7,21 +7,13 @@
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
 -- claimer and no two processes can take the same row.
--- {filters} holds the queue, exclusion, pause and minimum-priority conditions.
-UPDATE offload_task SET
-    status = 'RUNNING',
-    attempts = attempts + 1,
-    started_at = COALESCE(started_at, %(now)s),
-    last_attempted_at = %(now)s,
-    worker_ids = CASE WHEN worker_ids = '' THEN %(worker)s ELSE worker_ids || ',' || %(worker)s END,
-    lease_token = %(token)s,
-    lease_expires_at = %(lease_until)s,
-    claimed_by = %(worker)s
+-- {conditions} holds the queue, exclusion, pause and minimum-priority conditions.
+{take}
 WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (
             SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
-            WHERE status = 'READY' AND backend = %(backend)s AND {filters}
+            WHERE status = 'READY' AND backend = %(backend)s AND {conditions}
               AND age_key IS NULL AND available_at <= %(now)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
@@ -30,7 +22,7 @@ WHERE id IN (
             SELECT id, age_key + %(age_now)s AS eff, available_at
             FROM offload_task INDEXED BY offload_task_ageing
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
-              AND age_key IS NOT NULL AND {filters}
+              AND age_key IS NOT NULL AND {conditions}
               AND available_at > %(horizon)s AND available_at <= %(now)s
             ORDER BY age_key DESC, id
             LIMIT %(limit)s)
@@ -38,7 +30,7 @@ WHERE id IN (
         SELECT * FROM (
             SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
-              AND age_key IS NOT NULL AND {filters}
+              AND age_key IS NOT NULL AND {conditions}
               AND available_at <= %(horizon)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
@@ -46,5 +38,4 @@ WHERE id IN (
     ORDER BY eff DESC, available_at, id
     LIMIT %(limit)s
 )
-RETURNING id, task_path, payload, priority, queue_name, enqueued_at,
-          run_after, started_at, worker_ids, errors
+{taken}
