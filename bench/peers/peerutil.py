@@ -4,6 +4,7 @@ import ctypes
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -100,3 +101,24 @@ def stderr_logger(prefix):
     def log(msg):
         print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
     return log
+
+
+def run_per_db(script, argv, deadline, log):
+    """Run ``script`` once per database in a fresh child (Django settings are per
+    process), stopping a child that outlives ``deadline`` seconds; return the first
+    non-zero exit status."""
+    rc = 0
+    for db in ("sqlite", "postgres"):
+        child = subprocess.Popen([sys.executable, os.path.abspath(script), *argv, "--db", db])
+        try:
+            child.wait(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            log(f"{db} run exceeded its deadline; stopping pid {child.pid}")
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        rc = rc or child.returncode
+    return rc

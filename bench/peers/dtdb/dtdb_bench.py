@@ -50,6 +50,7 @@ from importlib.metadata import version
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from peerutil import (  # noqa: E402
+    run_per_db,
     HostCPU, cpu_seconds, die_with_parent, emit, percentiles, wait_for_quiet)
 
 PG_NAME = "bench_peer_dtdb"
@@ -247,25 +248,6 @@ def tail(path, n=30):
         return "(no log)"
 
 
-def run_both(args, argv):
-    """Each database runs in a fresh child process (Django settings are per process)."""
-    rc = 0
-    for db in ("sqlite", "postgres"):
-        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--db", db])
-        try:
-            child.wait(timeout=2 * args.timeout + 180)
-        except subprocess.TimeoutExpired:
-            log(f"{db} run exceeded its deadline; stopping pid {child.pid}")
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        rc = rc or child.returncode
-    return rc
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
@@ -286,7 +268,7 @@ def main():
         if i >= 0:
             del argv[i:i + 2]
         argv = [a for a in argv if not a.startswith("--db=")]
-        return run_both(args, argv)
+        return run_per_db(__file__, argv, 2 * args.timeout + 180, log)
     # SIGTERM -> SystemExit so the finally blocks stop our workers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run_one(args.db, args)

@@ -44,7 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from dtdb_bench import Workers, common, log, prepare_database, recreate_pg, tail  # noqa: E402
-from peerutil import HostCPU, emit, percentiles, wait_for_quiet  # noqa: E402
+from peerutil import HostCPU, emit, percentiles, run_per_db, wait_for_quiet  # noqa: E402
 
 LOW, URGENT = -100, 100
 
@@ -149,25 +149,6 @@ def run_one(db, args):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_both(args, argv):
-    """Each database in a fresh child process (Django settings are per process)."""
-    rc = 0
-    for db in ("sqlite", "postgres"):
-        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), *argv, "--db", db])
-        try:
-            child.wait(timeout=args.low / 500 + args.timeout + 600)
-        except subprocess.TimeoutExpired:
-            log(f"{db} run exceeded its deadline; stopping pid {child.pid}")
-            child.terminate()
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-        rc = rc or child.returncode
-    return rc
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
@@ -191,7 +172,7 @@ def main():
             i = argv.index("--db")
             del argv[i:i + 2]
         argv = [a for a in argv if not a.startswith("--db=")]
-        return run_both(args, argv)
+        return run_per_db(__file__, argv, args.low / 500 + args.timeout + 600, log)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run_one(args.db, args)
     return 0
