@@ -14,7 +14,8 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	cd backoffice && ../$(PY) manage.py migrate --noinput -v0 && exec ../$(PY) manage.py offload run
+	cd backoffice && ../$(PY) manage.py offload release && ../$(PY) manage.py collectstatic --noinput -v0 \
+		&& exec ../$(PY) manage.py offload run
 
 # The whole suite: once on an SQLite file, once on PostgreSQL.
 # Outside CI the PostgreSQL half is skipped (with a notice) when no server answers;
@@ -29,4 +30,4 @@ bench-priority: $(STAMP)
 	$(PY) bench/priority.py --peers
 
 clean:
-	rm -rf $(VENV) var backoffice/var
+	rm -rf $(VENV) var backoffice/var backoffice/static-collected

@@ -18,7 +18,7 @@ SECRET_KEY = "offload-tests-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
-ALLOWED_HOSTS = ["*"]
+ALLOWED_HOSTS = ["testserver"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "offload", "tests.testapp"]
 DATABASE_ROUTERS = ["offload.routers.OffloadRouter"]
 
@@ -71,6 +71,11 @@ TASKS = {
     }}},
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
+
+MIDDLEWARE = ["offload.health.HealthMiddleware", "django.middleware.common.CommonMiddleware"]
+ROOT_URLCONF = "tests.urls"
+OFFLOAD_PROFILES = {"async-bulk": {"queues": ["reports"], "threads": 2, "grace": "5s"}}
+OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE") == "1"
 
 LOGGING = {
     "version": 1,

@@ -30,7 +30,10 @@ INSTALLED_APPS = [
     "loans",
 ]
 MIDDLEWARE = [
+    # First: load balancer and orchestrator probes must not meet ALLOWED_HOSTS.
+    "offload.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -49,7 +52,11 @@ TEMPLATES = [{
 }]
 WSGI_APPLICATION = "backoffice.wsgi.application"
 STATIC_URL = "static/"
-STATIC_ROOT = VAR / "static"
+STATIC_ROOT = Path(os.environ.get("OFFLOAD_STATIC_ROOT", BASE_DIR / "static-collected"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 
 def _database(url):
@@ -80,6 +87,15 @@ TASKS = {
         "OPTIONS": {"RETAIN": "7d"},
     }
 }
+
+# Roles: one settings module for every process; OFFLOAD_ROLE picks web, async, all
+# (the local default) or one of these async profiles.
+OFFLOAD_ROLE = os.environ.get("OFFLOAD_ROLE", "all")
+OFFLOAD_PROFILES = {
+    "async": {"processes": 2, "threads": 8, "reserve": "2:50", "grace": "30s"},
+    "async-bulk": {"queues": ["reports"], "processes": 1, "threads": 2, "grace": "10m"},
+}
+OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE", "0") == "1"
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 LOGGING = {

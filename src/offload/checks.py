@@ -4,6 +4,8 @@
     offload.E002  a backend's database is neither PostgreSQL nor SQLite
     offload.E003  'offload' is missing from INSTALLED_APPS
     offload.E004  a periodic schedule names a task that does not import
+    offload.E005  OFFLOAD_ROLE / OFFLOAD_PROFILES is not a valid role set-up
+    offload.E006  an async profile takes a queue its backend does not declare
     offload.W001  an SQLite task database is in memory (workers cannot share it)
 """
 
@@ -67,4 +69,35 @@ def _check_periodic(alias, backend):
                 f"TASKS[{alias!r}]['OPTIONS']['PERIODIC'][{schedule.name!r}]: {exc}",
                 hint="Point 'task' at a function decorated with @task, as 'package.module.name'.",
                 id="offload.E004"))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_roles(app_configs=None, **kwargs):
+    from django.tasks import task_backends
+
+    from offload import roles
+
+    try:
+        roles.resolve()
+        profiles = roles.profiles()
+    except ValueError as exc:
+        return [Error(str(exc), hint="Fix OFFLOAD_ROLE (environment or settings) or "
+                      "OFFLOAD_PROFILES; a profile is an async server set-up.", id="offload.E005")]
+    errors = []
+    for profile in profiles.values():
+        if profile.backend not in task_backends.settings:
+            errors.append(Error(
+                f"OFFLOAD_PROFILES[{profile.name!r}] uses backend {profile.backend!r}, which TASKS "
+                "does not define.", hint=f"Use one of: {', '.join(task_backends.settings)}.",
+                id="offload.E006"))
+            continue
+        declared = task_backends[profile.backend].queues
+        unknown = sorted(set(profile.queues) - declared) if declared else []
+        if unknown:
+            errors.append(Error(
+                f"OFFLOAD_PROFILES[{profile.name!r}] takes queue(s) {', '.join(unknown)}, which "
+                f"TASKS[{profile.backend!r}]['QUEUES'] does not declare.",
+                hint=f"Declared queues: {', '.join(sorted(declared))}; add the queue there or "
+                     "remove it from the profile.", id="offload.E006"))
     return errors

@@ -121,3 +121,28 @@ class Schedule(models.Model):
 
     def __str__(self):
         return f"{self.backend}/{self.name} @ {self.last_run_at:%Y-%m-%d %H:%M}"
+
+
+class Server(models.Model):
+    """A running process of the codebase (an async server, or a web server started by
+    ``offload run``): who it is, which release, and whether it may still take work."""
+
+    RUNNING, RETIRING, STOPPED, DEAD = "running", "retiring", "stopped", "dead"
+
+    id = models.CharField(max_length=100, primary_key=True)  # host-pid
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    role = models.CharField(max_length=50)
+    release = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+    #: running; retiring (told to finish its work and exit); stopped; dead (no heartbeat).
+    #: Only a running server's workers may claim tasks (see store/sql/*/filters).
+    state = models.CharField(max_length=10, default=RUNNING)
+
+    class Meta:
+        db_table = "offload_server"
+        ordering = ["role", "release", "id"]
+
+    def __str__(self):
+        return f"{self.id} ({self.role}, {self.release}, {self.state})"

@@ -171,12 +171,13 @@ class Store:
         raise NotImplementedError
 
     def claim(self, *, backend, queues, limit, worker, lease, now, exclude=(),
-              min_priority=-100, age_rate=0.0, age_cap=0):
+              min_priority=-100, age_rate=0.0, age_cap=0, server=""):
         """Take up to ``limit`` runnable tasks of ``queues`` (empty: every queue) in
-        effective-priority order, leaving out ``exclude`` and paused queues."""
+        effective-priority order, leaving out ``exclude`` and paused queues; nothing
+        if ``server`` is registered and no longer running."""
         raise NotImplementedError
 
-    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
+    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         """Claim from one queue while at most ``cluster_max`` of its tasks run anywhere."""
         raise NotImplementedError
 

@@ -45,7 +45,7 @@ class PostgresStore(Store):
         return self.execute(self.sql("enqueue"), params)
 
     def _claim_params(self, *, backend, queues, limit, worker, lease, now, exclude=(),
-                      min_priority=-100, age_rate=0.0, age_cap=0):
+                      min_priority=-100, age_rate=0.0, age_cap=0, server=""):
         horizon, age_now, age_cap = ageing_bounds(now, age_rate, age_cap)
         return {
             "backend": backend, "queues": list(queues), "any_queue": not queues,
@@ -53,15 +53,16 @@ class PostgresStore(Store):
             "limit": limit, "worker": worker, "token": self.new_token(),
             "lease_until": now + timedelta(seconds=lease), "horizon": horizon,
             "age_now": age_now, "age_cap": age_cap, "age_rate": float(age_rate),
+            "server": server,
         }
 
     def claim(self, **claim):
         params = self._claim_params(**claim)
         return self._claimed(self.fetch(self.sql("claim"), params), params["token"], params["now"])
 
-    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
+    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         params = self._claim_params(backend=backend, queues=[queue], limit=limit,
-                                    worker=worker, lease=lease, now=now)
+                                    worker=worker, lease=lease, now=now, server=server)
         params.update(queue=queue, cluster_max=cluster_max)
         conn = self.connection
         conn.ensure_connection()

@@ -52,14 +52,17 @@ class SqliteStore(Store):
                 **extra}
 
     def claim(self, *, backend, queues, limit, worker, lease, now, exclude=(),
-              min_priority=-100, age_rate=0.0, age_cap=0):
+              min_priority=-100, age_rate=0.0, age_cap=0, server=""):
         token = self.new_token()
         horizon, age_now, age_cap = ageing_bounds(now, age_rate, age_cap)
         params = self._claim_params(
             backend=backend, limit=limit, worker=worker, lease=lease, now=now, token=token,
             horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
-            age_rate=float(age_rate), min_priority=min_priority)
+            age_rate=float(age_rate), min_priority=min_priority, server=server)
         filters = ["priority >= %(min_priority)s",
+                   # the release fence (see postgres/filters.sql)
+                   "NOT EXISTS (SELECT 1 FROM offload_server s "
+                   "WHERE s.id = %(server)s AND s.state <> 'running')",
                    "queue_name NOT IN (SELECT q.queue_name FROM offload_queue q "
                    "WHERE q.backend = %(backend)s AND q.paused)"]
         if queues:
@@ -69,10 +72,11 @@ class SqliteStore(Store):
         sql = self.sql("claim").replace("{conditions}", " AND ".join(filters))
         return self._claimed(self.execute(sql, params), token, now)
 
-    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now):
+    def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         token = self.new_token()
         params = self._claim_params(backend=backend, limit=limit, worker=worker, lease=lease,
-                                    now=now, token=token, queue=queue, cluster_max=cluster_max)
+                                    now=now, token=token, queue=queue, cluster_max=cluster_max,
+                                    server=server)
         return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
 
     def complete(self, outcomes):

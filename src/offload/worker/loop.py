@@ -41,7 +41,7 @@ def limits_for(queues, local, cluster):
 
 class Loop:
     def __init__(self, backend, *, queues, threads, worker_id, grace=30.0, burst=False,
-                 reserve=None, queue_limits=None):
+                 reserve=None, queue_limits=None, server=""):
         self.backend = backend
         self.store = backend.store
         self.opts = backend.opts
@@ -54,6 +54,8 @@ class Loop:
         #: queue -> (limit on this server or None, limit across the cluster or None)
         self.limited = limits_for(self.queues, queue_limits or {}, self.opts.QUEUE_LIMITS)
         self.slot_of = {}  # task id -> "reserved" | "general"
+        #: The registered server this process belongs to: the release fence.
+        self.server = server
         self.worker_id = worker_id
         self.grace = grace
         self.burst = burst
@@ -178,7 +180,7 @@ class Loop:
         """
         general, reserved = self._free(done) if claiming else (0, 0)
         base = {"backend": self.backend.alias, "worker": self.worker_id,
-                "lease": self.opts.LEASE_SECONDS}
+                "lease": self.opts.LEASE_SECONDS, "server": self.server}
         full, count = False, 0
         if general and self.limited:
             running = Counter(c.queue_name for i, c in self.inflight.items()

@@ -19,9 +19,11 @@ import time
 from datetime import timedelta
 from multiprocessing.connection import wait
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
 
+from offload.roles import current_release
 from offload.store.base import now
 
 logger = logging.getLogger("offload.server")
@@ -29,7 +31,7 @@ logger = logging.getLogger("offload.server")
 _CTX = multiprocessing.get_context("spawn")
 
 
-def _child(alias, queues, threads, worker_id, grace, burst, reserve, queue_limits):
+def _child(alias, queues, threads, worker_id, grace, burst, reserve, queue_limits, server):
     """Entry point of a worker process (spawned: a fresh interpreter)."""
     import django
 
@@ -37,7 +39,8 @@ def _child(alias, queues, threads, worker_id, grace, burst, reserve, queue_limit
     from offload.worker.loop import Loop
 
     loop = Loop(task_backends[alias], queues=queues, threads=threads, worker_id=worker_id,
-                grace=grace, burst=burst, reserve=reserve, queue_limits=queue_limits)
+                grace=grace, burst=burst, reserve=reserve, queue_limits=queue_limits,
+                server=server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides
     signal.signal(signal.SIGTERM, lambda *_: loop.request_stop("drain"))
     signal.signal(signal.SIGUSR1, lambda *_: loop.request_stop("now"))
@@ -48,7 +51,8 @@ def _child(alias, queues, threads, worker_id, grace, burst, reserve, queue_limit
 
 class Supervisor:
     def __init__(self, alias="default", *, queues=None, processes=None, threads=4,
-                 grace=30.0, burst=False, reserve=None, queue_limits=None):
+                 grace=30.0, burst=False, reserve=None, queue_limits=None, role="async",
+                 release=None, register=True, companions=()):
         self.alias = alias
         self.backend = task_backends[alias]
         self.queues = sorted(queues or self.backend.queues)
@@ -61,6 +65,12 @@ class Supervisor:
         self.children = {}  # worker_id -> Process
         self.signals = 0
         self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.role = role
+        self.release = release or current_release()
+        self.register = register  # False: no registry row, no release fence (tests, tools)
+        #: Processes stopped with this server (the web server of role "all"); if one
+        #: exits by itself, this server stops too, so the whole role restarts together.
+        self.companions = list(companions)
         self._seq = 0
         self._rescued_at = None  # monotonic time of the last rescue / prune
         self._pruned_at = None
@@ -79,7 +89,7 @@ class Supervisor:
         proc = _CTX.Process(
             target=_child, name=f"offload-worker-{self._seq}",
             args=(self.alias, self.queues, self.threads, worker_id, self.grace, self.burst,
-                  self.reserve, self.queue_limits),
+                  self.reserve, self.queue_limits, self.name if self.register else ""),
         )
         proc.start()
         self.children[worker_id] = proc
@@ -93,6 +103,8 @@ class Supervisor:
         and stop ageing tasks at their cap; prune old results (hourly)."""
         store, opts, mono = self.backend.store, self.backend.opts, time.monotonic()
         try:
+            if self.register:
+                self._registry_tick(opts)
             if force or self._rescued_at is None or mono - self._rescued_at >= opts.LEASE_SECONDS / 2:
                 self._rescued_at = mono
                 rows = store.rescue(now=now(), max_rescues=opts.MAX_RESCUES)
@@ -111,6 +123,24 @@ class Supervisor:
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("maintenance skipped, database error: %s", exc)
             connections[store.db_alias].close()
+
+    def _registry_tick(self, opts):
+        from offload import registry
+
+        db = opts.DATABASE
+        state = registry.beat(self.name, db=db)
+        if state in ("retiring", "dead") and not self.signals:
+            logger.warning("this server (%s, release %s) was %s: stopping claims, finishing "
+                           "in-flight tasks, exiting", self.name, self.release,
+                           "retired" if state == "retiring" else "declared dead")
+            self.signals = 1  # the same path as a first SIGTERM
+        dead = registry.mark_dead(db=db, silent_for=max(30.0, 2 * opts.LEASE_SECONDS))
+        if dead:
+            logger.warning("servers silent for too long, marked dead: %s", ", ".join(dead))
+        if getattr(settings, "OFFLOAD_AUTO_RETIRE", False) and self.role != "web":
+            retired = registry.retire_older_releases(self.name, db=db)
+            if retired:
+                logger.info("release %s is up: retiring %s", self.release, ", ".join(retired))
 
     def _reap(self, worker_id, proc, stopping):
         code = proc.exitcode
@@ -142,26 +172,38 @@ class Supervisor:
                 self._spawn()
 
     def _check_database(self):
-        from offload.models import TaskRow
+        from django.db.migrations.executor import MigrationExecutor
 
+        db = self.backend.opts.DATABASE
         try:
-            TaskRow.objects.using(self.backend.opts.DATABASE).exists()
+            executor = MigrationExecutor(connections[db])
+            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
         except (DatabaseError, InterfaceError) as exc:
-            logger.error("cannot read the task table on database %r (%s). Is the database "
-                         "up, and has 'manage.py migrate' run?", self.backend.opts.DATABASE, exc)
+            logger.error("cannot reach database %r (%s). Is it up?", db, exc)
+            return False
+        if pending:
+            logger.error("database %r has %d unapplied migration(s) (first: %s). Run "
+                         "'manage.py offload release' (or migrate) before starting servers of "
+                         "this release.", db, len(pending), pending[0][0])
             return False
         return True
 
     def run(self):
         if not self._check_database():
             return 1
+        if self.register:
+            from offload import registry
+
+            registry.register(self.name, role=self.role, release=self.release,
+                              db=self.backend.opts.DATABASE, pid=os.getpid())
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         r, w = os.pipe()
         os.set_blocking(w, False)
         signal.set_wakeup_fd(w)
-        logger.info("offload server %s: %d process(es) x %d threads, queues %s", self.name,
-                    self.processes, self.threads, ",".join(self.queues) or "(every queue)")
+        logger.info("offload server %s (role %s, release %s): %d process(es) x %d threads, "
+                    "queues %s", self.name, self.role, self.release, self.processes,
+                    self.threads, ",".join(self.queues) or "(every queue)")
         self._maintain(force=True)
         for _ in range(self.processes):
             self._spawn()
@@ -176,8 +218,14 @@ class Supervisor:
             ready = wait([p.sentinel for p in self.children.values()] + [r], timeout=1.0)
             if r in ready:
                 os.read(r, 512)
+            if not self.signals and any(c.poll() is not None for c in self.companions):
+                logger.error("a companion process exited; stopping the async server too")
+                self.signals = 1
             if self.signals > sent:
                 sent = self.signals
+                for companion in self.companions:
+                    if companion.poll() is None:
+                        companion.send_signal(signal.SIGTERM if sent == 1 else signal.SIGINT)
                 how = signal.SIGTERM if sent == 1 else signal.SIGUSR1
                 logger.info("stopping (%s): %s", "graceful" if sent == 1 else "now",
                             "finishing in-flight tasks" if sent == 1 else "handing back tasks")
@@ -196,8 +244,17 @@ class Supervisor:
                 kill_at = None
             if not sent and self.children:
                 self._maintain()
+        for companion in self.companions:
+            companion.wait()
         signal.set_wakeup_fd(-1)
         os.close(r)
         os.close(w)
+        if self.register:
+            from offload import registry
+
+            try:
+                registry.set_state(self.name, "stopped", db=self.backend.opts.DATABASE)
+            except (DatabaseError, InterfaceError) as exc:
+                logger.warning("could not record this server as stopped: %s", exc)
         logger.info("offload server %s stopped", self.name)
         return 0

@@ -35,6 +35,7 @@ class Command(BaseCommand):
                             help="Per process, keep SLOTS threads for tasks of at least PRIORITY (e.g. 2:50).")
         worker.add_argument("--queue-limit", metavar="QUEUE=N", action="append", default=[],
                             help="At most N tasks of QUEUE at once in each process (repeatable).")
+        worker.add_argument("--role", default="async", help="Role recorded in the server registry.")
 
         for name, text in (("pause", "Stop every server from starting tasks of a queue."),
                            ("resume", "Let servers start tasks of a paused queue again.")):
@@ -48,8 +49,17 @@ class Command(BaseCommand):
         prune.add_argument("--backend", default="default")
         prune.add_argument("--older-than", required=True, help="Age such as 7d, 12h, 30m.")
 
-        run = sub.add_parser("run", help="Start the web server and the async server together.")
-        run.add_argument("--addr", default="127.0.0.1:8000")
+        run = sub.add_parser("run", help="Start this process's role (OFFLOAD_ROLE): web, async, all or a profile.")
+        run.add_argument("--role", help="Override OFFLOAD_ROLE.")
+        run.add_argument("--addr", default=None, help="Web bind address (default: OFFLOAD_WEB_BIND or 127.0.0.1:8000).")
+
+        servers = sub.add_parser("servers", help="List registered servers: role, release, heartbeat, state.")
+        servers.add_argument("--all", action="store_true", help="Include stopped and dead servers.")
+        retire = sub.add_parser("retire", help="Tell every server of another release to finish its work and exit.")
+        retire.add_argument("--keep-release", required=True)
+        retire.add_argument("--role", help="Only servers of this role.")
+        sub.add_parser("release", help="Apply migrations once, under a lock (the deploy's release step).")
+        sub.add_parser("health", help="Exit 0 if this host's async server is running and heartbeating.")
 
     def handle(self, *args, action, **options):
         return getattr(self, f"handle_{action}")(**options)
@@ -97,7 +107,7 @@ class Command(BaseCommand):
         return limits
 
     def handle_worker(self, *, backend, queues, processes, threads, grace, burst, reserve,
-                      queue_limit, **_):
+                      queue_limit, role, **_):
         from offload.worker.supervisor import Supervisor
 
         tasks_backend = self._backend(backend)
@@ -115,7 +125,7 @@ class Command(BaseCommand):
         supervisor = Supervisor(backend, queues=chosen, processes=processes, threads=threads,
                                 grace=self._duration(grace, "--grace"), burst=burst,
                                 reserve=self._reserve(reserve, threads),
-                                queue_limits=self._limits(queue_limit))
+                                queue_limits=self._limits(queue_limit), role=role)
         code = supervisor.run()
         if code:
             sys.exit(code)
@@ -167,27 +177,121 @@ class Command(BaseCommand):
             self.stdout.write(f"{queue:<20}{row['ready']:>8}{row['running']:>9}  {state:<8} "
                               f"{limits.get(queue, '-')}")
 
-    def handle_run(self, *, addr, **_):
-        """Web (Django's development server) and the async server, stopped together."""
-        manage = [sys.executable, sys.argv[0]]
-        env = dict(os.environ)
-        procs = [
-            subprocess.Popen([*manage, "offload", "worker"], env=env),
-            subprocess.Popen([*manage, "runserver", "--noreload", addr], env=env),
-        ]
-        self.stdout.write(f"Offload: web on http://{addr}/ and the async server are running. Ctrl-C stops both.")
+    def handle_run(self, *, role, addr, **_):
+        """Start what OFFLOAD_ROLE says: gunicorn (web), the async server, or both (all)."""
+        from offload import roles
 
-        def stop(signum, frame):
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
         try:
-            while all(p.poll() is None for p in procs):
-                signal.sigtimedwait([signal.SIGCHLD], 1.0)
-        finally:
-            stop(None, None)
-            for p in procs:
-                p.wait()
+            kind, profile = roles.resolve(role)
+        except ValueError as exc:
+            raise CommandError(str(exc))
+        if addr:
+            os.environ["OFFLOAD_WEB_BIND"] = addr
+        os.environ.setdefault("OFFLOAD_ROLE", role or roles.role_name())
+        web = None
+        if kind in (roles.WEB, roles.ALL):
+            web = self._gunicorn(exec_=kind == roles.WEB)
+            self.stdout.write(f"Offload: web on http://{os.environ.get('OFFLOAD_WEB_BIND', '127.0.0.1:8000')}/"
+                              + (" and the async server; Ctrl-C stops both." if web else ""))
+        from offload.worker.supervisor import Supervisor
+
+        self._logging()
+        supervisor = Supervisor(profile.backend, queues=profile.queues or None,
+                                processes=profile.processes, threads=profile.threads,
+                                grace=profile.grace, reserve=profile.reserve,
+                                queue_limits=profile.queue_limits, role=profile.name,
+                                companions=[web] if web else [])
+        code = supervisor.run()
+        if code:
+            sys.exit(code)
+
+    def _gunicorn(self, exec_):
+        """Start gunicorn on the project's WSGI application; exec it for the web role."""
+        from django.conf import settings
+
+        module, _, attr = settings.WSGI_APPLICATION.rpartition(".")
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:offload.gunicorn_conf",
+                f"{module}:{attr}"]
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)
+        if exec_:
+            sys.stdout.flush()
+            os.execv(sys.executable, argv)  # PID 1 in a container gets SIGTERM directly
+        return subprocess.Popen(argv)
+
+    def _logging(self):
+        if not logging.getLogger("offload").handlers and not logging.getLogger().handlers:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def handle_servers(self, *, all, **_):
+        from offload.models import Server
+        from offload.store.base import now
+
+        rows = Server.objects.all() if all else Server.objects.exclude(state__in=["stopped", "dead"])
+        self.stdout.write(f"{'server':<32}{'role':<12}{'release':<14}{'state':<10}{'heartbeat':>10}")
+        for server in rows:
+            age = (now() - server.heartbeat_at).total_seconds()
+            self.stdout.write(f"{server.id:<32}{server.role:<12}{server.release:<14}"
+                              f"{server.state:<10}{age:>9.0f}s")
+
+    def handle_retire(self, *, keep_release, role, **_):
+        from offload import registry
+
+        ids = registry.retire(keep_release=keep_release, db="default", role=role)
+        self.stdout.write(f"Retiring {len(ids)} server(s) not on release {keep_release!r}"
+                          + (f": {', '.join(ids)}" if ids else "") + ". They stop claiming now, "
+                          "finish their in-flight tasks and exit.")
+
+    def handle_release(self, **_):
+        """migrate, once: concurrent release steps wait for the lock, then find nothing to do."""
+        from django.core.management import call_command
+        from django.db import connection
+
+        self.stdout.write("Release step: waiting for the migration lock")
+        with _migration_lock(connection):
+            call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
+        self.stdout.write("Release step done: every migration is applied.")
+
+    def handle_health(self, **_):
+        import socket
+        from datetime import timedelta
+
+        from offload.models import Server
+        from offload.store.base import now
+
+        fresh = now() - timedelta(seconds=30)
+        server = (Server.objects.filter(host=socket.gethostname(), state="running",
+                                        heartbeat_at__gte=fresh).exclude(role="web").first())
+        if server is None:
+            self.stderr.write(f"unhealthy: no running async server on {socket.gethostname()} "
+                              "has sent a heartbeat in the last 30 s")
+            sys.exit(1)
+        self.stdout.write(f"healthy: {server.id} ({server.role}, release {server.release})")
+
+
+class _migration_lock:
+    """PostgreSQL: a session advisory lock. SQLite: an exclusive lock on a file beside
+    the database (one machine shares an SQLite file)."""
+
+    KEY = 0x0FF10AD  # any constant; the same in every release
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.file = None
+
+    def __enter__(self):
+        if self.connection.vendor == "postgresql":
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock(%s)", [self.KEY])
+        else:
+            import fcntl
+
+            self.file = open(f"{self.connection.settings_dict['NAME']}.release-lock", "w")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.file is not None:
+            self.file.close()  # releases the flock
+        else:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [self.KEY])

@@ -1,0 +1,53 @@
+"""Gunicorn configuration used by ``offload run`` for the web role.
+
+Registers the web server (the gunicorn master) in the server registry with its role
+and release, heartbeats it, and records it as stopped on exit. Bind address and
+worker count come from ``OFFLOAD_WEB_BIND`` and ``WEB_CONCURRENCY``.
+"""
+
+import os
+import threading
+
+bind = os.environ.get("OFFLOAD_WEB_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+graceful_timeout = int(float(os.environ.get("OFFLOAD_WEB_GRACE", "20")))
+accesslog = "-"
+_stop = threading.Event()
+
+
+def _name():
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def when_ready(server):
+    import django
+
+    django.setup()
+    from django.db import connections
+
+    from offload import registry
+    from offload.roles import current_release
+
+    registry.register(_name(), role="web", release=current_release(), db="default", pid=os.getpid())
+    connections.close_all()  # the workers are forked after this: no shared connection
+
+    def beat():
+        while not _stop.wait(5):
+            try:
+                registry.beat(_name(), db="default")
+            except Exception as exc:  # noqa: BLE001 — a missed heartbeat must not kill the master
+                server.log.warning("offload heartbeat failed: %s", exc)
+
+    threading.Thread(target=beat, daemon=True, name="offload-heartbeat").start()
+
+
+def on_exit(server):
+    _stop.set()
+    try:
+        from offload import registry
+
+        registry.set_state(_name(), "stopped", db="default")
+    except Exception as exc:  # noqa: BLE001
+        server.log.warning("offload: could not record the web server as stopped: %s", exc)
