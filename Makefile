@@ -5,10 +5,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench bench-priority clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml tools/package-lock.json
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@if command -v npm >/dev/null; then cd tools && npm ci --silent --no-audit --no-fund; \
+	else echo "npm not found: the workflow lint test will be skipped (required under CI=true)"; fi
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -96,6 +96,8 @@ OFFLOAD_PROFILES = {
     "async-bulk": {"queues": ["reports"], "processes": 1, "threads": 2, "grace": "10m"},
 }
 OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE", "0") == "1"
+# The web role's drain budget (gunicorn's graceful timeout), in seconds.
+OFFLOAD_WEB_GRACE = 20
 
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 LOGGING = {

@@ -7,7 +7,6 @@
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 
@@ -120,8 +119,7 @@ class Command(BaseCommand):
             )
         if threads < 1 or (processes is not None and processes < 1):
             raise CommandError("--processes and --threads must be at least 1.")
-        if not logging.getLogger("offload").handlers and not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        self._logging()
         supervisor = Supervisor(backend, queues=chosen, processes=processes, threads=threads,
                                 grace=self._duration(grace, "--grace"), burst=burst,
                                 reserve=self._reserve(reserve, threads),
@@ -213,6 +211,8 @@ class Command(BaseCommand):
         argv = [sys.executable, "-m", "gunicorn", "-c", "python:offload.gunicorn_conf",
                 f"{module}:{attr}"]
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)
+        # The web role's drain budget, declared once in settings (see deploy/render.py).
+        os.environ.setdefault("OFFLOAD_WEB_GRACE", str(getattr(settings, "OFFLOAD_WEB_GRACE", 20)))
         if exec_:
             sys.stdout.flush()
             os.execv(sys.executable, argv)  # PID 1 in a container gets SIGTERM directly
