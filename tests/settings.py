@@ -18,7 +18,7 @@ SECRET_KEY = "offload-tests-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
-ALLOWED_HOSTS = ["testserver"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "offload", "tests.testapp"]
 DATABASE_ROUTERS = ["offload.routers.OffloadRouter"]
 
@@ -74,6 +74,7 @@ TASKS = {
 
 MIDDLEWARE = ["offload.health.HealthMiddleware", "django.middleware.common.CommonMiddleware"]
 ROOT_URLCONF = "tests.urls"
+WSGI_APPLICATION = "tests.wsgi.application"
 OFFLOAD_PROFILES = {"async-bulk": {"queues": ["reports"], "threads": 2, "grace": "5s"}}
 OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE") == "1"
 

@@ -6,6 +6,7 @@ worker count come from ``OFFLOAD_WEB_BIND`` and ``WEB_CONCURRENCY``.
 """
 
 import os
+import signal
 import threading
 
 bind = os.environ.get("OFFLOAD_WEB_BIND", "127.0.0.1:8000")
@@ -34,11 +35,17 @@ def when_ready(server):
     connections.close_all()  # the workers are forked after this: no shared connection
 
     def beat():
-        while not _stop.wait(5):
+        while not _stop.wait(2):
             try:
-                registry.beat(_name(), db="default")
+                state = registry.beat(_name(), db="default")
             except Exception as exc:  # noqa: BLE001 — a missed heartbeat must not kill the master
                 server.log.warning("offload heartbeat failed: %s", exc)
+                continue
+            if state in ("retiring", "dead"):
+                # Retired: stop gracefully (finish in-flight requests, then exit), as on SIGTERM.
+                server.log.info("offload: this web server's release was retired; shutting down")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
     threading.Thread(target=beat, daemon=True, name="offload-heartbeat").start()
 
