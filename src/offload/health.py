@@ -13,7 +13,7 @@ server of a release whose migrations have not run.
 
 import json
 
-from django.db import DatabaseError, connections
+from django.db import Error, connections
 from django.http import HttpResponse
 
 
@@ -26,10 +26,11 @@ def readiness(db="default"):
             cursor.execute("SELECT 1")
         executor = MigrationExecutor(connections[db])
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    except DatabaseError as exc:
-        return False, f"database {db!r} unreachable: {exc}"
+    except Error as exc:
+        return False, f"database {db!r} unreachable ({exc}); is it up?"
     if pending:
-        return False, f"{len(pending)} unapplied migration(s); run 'manage.py offload release'"
+        return False, (f"database {db!r} has {len(pending)} unapplied migration(s) (first: "
+                       f"{pending[0][0]}); run 'manage.py offload release'")
     return True, "ok"
 
 
@@ -47,7 +48,7 @@ class HealthMiddleware:
                     with connections["default"].cursor() as cursor:
                         cursor.execute("SELECT 1")
                     ok, reason = True, "ok"
-                except DatabaseError as exc:
+                except Error as exc:
                     ok, reason = False, f"database unreachable: {exc}"
             else:
                 ok, reason = readiness()

@@ -183,16 +183,16 @@ class Loop:
                 "lease": self.opts.LEASE_SECONDS, "server": self.server}
         full, count = False, 0
         if general and self.limited:
-            running = Counter(c.queue_name for i, c in self.inflight.items()
-                              if i not in {o.id for o, _ in done})
-            for queue, (local, cluster) in self.limited.items():
-                room = min(general, local - running[queue] if local is not None else general)
+            finishing = {o.id for o, _ in done}
+            running = Counter(c.queue_name for i, c in self.inflight.items() if i not in finishing)
+            for name, (local, cluster) in self.limited.items():
+                room = min(general, local - running[name] if local is not None else general)
                 if room <= 0:
                     continue
                 if cluster is None:
-                    got = self._db("claim", queues=[queue], limit=room, now=now(), **base)
+                    got = self._db("claim", queues=[name], limit=room, now=now(), **base)
                 else:
-                    got = self._db("claim_limited", queue=queue, cluster_max=cluster,
+                    got = self._db("claim_limited", queue=name, cluster_max=cluster,
                                    limit=room, now=now(), **base)
                 if got is None:
                     return None

@@ -172,21 +172,12 @@ class Supervisor:
                 self._spawn()
 
     def _check_database(self):
-        from django.db.migrations.executor import MigrationExecutor
+        from offload.health import readiness
 
-        db = self.backend.opts.DATABASE
-        try:
-            executor = MigrationExecutor(connections[db])
-            pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        except (DatabaseError, InterfaceError) as exc:
-            logger.error("cannot reach database %r (%s). Is it up?", db, exc)
-            return False
-        if pending:
-            logger.error("database %r has %d unapplied migration(s) (first: %s). Run "
-                         "'manage.py offload release' (or migrate) before starting servers of "
-                         "this release.", db, len(pending), pending[0][0])
-            return False
-        return True
+        ok, reason = readiness(self.backend.opts.DATABASE)
+        if not ok:
+            logger.error("cannot start: %s", reason)
+        return ok
 
     def run(self):
         if not self._check_database():
