@@ -19,7 +19,12 @@ DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "offload", "tests.testapp"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.admin",
+                  "django.contrib.sessions", "django.contrib.messages", "offload", "tests.testapp"]
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+              "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                                 "django.contrib.auth.context_processors.auth",
+                                                 "django.contrib.messages.context_processors.messages"]}}]
 DATABASE_ROUTERS = ["offload.routers.OffloadRouter"]
 
 
@@ -72,7 +77,11 @@ TASKS = {
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
 
-MIDDLEWARE = ["offload.health.HealthMiddleware", "django.middleware.common.CommonMiddleware"]
+MIDDLEWARE = ["offload.health.HealthMiddleware", "django.middleware.common.CommonMiddleware",
+              "django.contrib.sessions.middleware.SessionMiddleware",
+              "django.middleware.csrf.CsrfViewMiddleware",
+              "django.contrib.auth.middleware.AuthenticationMiddleware",
+              "django.contrib.messages.middleware.MessageMiddleware"]
 ROOT_URLCONF = "tests.urls"
 WSGI_APPLICATION = "tests.wsgi.application"
 OFFLOAD_PROFILES = {"async-bulk": {"queues": ["reports"], "threads": 2, "grace": "5s"}}

@@ -1,5 +1,6 @@
-"""One view for the process tests: enqueue a logged task, as a web request would."""
+"""URLs of the test project: the admin, and a view that enqueues a logged task."""
 
+from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import path
 
@@ -11,4 +12,4 @@ def enqueue(request):
     return JsonResponse({"id": result.id})
 
 
-urlpatterns = [path("enqueue", enqueue)]
+urlpatterns = [path("enqueue", enqueue), path("admin/", admin.site.urls)]

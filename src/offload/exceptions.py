@@ -27,6 +27,10 @@ class TaskTimeout(Exception):
     """The task ran longer than its ``timeout`` and its process was replaced."""
 
 
+class Cancelled(Exception):
+    """An operator cancelled the task before it ran (recorded as the task's error)."""
+
+
 class WorkerLost(Exception):
     """The process running the task died (or froze) too many times in a row."""
 

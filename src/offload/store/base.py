@@ -198,6 +198,26 @@ class Store:
         [(found,)] = self.execute(self.sql("runnable").replace("{queue_filter}", queue_filter), params)
         return bool(found)
 
+    def retry(self, *, backend, ids, now, age_rate=0.0):
+        """FAILED → READY now; returns the ids that changed."""
+        if not ids:
+            return []
+        params = {"backend": backend, "now": self.db_time(now), "age_rate": float(age_rate),
+                  "age_now": age_rate * now.timestamp()}
+        sql = self.sql("retry").replace("{ids}", self.in_list("id", ids, params))
+        return [r[0] for r in self.execute(sql, params)]
+
+    def cancel(self, *, backend, ids, now, reason):
+        """READY → FAILED with an ``offload.exceptions.Cancelled`` error; returns the ids."""
+        if not ids:
+            return []
+        from offload.worker.runner import error_entry
+
+        error = error_entry("offload.exceptions.Cancelled", f"offload.exceptions.Cancelled: {reason}\n")
+        params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error)}
+        sql = self.sql("cancel").replace("{ids}", self.in_list("id", ids, params))
+        return [r[0] for r in self.execute(sql, params)]
+
     def pause(self, *, backend, queue, paused, now):
         params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}
         self.execute(self.sql("pause"), params, fetch=False)

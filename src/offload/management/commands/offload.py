@@ -5,6 +5,7 @@
     manage.py offload run            # the web role and the async server together (local use)
 """
 
+import json
 import logging
 import os
 import subprocess
@@ -59,6 +60,10 @@ class Command(BaseCommand):
         retire.add_argument("--role", help="Only servers of this role.")
         sub.add_parser("release", help="Apply migrations once, under a lock (the deploy's release step).")
         sub.add_parser("health", help="Exit 0 if this host's async server is running and heartbeating.")
+        status = sub.add_parser("status", help="Queues by priority band, servers and recent failures.")
+        status.add_argument("--backend", default="default")
+        status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                            help="Refresh every SECONDS (default 2) until Ctrl-C.")
 
     def handle(self, *args, action, **options):
         return getattr(self, f"handle_{action}")(**options)
@@ -251,6 +256,25 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
         self.stdout.write("Release step done: every migration is applied.")
 
+    def handle_status(self, *, backend, watch, **_):
+        import time
+
+        from rich.console import Console
+        from rich.live import Live
+
+        self._backend(backend)
+        console = Console(file=self.stdout, width=120)
+        if not watch:
+            console.print(_status_view(backend))
+            return
+        try:
+            with Live(_status_view(backend), console=console, refresh_per_second=4) as live:
+                while True:
+                    time.sleep(watch)
+                    live.update(_status_view(backend))
+        except KeyboardInterrupt:
+            pass
+
     def handle_health(self, **_):
         import socket
         from datetime import timedelta
@@ -266,6 +290,36 @@ class Command(BaseCommand):
                               "has sent a heartbeat in the last 30 s")
             sys.exit(1)
         self.stdout.write(f"healthy: {server.id} ({server.role}, release {server.release})")
+
+
+def _status_view(backend):
+    from rich.console import Group
+    from rich.table import Table
+
+    from offload.dashboard import queries
+
+    queues = Table(title=f"Queues ({backend})", expand=False)
+    for col in ("queue", "band", "ready", "scheduled", "running", "failed", "oldest wait", "state"):
+        queues.add_column(col, justify="left" if col in ("queue", "band", "state") else "right")
+    for row in queries.summary(backend):
+        wait = row["oldest_wait_s"]
+        queues.add_row(row["queue"], row["band"], str(row["ready"]), str(row["scheduled"]),
+                       str(row["running"]), str(row["failed"]),
+                       "-" if wait is None else f"{wait:.1f}s",
+                       "[yellow]paused[/]" if row["paused"] else "active")
+    servers = Table(title="Servers")
+    for col in ("server", "role", "release", "state", "heartbeat"):
+        servers.add_column(col)
+    for s in queries.servers():
+        servers.add_row(s["id"], s["role"], s["release"], s["state"], f"{s['heartbeat_age_s']:.0f}s ago")
+    failed = Table(title="Recent failures")
+    for col in ("id", "task", "finished", "error"):
+        failed.add_column(col)
+    for row in queries.failures(backend, limit=5):
+        errors = json.loads(row.errors or "[]")
+        last = errors[-1]["exception_class_path"] if errors else ""
+        failed.add_row(str(row.pk), row.task_path, f"{row.finished_at:%H:%M:%S}", last)
+    return Group(queues, servers, failed)
 
 
 class _migration_lock:

@@ -1,0 +1,122 @@
+"""Django admin for tasks and servers: read-mostly, with the operator's actions.
+
+Retry, cancel and re-enqueue call the same store methods and backend the rest of
+Offload uses; every action is recorded in the admin log (LogEntry) and shown back.
+"""
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.tasks import task_backends
+
+from offload.models import QueueState, Schedule, Server, TaskRow
+from offload.store.base import now
+
+
+def _log(request, objects, message):
+    objects = list(objects)
+    if objects:
+        LogEntry.objects.log_actions(user_id=request.user.pk, queryset=objects,
+                                     action_flag=CHANGE, change_message=message)
+
+
+def _by_backend(queryset):
+    groups = {}
+    for row in queryset:
+        groups.setdefault(row.backend, []).append(row)
+    return groups
+
+
+class ReadOnly:
+    """Rows are written by Offload, not edited by hand; actions need the model's change
+    permission (``has_operate_permission``)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_operate_permission(self, request):
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
+@admin.register(TaskRow)
+class TaskRowAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("id", "task_path", "queue_name", "priority", "status", "enqueued_at",
+                    "started_at", "finished_at", "attempts", "rescues")
+    list_filter = ("status", "backend", "queue_name")
+    search_fields = ("=id", "task_path", "unique_key")
+    ordering = ("-id",)
+    show_full_result_count = False  # no count(*) over a large table on every page
+    actions = ("retry", "cancel", "re_enqueue")
+    readonly_fields = [f.name for f in TaskRow._meta.fields]
+
+    @admin.action(description="Retry failed tasks now", permissions=["operate"])
+    def retry(self, request, queryset):
+        done = []
+        for backend, rows in _by_backend(queryset.filter(status="FAILED")).items():
+            b = task_backends[backend]
+            done += b.store.retry(backend=backend, ids=[r.pk for r in rows], now=now(),
+                                  age_rate=b.opts.AGE_RATE)
+        _log(request, queryset.filter(pk__in=done), "Retried")
+        self.message_user(request, f"{len(done)} task(s) will run again.", messages.SUCCESS)
+
+    @admin.action(description="Cancel ready tasks", permissions=["operate"])
+    def cancel(self, request, queryset):
+        done = []
+        for backend, rows in _by_backend(queryset.filter(status="READY")).items():
+            done += task_backends[backend].store.cancel(
+                backend=backend, ids=[r.pk for r in rows], now=now(),
+                reason=f"cancelled by {request.user} in the admin")
+        _log(request, queryset.filter(pk__in=done), "Cancelled")
+        self.message_user(request, f"{len(done)} task(s) cancelled.", messages.SUCCESS)
+
+    @admin.action(description="Enqueue a copy (same task and arguments)", permissions=["operate"])
+    def re_enqueue(self, request, queryset):
+        from offload.results import resolve_task
+        from offload.worker.runner import decode_payload
+
+        created = []
+        for row in queryset:
+            args, kwargs, options = decode_payload(row.payload)
+            task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
+                                run_after=None, backend=row.backend, options=options)
+            created.append(task.enqueue(*args, **kwargs).id)
+        _log(request, queryset, f"Enqueued again as {', '.join(created)}")
+        self.message_user(request, f"Enqueued {len(created)} new task(s): {', '.join(created)}.",
+                          messages.SUCCESS)
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(Server)
+class ServerAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("id", "role", "release", "state", "heartbeat_at", "started_at", "host", "pid")
+    list_filter = ("role", "release", "state")
+
+
+@admin.register(QueueState)
+class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("backend", "queue_name", "paused", "changed_at")
+    actions = ("pause", "resume")
+
+    def _set(self, request, queryset, paused):
+        for row in queryset:
+            task_backends[row.backend].store.pause(backend=row.backend, queue=row.queue_name,
+                                                   paused=paused, now=now())
+        self.message_user(request, f"{queryset.count()} queue(s) {'paused' if paused else 'resumed'}.")
+
+    @admin.action(description="Pause", permissions=["operate"])
+    def pause(self, request, queryset):
+        self._set(request, queryset, True)
+
+    @admin.action(description="Resume", permissions=["operate"])
+    def resume(self, request, queryset):
+        self._set(request, queryset, False)
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnly, admin.ModelAdmin):
+    list_display = ("backend", "name", "last_run_at")

@@ -1,0 +1,1 @@
+"""Operations views of Offload. The async server never uses this package."""

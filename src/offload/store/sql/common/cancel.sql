@@ -1,0 +1,8 @@
+-- cancel: READY tasks ({ids}) will not run: FAILED with a Cancelled error. Running tasks
+-- are not touched (a task cannot be stopped from outside its thread).
+UPDATE offload_task SET
+    status = 'FAILED', finished_at = %(now)s,
+    errors = substr(errors, 1, length(errors) - 1)
+             || CASE WHEN errors = '[]' THEN '' ELSE ',' END || %(error)s || ']'
+WHERE backend = %(backend)s AND status = 'READY' AND id IN ({ids})
+RETURNING id

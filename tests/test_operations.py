@@ -1,0 +1,69 @@
+"""Operations: the status CLI, the admin's retry/cancel/re-enqueue, and the queries."""
+
+import io
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import User
+from django.core.management import call_command
+
+from offload.dashboard import queries
+from offload.models import TaskRow
+from offload.testing import run_until_empty
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db
+
+
+def test_summary_groups_queues_by_priority_band():
+    tasks.add.enqueue(1, 1)  # emails, priority 10 -> high
+    tasks.noop.using(priority=80).enqueue()
+    tasks.noop.using(priority=-80).enqueue()
+    failed = tasks.boom.enqueue()
+    run_until_empty(max_tasks=1)  # the priority-80 noop
+    rows = {(r["queue"], r["band"]): r for r in queries.summary()}
+    assert rows[("emails", "high")]["ready"] == 1
+    assert rows[("default", "bulk")]["ready"] == 1 and rows[("default", "bulk")]["oldest_wait_s"] >= 0
+    run_until_empty()
+    assert {(r["queue"], r["band"]): r["failed"] for r in queries.summary()}[("default", "normal")] == 1
+    assert [t.pk for t in queries.failures()] == [int(failed.id)]
+
+
+def test_status_command_prints_the_summary():
+    tasks.noop.enqueue()
+    out = io.StringIO()
+    call_command("offload", "status", stdout=out)
+    assert "Queues (default)" in out.getvalue() and "default" in out.getvalue()
+
+
+@pytest.fixture
+def staff_client(client):
+    user = User.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def _action(client, action, ids):
+    return client.post("/admin/offload/taskrow/", {"action": action, "_selected_action": ids},
+                       follow=True)
+
+
+def test_admin_retry_cancel_and_re_enqueue(staff_client):
+    failed = tasks.boom.enqueue("x")
+    run_until_empty()
+    waiting = tasks.noop.enqueue()
+    _action(staff_client, "retry", [failed.id])
+    assert TaskRow.objects.get(pk=failed.id).status == "READY"
+    _action(staff_client, "cancel", [waiting.id])
+    row = TaskRow.objects.get(pk=waiting.id)
+    assert row.status == "FAILED" and "offload.exceptions.Cancelled" in row.errors
+    response = _action(staff_client, "re_enqueue", [waiting.id])
+    assert b"Enqueued 1 new task" in response.content
+    assert TaskRow.objects.filter(task_path=row.task_path, status="READY").count() == 1
+    assert LogEntry.objects.filter(change_message__in=["Retried", "Cancelled"]).count() == 2
+
+
+def test_admin_refuses_non_staff(client):
+    User.objects.create_user("visitor", password="pw")
+    client.login(username="visitor", password="pw")
+    assert client.get("/admin/offload/taskrow/").status_code == 302  # to the login page
