@@ -18,9 +18,11 @@ SECRET_KEY = "offload-tests-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
-ALLOWED_HOSTS = ["testserver", "127.0.0.1"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.admin",
-                  "django.contrib.sessions", "django.contrib.messages", "offload", "tests.testapp"]
+                  "django.contrib.sessions", "django.contrib.messages", "django.contrib.staticfiles",
+                  "offload", "tests.testapp"]
+STATIC_URL = "static/"
 TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
               "OPTIONS": {"context_processors": ["django.template.context_processors.request",
                                                  "django.contrib.auth.context_processors.auth",

@@ -67,3 +67,31 @@ def test_admin_refuses_non_staff(client):
     User.objects.create_user("visitor", password="pw")
     client.login(username="visitor", password="pw")
     assert client.get("/admin/offload/taskrow/").status_code == 302  # to the login page
+
+
+def test_dashboard_shows_and_acts(staff_client):
+    failed = tasks.boom.enqueue("kaput")
+    run_until_empty()
+    waiting = tasks.noop.enqueue()
+    page = staff_client.get("/offload/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "builtins.ValueError" in body and "kaput" in body and f'data-task="{failed.id}"' in body
+    response = staff_client.post("/offload/act/", {"action": "retry", "task": failed.id}, follow=True)
+    assert f"Task {failed.id} will run again." in response.content.decode()
+    staff_client.post("/offload/act/", {"action": "cancel", "task": waiting.id})
+    staff_client.post("/offload/act/", {"action": "pause", "queue": "emails"})
+    assert "Resume emails" in staff_client.get("/offload/").content.decode()
+    assert TaskRow.objects.get(pk=waiting.id).status == "FAILED"
+    assert staff_client.post("/offload/act/", {"action": "pause", "queue": "nope"}).status_code == 400
+
+
+def test_dashboard_is_staff_only_and_csrf_protected(client):
+    from django.test import Client
+
+    User.objects.create_user("visitor", password="pw")
+    client.login(username="visitor", password="pw")
+    assert client.get("/offload/").status_code == 302
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(User.objects.create_superuser("ops2", "o@example.com", "pw"))
+    assert strict.post("/offload/act/", {"action": "pause", "queue": "emails"}).status_code == 403

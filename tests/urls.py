@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def enqueue(request):
@@ -12,4 +12,5 @@ def enqueue(request):
     return JsonResponse({"id": result.id})
 
 
-urlpatterns = [path("enqueue", enqueue), path("admin/", admin.site.urls)]
+urlpatterns = [path("enqueue", enqueue), path("admin/", admin.site.urls),
+               path("offload/", include("offload.dashboard.urls"))]

@@ -5,25 +5,9 @@ Offload uses; every action is recorded in the admin log (LogEntry) and shown bac
 """
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.tasks import task_backends
 
+from offload.dashboard import actions
 from offload.models import QueueState, Schedule, Server, TaskRow
-from offload.store.base import now
-
-
-def _log(request, objects, message):
-    objects = list(objects)
-    if objects:
-        LogEntry.objects.log_actions(user_id=request.user.pk, queryset=objects,
-                                     action_flag=CHANGE, change_message=message)
-
-
-def _by_backend(queryset):
-    groups = {}
-    for row in queryset:
-        groups.setdefault(row.backend, []).append(row)
-    return groups
 
 
 class ReadOnly:
@@ -54,36 +38,17 @@ class TaskRowAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.action(description="Retry failed tasks now", permissions=["operate"])
     def retry(self, request, queryset):
-        done = []
-        for backend, rows in _by_backend(queryset.filter(status="FAILED")).items():
-            b = task_backends[backend]
-            done += b.store.retry(backend=backend, ids=[r.pk for r in rows], now=now(),
-                                  age_rate=b.opts.AGE_RATE)
-        _log(request, queryset.filter(pk__in=done), "Retried")
-        self.message_user(request, f"{len(done)} task(s) will run again.", messages.SUCCESS)
+        n = actions.retry(request.user, queryset)
+        self.message_user(request, f"{n} task(s) will run again.", messages.SUCCESS)
 
     @admin.action(description="Cancel ready tasks", permissions=["operate"])
     def cancel(self, request, queryset):
-        done = []
-        for backend, rows in _by_backend(queryset.filter(status="READY")).items():
-            done += task_backends[backend].store.cancel(
-                backend=backend, ids=[r.pk for r in rows], now=now(),
-                reason=f"cancelled by {request.user} in the admin")
-        _log(request, queryset.filter(pk__in=done), "Cancelled")
-        self.message_user(request, f"{len(done)} task(s) cancelled.", messages.SUCCESS)
+        n = actions.cancel(request.user, queryset)
+        self.message_user(request, f"{n} task(s) cancelled.", messages.SUCCESS)
 
     @admin.action(description="Enqueue a copy (same task and arguments)", permissions=["operate"])
     def re_enqueue(self, request, queryset):
-        from offload.results import resolve_task
-        from offload.worker.runner import decode_payload
-
-        created = []
-        for row in queryset:
-            args, kwargs, options = decode_payload(row.payload)
-            task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
-                                run_after=None, backend=row.backend, options=options)
-            created.append(task.enqueue(*args, **kwargs).id)
-        _log(request, queryset, f"Enqueued again as {', '.join(created)}")
+        created = actions.re_enqueue(request.user, queryset)
         self.message_user(request, f"Enqueued {len(created)} new task(s): {', '.join(created)}.",
                           messages.SUCCESS)
 
@@ -104,8 +69,7 @@ class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
 
     def _set(self, request, queryset, paused):
         for row in queryset:
-            task_backends[row.backend].store.pause(backend=row.backend, queue=row.queue_name,
-                                                   paused=paused, now=now())
+            actions.set_paused(request.user, row.backend, row.queue_name, paused)
         self.message_user(request, f"{queryset.count()} queue(s) {'paused' if paused else 'resumed'}.")
 
     @admin.action(description="Pause", permissions=["operate"])

@@ -137,5 +137,13 @@ def slowpoll_nap():
     time.sleep(0.01)
 
 
+@task
+def fails_until_fixed(flag_path):
+    """Fails until the file ``flag_path`` exists: an operator "fixes" it, then retries."""
+    if not os.path.exists(flag_path):
+        raise RuntimeError(f"upstream unavailable ({flag_path} missing)")
+    return "fixed"
+
+
 def plain_function():
     return 1

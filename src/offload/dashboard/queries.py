@@ -60,3 +60,61 @@ def failures(backend="default", limit=20):
     db = task_backends[backend].opts.DATABASE
     return list(TaskRow.objects.using(db).filter(backend=backend, status="FAILED")
                 .order_by("-finished_at")[:limit])
+
+
+def throughput(backend="default", minutes=60):
+    """Finished tasks per minute over the last hour: ``[(minute, successful, failed)]``."""
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncMinute
+
+    db = task_backends[backend].opts.DATABASE
+    start = now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    rows = (TaskRow.objects.using(db)
+            .filter(backend=backend, status__in=["SUCCESSFUL", "FAILED"], finished_at__gte=start)
+            .annotate(minute=TruncMinute("finished_at")).values("minute", "status")
+            .annotate(n=Count("id")))
+    buckets = {start + timedelta(minutes=i): [0, 0] for i in range(minutes)}
+    for row in rows:
+        minute = row["minute"].replace(second=0, microsecond=0)
+        if minute in buckets:
+            buckets[minute][0 if row["status"] == "SUCCESSFUL" else 1] += row["n"]
+    return [(minute, ok, failed) for minute, (ok, failed) in buckets.items()]
+
+
+def waits_by_band(backend="default", sample=5000):
+    """Wait (enqueue → start) p50 and max per priority band, from the latest ``sample``
+    tasks finished in the last hour (bounded, whatever the table's size)."""
+    from datetime import timedelta
+
+    db = task_backends[backend].opts.DATABASE
+    rows = (TaskRow.objects.using(db)
+            .filter(backend=backend, status__in=["SUCCESSFUL", "FAILED"],
+                    finished_at__gte=now() - timedelta(hours=1), started_at__isnull=False)
+            .order_by("-finished_at").values_list("priority", "enqueued_at", "started_at")[:sample])
+    waits = {}
+    for priority, enqueued, started in rows:
+        waits.setdefault(band_of(priority), []).append((started - enqueued).total_seconds() * 1000)
+    result = []
+    for name, _ in BANDS:
+        values = sorted(waits.get(name, []))
+        if values:
+            result.append({"band": name, "tasks": len(values), "p50_ms": values[len(values) // 2],
+                           "max_ms": values[-1]})
+    return result
+
+
+def waiting(backend="default", limit=10):
+    """The next runnable tasks, in claim order."""
+    db = task_backends[backend].opts.DATABASE
+    return list(TaskRow.objects.using(db).filter(backend=backend, status="READY", available_at__lte=now())
+                .order_by("-priority", "available_at", "id")[:limit])
+
+
+def schedules(backend="default"):
+    from offload.scheduling.periodic import parse_schedules
+
+    opts = task_backends[backend].opts
+    at = now()
+    return [{"name": s.name, "task": s.task, "cron": s.cron, "timezone": s.timezone,
+             "next_run": s.following(at)} for s in parse_schedules(opts.PERIODIC)]

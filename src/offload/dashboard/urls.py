@@ -1,0 +1,9 @@
+from django.urls import path
+
+from offload.dashboard import views
+
+app_name = "offload"
+urlpatterns = [
+    path("", views.index, name="dashboard"),
+    path("act/", views.act, name="act"),
+]
