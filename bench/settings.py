@@ -10,6 +10,18 @@ SECRET_KEY = "bench"
 USE_TZ = True
 DEBUG = False
 INSTALLED_APPS = ["offload", "bench"]
+if os.environ.get("BENCH_DASHBOARD"):  # bench/dashboard_cost.py renders the dashboard
+    INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.admin",
+                      "django.contrib.sessions", "django.contrib.messages", *INSTALLED_APPS]
+    MIDDLEWARE = ["django.contrib.sessions.middleware.SessionMiddleware",
+                  "django.contrib.auth.middleware.AuthenticationMiddleware",
+                  "django.contrib.messages.middleware.MessageMiddleware"]
+    ROOT_URLCONF = "bench.urls"
+    ALLOWED_HOSTS = ["testserver"]
+    TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True,
+                  "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                                     "django.contrib.auth.context_processors.auth",
+                                                     "django.contrib.messages.context_processors.messages"]}}]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if os.environ.get("BENCH_DB", "sqlite") == "postgres":
@@ -26,6 +38,7 @@ else:
     }}
 
 TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend",
+                     "QUEUES": ["default", "emails", "reports"],
                      "OPTIONS": {"POLL_SECONDS": 0.25,
                                  # bench/ageing.py turns ageing on through these
                                  "AGE_RATE": float(os.environ.get("BENCH_AGE_RATE", 0)),

@@ -106,9 +106,12 @@ def waits_by_band(backend="default", sample=5000):
 
 def waiting(backend="default", limit=10):
     """The next runnable tasks, in claim order."""
-    db = task_backends[backend].opts.DATABASE
-    return list(TaskRow.objects.using(db).filter(backend=backend, status="READY", available_at__lte=now())
-                .order_by("-priority", "available_at", "id")[:limit])
+    opts = task_backends[backend].opts
+    rows = TaskRow.objects.using(opts.DATABASE).filter(backend=backend, status="READY",
+                                                       available_at__lte=now())
+    if not opts.AGE_RATE:
+        rows = rows.filter(age_key__isnull=True)  # the ready index's condition: no sort
+    return list(rows.order_by("-priority", "available_at", "id")[:limit])
 
 
 def schedules(backend="default"):
