@@ -14,13 +14,12 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, setup_django, start_worker  # noqa: E402
+from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
 
 URGENT, LOW, RATE, CAP = 50, -50, 10.0, 200
 
@@ -73,15 +72,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--ageing", choices=["on", "off", "both"], default="both")
     args = parser.parse_args()
-    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    modes = [True, False] if args.ageing == "both" else [args.ageing == "on"]
-    if len(dbs) * len(modes) > 1:
-        for db in dbs:
-            for mode in modes:
-                subprocess.run([sys.executable, __file__, "--db", db, "--seconds", str(args.seconds),
-                                "--ageing", "on" if mode else "off"], check=True)
-        return
-    print(json.dumps(measure(dbs[0], args.seconds, modes[0])), flush=True)
+    if not run_each(__file__, args, {"db": ["sqlite", "postgres"], "ageing": ["on", "off"]}):
+        print(json.dumps(measure(args.db, args.seconds, args.ageing == "on")), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,12 @@ with ageing off and on. Prints per-claim p50/p99 in ms and the plan PostgreSQL u
 import argparse
 import json
 import os
-import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, setup_django  # noqa: E402
+from bench.common import percentile, progress, run_each, setup_django  # noqa: E402
 
 
 def measure(db, rows, claims, ageing):
@@ -31,7 +29,6 @@ def measure(db, rows, claims, ageing):
 
     backend = task_backends["default"]
     store, opts = backend.store, backend.opts
-    rng = random.Random(7)
     step = 50_000
     for start in range(0, rows, step):
         batch = min(step, rows - start)
@@ -40,7 +37,6 @@ def measure(db, rows, claims, ageing):
         progress(f"[{db}] {start + batch:,}/{rows:,} rows")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE offload_task" if db == "postgres" else "ANALYZE")
-    rng.random()
     times = []
     for _ in range(claims):
         t0 = time.perf_counter()
@@ -51,15 +47,11 @@ def measure(db, rows, claims, ageing):
                         for c in claimed])
     plan = ""
     if db == "postgres":
-        from offload.store.base import ageing_bounds
-
-        horizon, age_now, age_cap = ageing_bounds(now(), opts.AGE_RATE, opts.AGE_CAP)
+        params = store._claim_params(backend="default", queues=["default"], limit=10, worker="bench",
+                                     lease=30, now=now(), age_rate=opts.AGE_RATE, age_cap=opts.AGE_CAP)
         sql = "EXPLAIN (ANALYZE, COSTS OFF) WITH " + store.sql("picked") + " SELECT * FROM picked"
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"backend": "default", "queues": ["default"], "any_queue": False,
-                                 "exclude": [], "min_priority": -100, "now": now(), "limit": 10,
-                                 "horizon": horizon, "age_now": age_now, "age_cap": age_cap,
-                                 "age_rate": float(opts.AGE_RATE)})
+            cursor.execute(sql, params)
             plan = "\n".join(r[0] for r in cursor.fetchall())
     connection.close()
     return {"system": "offload", "db": db, "metric": "claim_cost", "ageing": ageing,
@@ -76,16 +68,9 @@ def main():
     parser.add_argument("--ageing", choices=["on", "off", "both"], default="both")
     parser.add_argument("--show-plan", action="store_true")
     args = parser.parse_args()
-    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    modes = [False, True] if args.ageing == "both" else [args.ageing == "on"]
-    if len(dbs) * len(modes) > 1:
-        for db in dbs:
-            for mode in modes:
-                cmd = [sys.executable, __file__, "--db", db, "--rows", str(args.rows),
-                       "--claims", str(args.claims), "--ageing", "on" if mode else "off"]
-                subprocess.run(cmd + (["--show-plan"] if args.show_plan else []), check=True)
+    if run_each(__file__, args, {"db": ["sqlite", "postgres"], "ageing": ["off", "on"]}):
         return
-    result = measure(dbs[0], args.rows, args.claims, modes[0])
+    result = measure(args.db, args.rows, args.claims, args.ageing == "on")
     plan = result.pop("plan")
     print(json.dumps(result), flush=True)
     if args.show_plan and plan:

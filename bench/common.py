@@ -54,3 +54,27 @@ def percentile(values, p):
 
 def progress(message):
     print(message, file=sys.stderr, flush=True)
+
+
+def run_each(script, args, split):
+    """Run ``script`` once per combination of the options that say "both".
+
+    Django is set up once per process, so each database (and mode) runs in its own
+    interpreter. ``split`` maps an option's name to its values, for example
+    ``{"db": ["sqlite", "postgres"], "ageing": ["on", "off"]}``. Returns False when no
+    option says "both" (the caller then measures in this process).
+    """
+    import itertools
+
+    split = {name: values for name, values in split.items() if getattr(args, name) == "both"}
+    if not split:
+        return False
+    fixed = []
+    for name, value in vars(args).items():
+        if name in split or value is None or value is False:
+            continue
+        fixed += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    for combo in itertools.product(*split.values()):
+        chosen = [x for name, value in zip(split, combo) for x in (f"--{name.replace('_', '-')}", value)]
+        subprocess.run([sys.executable, script, *fixed, *chosen], check=True)
+    return True

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import progress, setup_django, worker_cmd, worker_env  # noqa: E402
+from bench.common import progress, run_each, setup_django, worker_cmd, worker_env  # noqa: E402
 
 
 def measure(db, tasks, processes, threads):
@@ -57,18 +57,12 @@ def main():
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=64)
     args = parser.parse_args()
-    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    for db in dbs:
-        # Each database in its own interpreter: Django is set up once per process.
-        if len(dbs) > 1:
-            subprocess.run([sys.executable, __file__, "--db", db, "--tasks", str(args.tasks),
-                            "--processes", str(args.processes), "--threads", str(args.threads)],
-                           check=True)
-            continue
-        result = measure(db, args.tasks, args.processes, args.threads)
-        print(json.dumps(result), flush=True)
-        if result["verified"] != args.tasks:
-            sys.exit(f"only {result['verified']} of {args.tasks} tasks SUCCESSFUL")
+    if run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
+        return
+    result = measure(args.db, args.tasks, args.processes, args.threads)
+    print(json.dumps(result), flush=True)
+    if result["verified"] != args.tasks:
+        sys.exit(f"only {result['verified']} of {args.tasks} tasks SUCCESSFUL")
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ time the task body starts (``time.time()`` inside the task) minus the time just 
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, setup_django, start_worker  # noqa: E402
+from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
 
 
 def measure(db, samples, gap):
@@ -64,13 +63,8 @@ def main():
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--gap", type=float, default=0.03, help="seconds between probes")
     args = parser.parse_args()
-    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    for db in dbs:
-        if len(dbs) > 1:
-            subprocess.run([sys.executable, __file__, "--db", db, "--samples", str(args.samples),
-                            "--gap", str(args.gap)], check=True)
-            continue
-        print(json.dumps(measure(db, args.samples, args.gap)), flush=True)
+    if not run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
+        print(json.dumps(measure(args.db, args.samples, args.gap)), flush=True)
 
 
 if __name__ == "__main__":

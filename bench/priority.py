@@ -14,13 +14,12 @@ priority >= 50 — the feature's price is that idle slot.
 import argparse
 import json
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, setup_django, start_worker  # noqa: E402
+from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
 
 
 def measure(db, low, urgent, every, reserve):
@@ -126,16 +125,9 @@ def main():
         (RESULTS / "priority.json").write_text(json.dumps(rows, indent=1))
         report(rows, RESULTS / "priority.png")
         return
-    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    modes = [False, True] if args.reserve == "both" else [args.reserve == "yes"]
-    if len(dbs) * len(modes) > 1:
-        for db in dbs:
-            for mode in modes:
-                subprocess.run([sys.executable, __file__, "--db", db, "--low", str(args.low),
-                                "--urgent", str(args.urgent), "--every", str(args.every),
-                                "--reserve", "yes" if mode else "no"], check=True)
-        return
-    print(json.dumps(measure(dbs[0], args.low, args.urgent, args.every, modes[0])), flush=True)
+    if not run_each(__file__, args, {"db": ["sqlite", "postgres"], "reserve": ["no", "yes"]}):
+        print(json.dumps(measure(args.db, args.low, args.urgent, args.every, args.reserve == "yes")),
+              flush=True)
 
 
 if __name__ == "__main__":
