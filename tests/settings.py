@@ -88,6 +88,7 @@ ROOT_URLCONF = "tests.urls"
 WSGI_APPLICATION = "tests.wsgi.application"
 OFFLOAD_PROFILES = {"async-bulk": {"queues": ["reports"], "threads": 2, "grace": "5s"}}
 OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE") == "1"
+OFFLOAD_METRICS_TOKEN = "scrape-me"
 
 LOGGING = {
     "version": 1,

@@ -155,11 +155,11 @@ def test_compose_file_matches_the_compose_schema():
 
 
 def test_image_pins_match_the_lock():
-    lock = {line.split("==")[0].lower(): line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines()
+    lock = {line.split("==")[0].lower().replace("_", "-"): line.strip() for line in (ROOT / "requirements.lock").read_text().splitlines()
             if "==" in line}
     for line in (DEPLOY / "requirements.txt").read_text().splitlines():
         if "==" in line:
-            assert lock[line.split("==")[0].lower()] == line.strip()
+            assert lock[line.split("==")[0].lower().replace("_", "-")] == line.strip()
 
 
 def _free_port():

@@ -95,3 +95,55 @@ def test_dashboard_is_staff_only_and_csrf_protected(client):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(User.objects.create_superuser("ops2", "o@example.com", "pw"))
     assert strict.post("/offload/act/", {"action": "pause", "queue": "emails"}).status_code == 403
+
+
+def _metrics(client, **headers):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_metrics_match_the_database_and_survive_pruning(client):
+    from datetime import timedelta
+
+    from django.tasks import task_backends
+
+    from offload.store.base import now
+
+    for i in range(3):
+        tasks.add.enqueue(i, i)  # emails
+    tasks.boom.enqueue()
+    tasks.flaky.enqueue(succeed_on=2)  # one retry
+    tasks.noop.using(priority=-80).enqueue()
+    run_until_empty(max_tasks=6)  # leaves the bulk noop... and runs the rest
+    auth = {"HTTP_AUTHORIZATION": "Bearer scrape-me"}
+    m = _metrics(client, **auth)
+    key = lambda name, **labels: (name, tuple(sorted(labels.items())))  # noqa: E731
+    assert m[key("offload_tasks_finished_total", backend="default", queue="emails", status="SUCCESSFUL")] == 3
+    assert m[key("offload_tasks_finished_total", backend="default", queue="default", status="FAILED")] == 1
+    assert m[key("offload_task_retries_total", backend="default", queue="default")] == 1
+    expected = TaskRow.objects.filter(status="READY").count()
+    ready = sum(v for (name, labels), v in m.items()
+                if name == "offload_queue_depth" and ("state", "ready") in labels)
+    assert ready == expected == 1
+    # Pruning moves the totals into offload_counter: counters do not go backwards.
+    task_backends["default"].store.prune(before=now() + timedelta(days=1))
+    assert not TaskRow.objects.filter(status__in=["SUCCESSFUL", "FAILED"]).exists()
+    after = _metrics(client, **auth)
+    for name in ("offload_tasks_finished_total", "offload_task_retries_total"):
+        assert {k: v for k, v in after.items() if k[0] == name} == {k: v for k, v in m.items() if k[0] == name}
+
+
+@pytest.mark.django_db(databases="__all__")
+def test_metrics_need_the_token_or_staff(client):
+    assert client.get("/metrics").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    client.force_login(User.objects.create_superuser("ops3", "o@example.com", "pw"))
+    assert client.get("/metrics").status_code == 200

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 
+from offload import metrics
+
 
 def enqueue(request):
     from tests.testapp.tasks import logged
@@ -13,4 +15,5 @@ def enqueue(request):
 
 
 urlpatterns = [path("enqueue", enqueue), path("admin/", admin.site.urls),
-               path("offload/", include("offload.dashboard.urls"))]
+               path("offload/", include("offload.dashboard.urls")),
+               path("metrics", metrics.view)]

@@ -96,6 +96,8 @@ OFFLOAD_PROFILES = {
     "async-bulk": {"queues": ["reports"], "processes": 1, "threads": 2, "grace": "10m"},
 }
 OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE", "0") == "1"
+# Prometheus scrapes /metrics with "Authorization: Bearer <token>" (staff may too).
+OFFLOAD_METRICS_TOKEN = os.environ.get("OFFLOAD_METRICS_TOKEN")
 # The web role's drain budget (gunicorn's graceful timeout), in seconds.
 OFFLOAD_WEB_GRACE = 20
 

@@ -146,3 +146,18 @@ class Server(models.Model):
 
     def __str__(self):
         return f"{self.id} ({self.role}, {self.release}, {self.state})"
+
+
+class Counter(models.Model):
+    """Totals carried over from pruned rows, so metrics counters never go backwards:
+    a counter is what the task table holds now plus what pruning removed."""
+
+    backend = models.CharField(max_length=64)
+    queue_name = models.CharField(max_length=100)
+    name = models.CharField(max_length=50)  # SUCCESSFUL, FAILED, retries
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "offload_counter"
+        constraints = [models.UniqueConstraint(fields=["backend", "queue_name", "name"],
+                                               name="offload_counter_unique")]

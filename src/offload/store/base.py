@@ -286,10 +286,20 @@ class Store:
         return self.execute(self.sql("rescue").replace("{which}", which), params)
 
     def prune(self, *, before, batch=5000):
+        """Delete finished tasks older than ``before``, carrying their totals into
+        offload_counter first (each batch one transaction); return how many."""
+        from django.db import transaction
+
         deleted = 0
         while True:
-            n = self.execute(self.sql("prune"), {"before": self.db_time(before), "batch": batch},
-                             fetch=False)
-            deleted += n
-            if n < batch:
+            with transaction.atomic(using=self.db_alias):
+                ids = [r[0] for r in self.execute(
+                    self.sql("prune"), {"before": self.db_time(before), "batch": batch})]
+                if ids:
+                    for name in ("carry", "prune_delete"):
+                        params = {}
+                        sql = self.sql(name).replace("{ids}", self.in_list("id", ids, params))
+                        self.execute(sql, params, fetch=False)
+            deleted += len(ids)
+            if len(ids) < batch:
                 return deleted
