@@ -17,9 +17,9 @@ _stop = threading.Event()
 
 
 def _name():
-    import socket
+    from offload.roles import server_name
 
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return server_name()
 
 
 def when_ready(server):

@@ -99,4 +99,5 @@ def current_release():
 
 
 def server_name():
+    """This process's id in the server registry (and the prefix of its workers' ids)."""
     return f"{socket.gethostname()}-{os.getpid()}"

@@ -14,7 +14,6 @@ import multiprocessing
 import os
 import secrets
 import signal
-import socket
 import time
 from datetime import timedelta
 from multiprocessing.connection import wait
@@ -23,7 +22,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
 
-from offload.roles import current_release
+from offload.roles import current_release, server_name
 from offload.store.base import now
 
 logger = logging.getLogger("offload.server")
@@ -64,7 +63,7 @@ class Supervisor:
         self.queue_limits = queue_limits or {}
         self.children = {}  # worker_id -> Process
         self.signals = 0
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.name = server_name()
         self.role = role
         self.release = release or current_release()
         self.register = register  # False: no registry row, no release fence (tests, tools)
