@@ -26,7 +26,7 @@ from django.utils import timezone
 from offload.conf import Options, parse_duration
 from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions
 from offload.options import OPTION_NAMES
-from offload.results import build_result, decode_errors, import_task, resolve_task
+from offload.results import build_result, decode_errors, decode_payload, import_task, resolve_task
 from offload.store import get_store
 
 #: Tasks per INSERT statement in bulk_enqueue.
@@ -223,8 +223,6 @@ class OffloadBackend(BaseTaskBackend):
     def _to_result(self, row, result_id):
         if row is None:
             raise TaskResultDoesNotExist(result_id)
-        from offload.worker.runner import decode_payload
-
         args, kwargs, options = decode_payload(row.payload)
         task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
                             run_after=row.run_after, backend=self.alias, options=options)

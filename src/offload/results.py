@@ -1,6 +1,7 @@
 """Turning stored rows back into ``django.tasks`` objects: the Task and its TaskResult.
 
-Used by the backend (``get_result``) and the worker (the TaskResult a running task
+Also the codecs of a row's payload and errors. Used by the backend (``get_result``),
+the store, the dashboard and the worker (the TaskResult a running task
 sees in its ``TaskContext`` and in the signals). Example::
 
     task = resolve_task("myapp.tasks.send_email", priority=10, queue_name="emails",
@@ -15,7 +16,8 @@ from django.tasks import Task, TaskResult
 from django.tasks.base import TaskError
 from django.utils.module_loading import import_string
 
-from offload.exceptions import TaskNotFound
+from offload.exceptions import CorruptPayload, TaskNotFound
+from offload.options import OPTION_NAMES
 
 
 @lru_cache(maxsize=2048)
@@ -45,6 +47,29 @@ def resolve_task(path, *, priority, queue_name, run_after, backend, options=None
             backend=backend, **(options or {}),
         )
     return task
+
+
+def error_entry(exception_class_path, text):
+    """One entry of a row's ``errors`` list (the fields of ``TaskError``)."""
+    return {"exception_class_path": exception_class_path, "traceback": text}
+
+
+def decode_payload(text):
+    """``(args, kwargs, options)`` from a stored payload, or CorruptPayload."""
+    try:
+        payload = json.loads(text)
+        args, kwargs = payload["args"], payload["kwargs"]
+        options = payload.get("options")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError("args must be a list and kwargs an object")
+        if options is not None and not (isinstance(options, dict) and set(options) <= set(OPTION_NAMES)):
+            raise TypeError(f"unknown options {options!r}")
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CorruptPayload(
+            f"The stored arguments are not a valid Offload payload ({exc}); expected "
+            '{"args": [...], "kwargs": {...}}. The row was changed outside Offload.'
+        ) from None
+    return args, kwargs, options
 
 
 def decode_errors(text):

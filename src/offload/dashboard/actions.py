@@ -10,9 +10,8 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.tasks import task_backends
 
 from offload.models import TaskRow
-from offload.results import resolve_task
+from offload.results import decode_payload, resolve_task
 from offload.store.base import now
-from offload.worker.runner import decode_payload
 
 logger = logging.getLogger("offload.dashboard")
 

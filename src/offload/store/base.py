@@ -15,6 +15,8 @@ from pathlib import Path
 from django.db import connections
 from django.utils.dateparse import parse_datetime
 
+from offload.results import error_entry
+
 SQL_DIR = Path(__file__).parent / "sql"
 
 
@@ -29,7 +31,7 @@ def load_sql(engine, name):
         path = SQL_DIR / "common" / f"{name}.sql"
     lines = path.read_text().splitlines()
     sql = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
-    for fragment in ("done", "picked", "filters", "take", "taken"):
+    for fragment in ("done", "picked", "filters", "take", "taken", "append_error"):
         if "{" + fragment + "}" in sql:
             sql = sql.replace("{" + fragment + "}", load_sql(engine, fragment).strip())
     return sql
@@ -211,8 +213,6 @@ class Store:
         """READY → FAILED with an ``offload.exceptions.Cancelled`` error; returns the ids."""
         if not ids:
             return []
-        from offload.worker.runner import error_entry
-
         error = error_entry("offload.exceptions.Cancelled", f"offload.exceptions.Cancelled: {reason}\n")
         params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error)}
         sql = self.sql("cancel").replace("{ids}", self.in_list("id", ids, params))
@@ -273,8 +273,6 @@ class Store:
 
     def rescue(self, *, now, max_rescues, worker=None):
         """Take back tasks of a dead ``worker``, or (worker=None) every expired lease."""
-        from offload.worker.runner import error_entry  # one place formats errors
-
         which = "claimed_by = %(worker)s" if worker else "lease_expires_at < %(now)s"
         lost = error_entry(
             "offload.exceptions.WorkerLost",

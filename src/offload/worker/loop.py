@@ -23,7 +23,8 @@ from django.tasks.signals import task_finished
 
 from offload.exceptions import TaskTimeout
 from offload.store.base import now
-from offload.worker.runner import Runner, error_entry
+from offload.results import error_entry
+from offload.worker.runner import Runner
 
 logger = logging.getLogger("offload.worker")
 

@@ -18,40 +18,17 @@ from django.tasks.base import TaskError
 from django.tasks.signals import task_started
 from django.utils.json import normalize_json
 
-from offload.exceptions import CorruptPayload, ResultNotSerializable
-from offload.options import OPTION_NAMES
-from offload.results import build_result, decode_errors, resolve_task
+from offload.exceptions import ResultNotSerializable
+from offload.results import build_result, decode_errors, decode_payload, error_entry, resolve_task
 from offload.scheduling.backoff import retry_delay
 from offload.store.base import Outcome, age_key, now
 
 logger = logging.getLogger("offload.worker")
 
 
-def error_entry(exception_class_path, text):
-    return {"exception_class_path": exception_class_path, "traceback": text}
-
-
 def _entry_for(exc):
     cls = type(exc)
     return error_entry(f"{cls.__module__}.{cls.__qualname__}", "".join(traceback.format_exception(exc)))
-
-
-def decode_payload(text):
-    """``(args, kwargs, options)`` from a stored payload, or CorruptPayload."""
-    try:
-        payload = json.loads(text)
-        args, kwargs = payload["args"], payload["kwargs"]
-        options = payload.get("options")
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise TypeError("args must be a list and kwargs an object")
-        if options is not None and not (isinstance(options, dict) and set(options) <= set(OPTION_NAMES)):
-            raise TypeError(f"unknown options {options!r}")
-    except (ValueError, TypeError, KeyError) as exc:
-        raise CorruptPayload(
-            f"The stored arguments are not a valid Offload payload ({exc}); expected "
-            '{"args": [...], "kwargs": {...}}. The row was changed outside Offload.'
-        ) from None
-    return args, kwargs, options
 
 
 class Runner:
