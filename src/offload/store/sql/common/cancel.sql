@@ -2,7 +2,6 @@
 -- are not touched (a task cannot be stopped from outside its thread).
 UPDATE offload_task SET
     status = 'FAILED', finished_at = %(now)s,
-    errors = substr(errors, 1, length(errors) - 1)
-             || CASE WHEN errors = '[]' THEN '' ELSE ',' END || %(error)s || ']'
+    errors = {append_error}
 WHERE backend = %(backend)s AND status = 'READY' AND id IN ({ids})
 RETURNING id

@@ -6,8 +6,7 @@ UPDATE offload_task SET
     status = CASE WHEN rescues + 1 > %(max_rescues)s THEN 'FAILED' ELSE 'READY' END,
     finished_at = CASE WHEN rescues + 1 > %(max_rescues)s THEN %(now)s ELSE NULL END,
     errors = CASE WHEN rescues + 1 > %(max_rescues)s
-        THEN substr(errors, 1, length(errors) - 1)
-             || CASE WHEN errors = '[]' THEN '' ELSE ',' END || %(error)s || ']'
+        THEN {append_error}
         ELSE errors END,
     rescues = rescues + 1,
     lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
