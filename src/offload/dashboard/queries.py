@@ -32,8 +32,7 @@ def summary(backend="default"):
                       running=Count("id", filter=Q(status="RUNNING")),
                       failed=Count("id", filter=Q(status="FAILED")),
                       oldest=Min("available_at", filter=Q(status="READY", available_at__lte=at))))
-    paused = set(QueueState.objects.using(db).filter(backend=backend, paused=True)
-                 .values_list("queue_name", flat=True))
+    paused = paused_queues(backend)
     merged = {}
     for row in rows:
         key = (row["queue_name"], band_of(row["priority"]))
@@ -47,6 +46,12 @@ def summary(backend="default"):
             entry["oldest_wait_s"] = max(wait, entry["oldest_wait_s"] or 0.0)
     order = {name: i for i, (name, _) in enumerate(BANDS)}
     return sorted(merged.values(), key=lambda e: (e["queue"], order[e["band"]]))
+
+
+def paused_queues(backend="default"):
+    db = task_backends[backend].opts.DATABASE
+    return set(QueueState.objects.using(db).filter(backend=backend, paused=True)
+               .values_list("queue_name", flat=True))
 
 
 def servers(include_gone=False):

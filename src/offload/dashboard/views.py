@@ -30,7 +30,7 @@ def index(request):
     backend = _backend(request)
     summary = queries.summary(backend)
     declared = sorted(set(task_backends[backend].queues) | {r["queue"] for r in summary})
-    paused = _paused(backend)
+    paused = queries.paused_queues(backend)
     servers = {}
     for server in queries.servers():
         servers.setdefault((server["role"], server["release"]), []).append(server)
@@ -57,12 +57,6 @@ def _bar(i, minute, ok, failed, peak):
     ok_h, failed_h = ok * 100 / peak, failed * 100 / peak
     return {"x": i * 10, "minute": minute, "n_ok": ok, "n_failed": failed,
             "ok_y": 100 - ok_h, "ok_h": ok_h, "failed_y": 100 - ok_h - failed_h, "failed_h": failed_h}
-
-
-def _paused(backend):
-    from offload.models import QueueState
-
-    return set(QueueState.objects.filter(backend=backend, paused=True).values_list("queue_name", flat=True))
 
 
 @require_POST

@@ -161,23 +161,20 @@ class Command(BaseCommand):
         self._set_paused(backend, queue, False)
 
     def handle_queues(self, *, backend, **_):
-        from django.db.models import Count, Q
-
-        from offload.models import QueueState, TaskRow
+        from offload.dashboard import queries
 
         tasks_backend = self._backend(backend)
-        db = tasks_backend.opts.DATABASE
-        counts = {row["queue_name"]: row for row in TaskRow.objects.using(db).filter(backend=backend)
-                  .values("queue_name").annotate(ready=Count("id", filter=Q(status="READY")),
-                                                 running=Count("id", filter=Q(status="RUNNING")))}
-        paused = set(QueueState.objects.using(db).filter(backend=backend, paused=True)
-                     .values_list("queue_name", flat=True))
+        counts = {}
+        for row in queries.summary(backend):  # per band; a queue's rows add up
+            ready, running = counts.get(row["queue"], (0, 0))
+            counts[row["queue"]] = (ready + row["ready"] + row["scheduled"], running + row["running"])
+        paused = queries.paused_queues(backend)
         limits = tasks_backend.opts.QUEUE_LIMITS
         self.stdout.write(f"{'queue':<20}{'ready':>8}{'running':>9}  state    cluster limit")
         for queue in sorted(set(tasks_backend.queues) | set(counts) | paused):
-            row = counts.get(queue, {"ready": 0, "running": 0})
+            ready, running = counts.get(queue, (0, 0))
             state = "paused" if queue in paused else "active"
-            self.stdout.write(f"{queue:<20}{row['ready']:>8}{row['running']:>9}  {state:<8} "
+            self.stdout.write(f"{queue:<20}{ready:>8}{running:>9}  {state:<8} "
                               f"{limits.get(queue, '-')}")
 
     def handle_run(self, *, role, addr, **_):
@@ -228,15 +225,12 @@ class Command(BaseCommand):
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def handle_servers(self, *, all, **_):
-        from offload.models import Server
-        from offload.store.base import now
+        from offload.dashboard import queries
 
-        rows = Server.objects.all() if all else Server.objects.exclude(state__in=["stopped", "dead"])
         self.stdout.write(f"{'server':<32}{'role':<12}{'release':<14}{'state':<10}{'heartbeat':>10}")
-        for server in rows:
-            age = (now() - server.heartbeat_at).total_seconds()
-            self.stdout.write(f"{server.id:<32}{server.role:<12}{server.release:<14}"
-                              f"{server.state:<10}{age:>9.0f}s")
+        for s in queries.servers(include_gone=all):
+            self.stdout.write(f"{s['id']:<32}{s['role']:<12}{s['release']:<14}"
+                              f"{s['state']:<10}{s['heartbeat_age_s']:>9.0f}s")
 
     def handle_retire(self, *, keep_release, role, **_):
         from offload import registry
