@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 VAR.mkdir(exist_ok=True)
 ENGINE = os.environ.get("OFFLOAD_TEST_DB", "sqlite")
+# Lets two checkouts run the PostgreSQL suite at once without sharing test databases.
+SUFFIX = os.environ.get("OFFLOAD_TEST_DB_SUFFIX", "")
 
 SECRET_KEY = "offload-tests-not-secret"
 DEBUG = False
@@ -38,7 +40,7 @@ def _db(name, test_name, env):
             "NAME": os.environ.get(env, name),
             "USER": url.username or "postgres", "PASSWORD": url.password or "",
             "HOST": url.hostname or "127.0.0.1", "PORT": url.port or 5432,
-            "TEST": {"NAME": f"test_{name}"},
+            "TEST": {"NAME": f"test_{name}{SUFFIX}"},
         }
     return {
         "ENGINE": "django.db.backends.sqlite3",
