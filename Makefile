@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	cd backoffice && ../$(PY) manage.py offload release && ../$(PY) manage.py collectstatic --noinput -v0 \
-		&& exec ../$(PY) manage.py offload run
+		&& ../$(PY) manage.py seed_demo --if-empty && exec ../$(PY) manage.py offload run
 
 # The whole suite: once on an SQLite file, once on PostgreSQL.
 # Outside CI the PostgreSQL half is skipped (with a notice) when no server answers;

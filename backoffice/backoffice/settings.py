@@ -66,6 +66,8 @@ def _database(url):
             "NAME": VAR / "backoffice.sqlite3",
             # WAL lets the web role read while the async server writes; IMMEDIATE
             # transactions take the write lock up front instead of failing later.
+            # Tests (and worker processes they start) need a file, not ":memory:".
+            "TEST": {"NAME": VAR / "test_backoffice.sqlite3"},
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
                         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
         }
@@ -84,7 +86,12 @@ TASKS = {
     "default": {
         "BACKEND": "offload.backend.OffloadBackend",
         "QUEUES": ["default", "notifications", "analysis", "crm", "reports"],
-        "OPTIONS": {"RETAIN": "7d"},
+        "OPTIONS": {
+            "RETAIN": "7d",
+            # The CRM's API allows two concurrent calls: across every async server.
+            "QUEUE_LIMITS": {"crm": 2},
+            "PERIODIC": {"portfolio-report": {"task": "loans.tasks.portfolio_report", "cron": "0 2 * * *"}},
+        },
     }
 }
 
@@ -101,7 +108,18 @@ OFFLOAD_METRICS_TOKEN = os.environ.get("OFFLOAD_METRICS_TOKEN")
 # The web role's drain budget (gunicorn's graceful timeout), in seconds.
 OFFLOAD_WEB_GRACE = 20
 
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Emails to applicants land as files in var/mail (set EMAIL_BACKEND for SMTP).
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_FILE_PATH = VAR / "mail"
+DEFAULT_FROM_EMAIL = "Lending Back Office <loans@example.com>"
+# Links in emails point here.
+LOANS_PUBLIC_URL = os.environ.get("LOANS_PUBLIC_URL", "http://127.0.0.1:8000")
+LOGIN_REDIRECT_URL = "/staff/"
+# The simulated credit bureau (loans/bureau.py): share of calls that fail, latency range.
+LOANS_BUREAU_FAILURE_RATE = float(os.environ.get("LOANS_BUREAU_FAILURE_RATE", "0.15"))
+LOANS_BUREAU_LATENCY = (0.15, 0.9)
+# Uploads up to the statement limit stay in memory; nothing touches the disk.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024 + 1024
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

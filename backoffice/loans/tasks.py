@@ -1,16 +1,157 @@
-"""Background work of the Back Office (a skeleton; the Back Office issue fills it in)."""
+"""The Back Office's background work, through the standard ``django.tasks`` API.
+
+Priorities (higher runs first) and queues say what matters when the async servers
+are busy::
+
+    notify_applicant     50  notifications  an applicant is waiting for this email
+    make_offer_letter    20  default        an underwriter just approved
+    check_credit         10  default        external call: slow, sometimes fails, retried
+    score_application    10  default
+    analyse_statement     0  analysis       CPU work on the uploaded CSV
+    sync_crm            -50  crm            nobody waits; at most 2 at once cluster-wide
+    portfolio_report   -100  reports        nightly (OPTIONS["PERIODIC"])
+"""
 
 import hashlib
+import random
+import time
+from datetime import timedelta
 
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Avg, Count, Sum
+from django.db.models.functions import TruncWeek
 from django.tasks import task
+from django.urls import reverse
+from django.utils import timezone
+
+from loans import bureau, documents, scoring, statements
+from loans.models import (Application, CashFlow, CreditReport, CrmSync, Notification, Offer,
+                          PortfolioReport, Score)
+from loans.workflow import advance, start
+
+S = Application.Status
+
+MESSAGES = {
+    "received": ("We received your application",
+                 "Thank you. We are analysing your statement and will be in touch shortly."),
+    "offered": ("Your loan offer is ready", "Your offer letter is ready to download."),
+    "declined": ("About your application",
+                 "We are sorry: we cannot offer a loan at this time. You may apply again in 90 days."),
+    "accepted": ("Offer accepted", "Thank you for accepting. Funds are usually paid within two working days."),
+}
 
 
-@task(priority=50, queue_name="notifications", max_attempts=3)
-def notify_applicant(name):
-    return f"notified {name}"
+@task(priority=50, queue_name="notifications", max_attempts=5)
+def notify_applicant(application_id, kind):
+    """One email per application and kind, even if the task runs twice: the row that
+    records the email commits only if sending succeeded."""
+    application = Application.objects.select_related("applicant").get(pk=application_id)
+    subject, body = MESSAGES[kind]
+    link = settings.LOANS_PUBLIC_URL.rstrip("/") + reverse("status", args=[application.reference])
+    try:
+        with transaction.atomic():
+            Notification.objects.create(application=application, kind=kind, to=application.applicant.email,
+                                        subject=subject)
+            send_mail(subject, f"Dear {application.applicant.owner_name},\n\n{body}\n\n{link}\n",
+                      settings.DEFAULT_FROM_EMAIL, [application.applicant.email])
+    except IntegrityError:
+        return "already sent"
+    return f"sent {kind}"
 
 
-@task(priority=-50, queue_name="analysis")
-def score_application(name):
-    digest = hashlib.sha256(name.encode()).digest()
-    return 300 + digest[0] * 2  # a stand-in score
+@task(priority=0, queue_name="analysis")
+def analyse_statement(application_id):
+    application = Application.objects.select_related("statement").get(pk=application_id)
+    metrics = statements.analyse(statements.parse(bytes(application.statement.content)))
+    with transaction.atomic():
+        application = advance(application_id, S.SUBMITTED, S.ANALYSED)
+        if application is None:
+            return "already analysed"
+        CashFlow.objects.create(application=application, metrics=metrics)
+        start(application, check_credit)
+    return metrics
+
+
+@task(priority=10, queue_name="default", max_attempts=6, retry_backoff=1.0, retry_backoff_max=20)
+def check_credit(application_id):
+    """Calls the (simulated) bureau; BureauUnavailable fails the attempt and Offload
+    retries it with exponential backoff."""
+    application = Application.objects.select_related("applicant").get(pk=application_id)
+    report = bureau.fetch_report(application.applicant.business_name, application.applicant.owner_name)
+    with transaction.atomic():
+        application = advance(application_id, S.ANALYSED, S.CREDIT_CHECKED)
+        if application is None:
+            return "already checked"
+        CreditReport.objects.create(application=application, **report)
+        start(application, score_application)
+    return report["bureau_score"]
+
+
+@task(priority=10, queue_name="default")
+def score_application(application_id):
+    with transaction.atomic():
+        application = advance(application_id, S.CREDIT_CHECKED, S.SCORED)
+        if application is None:
+            return "already scored"
+        report = CreditReport.objects.filter(application=application).values().get()
+        value, grade, reasons = scoring.score(application.cash_flow.metrics, report,
+                                              application.applicant.years_in_business)
+        Score.objects.create(application=application, value=value, grade=grade, reasons=reasons)
+    return {"score": value, "grade": grade}
+
+
+@task(priority=20, queue_name="default", max_attempts=3)
+def make_offer_letter(application_id):
+    offer = Offer.objects.select_related("application__applicant").get(application_id=application_id)
+    if offer.pdf:
+        return "already made"
+    pdf = documents.offer_letter(offer.application, offer)
+    with transaction.atomic():
+        Offer.objects.filter(pk=offer.pk).update(pdf=pdf)
+        start(offer.application, notify_applicant, "offered")
+    return f"{len(pdf)} bytes"
+
+
+@task(priority=-50, queue_name="crm", max_attempts=5, retry_backoff=2.0)
+def sync_crm(application_id):
+    """Pushes the application's current state to the (simulated) CRM. Low priority and
+    limited to two at once across the cluster (OPTIONS["QUEUE_LIMITS"]): the CRM's API
+    allows few concurrent calls."""
+    application = Application.objects.get(pk=application_id)
+    time.sleep(random.uniform(*getattr(settings, "LOANS_CRM_LATENCY", (0.05, 0.3))))
+    crm_id = "CRM-" + hashlib.sha1(application.reference.encode()).hexdigest()[:10].upper()
+    CrmSync.objects.update_or_create(application=application,
+                                     defaults={"status": application.status, "crm_id": crm_id})
+    return crm_id
+
+
+@task(priority=-100, queue_name="reports")
+def portfolio_report(weeks=12):
+    """The nightly portfolio report: totals by status and grade and a weekly chart."""
+    since = timezone.now() - timedelta(weeks=weeks)
+    apps = Application.objects.filter(created_at__gte=since)
+    by_status = dict(apps.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    decided = by_status.get(S.OFFERED, 0) + by_status.get(S.ACCEPTED, 0) + by_status.get(S.DECLINED, 0)
+    approved = decided - by_status.get(S.DECLINED, 0)
+    grades = {row["grade"]: {"applications": row["n"], "avg_score": round(row["avg"] or 0)}
+              for row in Score.objects.filter(application__created_at__gte=since)
+              .values("grade").annotate(n=Count("id"), avg=Avg("value")).order_by("grade")}
+    accepted = Offer.objects.filter(accepted_at__isnull=False, application__created_at__gte=since)
+    weekly = {row["week"]: [row["n"], 0] for row in apps.annotate(week=TruncWeek("created_at"))
+              .values("week").annotate(n=Count("id")).order_by("week")}
+    for row in (accepted.annotate(week=TruncWeek("application__created_at")).values("week")
+                .annotate(total=Sum("amount"))):
+        weekly.setdefault(row["week"], [0, 0])[1] = row["total"]
+    summary = {
+        "weeks": weeks,
+        "applications": sum(by_status.values()),
+        "by_status": by_status,
+        "approval_rate": round(approved / decided, 3) if decided else None,
+        "accepted_amount": str(accepted.aggregate(total=Sum("amount"))["total"] or 0),
+        "grades": grades,
+    }
+    chart = documents.volume_chart([(week, n, amount) for week, (n, amount) in sorted(weekly.items())])
+    report = PortfolioReport.objects.create(summary=summary, chart_svg=chart)
+    return report.pk

@@ -1,17 +1,158 @@
-from django.http import HttpResponseRedirect
-from django.shortcuts import render
-from django.tasks import TaskResultStatus
+import secrets
 
-from loans.tasks import notify_applicant, score_application
-from offload.models import TaskRow
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, user_passes_test
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from loans import timeline, workflow
+from loans.forms import ApplyForm, DecisionForm, QueueFilter
+from loans.models import Application, Offer, PortfolioReport
+
+staff_required = user_passes_test(lambda u: u.is_active and u.is_staff)
 
 
-def home(request):
-    if request.method == "POST":
-        name = request.POST.get("name", "").strip()[:80] or "Ada's Bakery"
-        notify_applicant.enqueue(name)
-        score_application.enqueue(name)
-        return HttpResponseRedirect("/")
-    recent = TaskRow.objects.order_by("-id")[:20]
-    counts = {s: TaskRow.objects.filter(status=s).count() for s in TaskResultStatus.values}
-    return render(request, "loans/home.html", {"recent": recent, "counts": counts})
+# Public pages -------------------------------------------------------------------
+
+def apply(request):
+    form = ApplyForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        application = workflow.submit(
+            applicant={k: data[k] for k in ("business_name", "owner_name", "email", "industry",
+                                            "years_in_business")},
+            amount=data["amount"], term_months=data["term_months"], purpose=data["purpose"],
+            filename=data["statement"].name, content=form.statement_content)
+        return redirect("status", application.reference)
+    return render(request, "loans/apply.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def status(request, reference):
+    application = get_object_or_404(Application.objects.select_related("applicant"), reference=reference)
+    offer = Offer.objects.filter(application=application).defer("pdf").first()
+    return render(request, "loans/status.html", {
+        "application": application, "offer": offer, "letter_ready": _letter_ready(application),
+        "steps": _steps(application)})
+
+
+@require_POST
+def accept(request, reference):
+    try:
+        workflow.accept(reference)
+    except Application.DoesNotExist:
+        raise Http404 from None
+    except workflow.Conflict as exc:
+        messages.error(request, str(exc))
+    return redirect("status", reference)
+
+
+def offer_letter(request, reference):
+    """The applicant's (or an underwriter's) offer letter."""
+    pdf = (Offer.objects.filter(application__reference=reference, pdf__isnull=False)
+           .values_list("pdf", flat=True).first())
+    if not pdf:
+        raise Http404("The offer letter is not ready yet.")
+    response = HttpResponse(bytes(pdf), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="offer-{reference}.pdf"'
+    return response
+
+
+def _letter_ready(application):
+    return Offer.objects.filter(application=application, pdf__isnull=False).exists()
+
+
+def _steps(application):
+    order = [S for S in Application.Status if S != Application.Status.DECLINED]
+    if application.status == Application.Status.DECLINED:
+        order = order[:4] + [Application.Status.DECLINED]
+    reached = order.index(application.status) if application.status in order else 0
+    return [{"label": s.label, "done": i <= reached, "current": i == reached} for i, s in enumerate(order)]
+
+
+# Staff pages --------------------------------------------------------------------
+
+@login_required
+@staff_required
+def queue(request):
+    form = QueueFilter(request.GET or None)
+    rows = Application.objects.select_related("applicant", "score")
+    if form.is_valid():
+        if form.cleaned_data["status"]:
+            rows = rows.filter(status=form.cleaned_data["status"])
+        if form.cleaned_data["grade"]:
+            rows = rows.filter(score__grade=form.cleaned_data["grade"])
+        if text := form.cleaned_data["q"]:
+            rows = rows.filter(Q(applicant__business_name__icontains=text) | Q(applicant__owner_name__icontains=text)
+                               | Q(reference=text))
+    page = Paginator(rows, 25).get_page(request.GET.get("page"))
+    counts = {s: 0 for s in Application.Status}
+    for status_value, n in _status_counts():
+        counts[Application.Status(status_value)] = n
+    params = request.GET.copy()
+    params.pop("page", None)
+    return render(request, "loans/staff/queue.html", {"form": form, "page": page, "counts": counts,
+                                                      "query": params.urlencode()})
+
+
+def _status_counts():
+    from django.db.models import Count
+
+    return Application.objects.values_list("status").annotate(n=Count("id")).order_by()
+
+
+@login_required
+@staff_required
+def application(request, pk):
+    app = get_object_or_404(Application.objects.select_related("applicant"), pk=pk)
+    related = {name: getattr(app, name, None) for name in ("cash_flow", "credit_report", "score", "decision")}
+    return render(request, "loans/staff/application.html", {
+        "application": app, **related,
+        "offer": Offer.objects.filter(application=app).defer("pdf").first(),
+        "letter_ready": _letter_ready(app),
+        "notifications": app.notifications.order_by("sent_at"),
+        "timeline": timeline.for_application(app),
+        "request_key": secrets.token_urlsafe(16),
+    })
+
+
+@login_required
+@staff_required
+@require_POST
+def decide(request, pk):
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The decision form was incomplete; reload the page and try again.")
+        return redirect("staff-application", pk)
+    try:
+        decision, created = workflow.decide(pk, approve=form.cleaned_data["action"] == "approve",
+                                            user=request.user, request_key=form.cleaned_data["request_key"],
+                                            note=form.cleaned_data["note"])
+    except Application.DoesNotExist:
+        raise Http404 from None
+    except workflow.Conflict as exc:
+        messages.warning(request, str(exc))
+        return redirect("staff-application", pk)
+    verb = "approved" if decision.approved else "declined"
+    messages.success(request, f"Application #{pk} {verb}." if created
+                     else f"Application #{pk} was already {verb} by this request; nothing was repeated.")
+    return redirect("staff-application", pk)
+
+
+@login_required
+@staff_required
+def reports(request):
+    return render(request, "loans/staff/reports.html", {"reports": PortfolioReport.objects.all()[:10]})
+
+
+@login_required
+@staff_required
+@require_POST
+def run_report(request):
+    from loans.tasks import portfolio_report
+
+    portfolio_report.enqueue()
+    messages.info(request, "The portfolio report is queued (lowest priority); it appears here when done.")
+    return redirect("reports")

@@ -1,0 +1,256 @@
+"""Does background work hurt web latency? The Back Office's web role under the same
+page load (bench/load/locustfile.py) in three arrangements on this 2-core machine:
+
+- idle: the web role alone on core 0; no async server.
+- split: web on core 0, the async server on core 1 working through a backlog of
+  statement analyses (CPU-bound) — web and async roles on their own machines.
+- monolith: web and the same busy async server sharing core 0 — background work in
+  the web machine's share, as a monolith (or a worker beside gunicorn) runs it.
+
+The load generator (locust, in its own virtualenv) runs on core 1 in every
+arrangement. In "split" it shares core 1 with the async server, so the async server
+runs at nice 10 there: the client's own timing must not be delayed by the thing it
+measures (the web core is untouched). Each arrangement starts from the same seeded
+SQLite database (copied), warms up, then measures.
+
+    .venv/bin/python bench/isolation.py            # table + bench/results/isolation.json
+    .venv/bin/python bench/isolation.py --chart docs/isolation.png
+"""
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv/bin/python")
+LOAD_VENV = ROOT / "bench/.venv-load"
+OUT = ROOT / "bench/results/isolation"
+PASSWORD = "bench-staff"
+
+
+def progress(message):
+    print(f"[isolation] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_load_venv():
+    requirements = ROOT / "bench/load/requirements.txt"
+    stamp = LOAD_VENV / ".requirements"
+    if stamp.exists() and stamp.read_text() == requirements.read_text():
+        return
+    progress("creating the load generator's virtualenv (bench/.venv-load)")
+    python = subprocess.run([str(ROOT / "scripts/find-python")], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([python, "-m", "venv", str(LOAD_VENV)], check=True)
+    subprocess.run([str(LOAD_VENV / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r",
+                    str(requirements)], check=True)
+    stamp.write_text(requirements.read_text())
+
+
+def env_for(var, port, role):
+    return dict(os.environ, DJANGO_SETTINGS_MODULE="backoffice.settings",
+                PYTHONPATH=f"{ROOT / 'backoffice'}:{ROOT}", OFFLOAD_VAR_DIR=str(var), DJANGO_DEBUG="0",
+                OFFLOAD_STATIC_ROOT=str(OUT / "static"), OFFLOAD_WEB_BIND=f"127.0.0.1:{port}",
+                LOANS_PUBLIC_URL=f"http://127.0.0.1:{port}", OFFLOAD_ROLE=role, OFFLOAD_RELEASE="bench",
+                WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"))
+
+
+BACKLOG = """
+import random, django
+django.setup()
+from loans.models import Application
+from loans.tasks import analyse_statement
+from offload import bulk_enqueue
+ids = list(Application.objects.values_list("id", flat=True))
+bulk_enqueue(analyse_statement, [((random.choice(ids),), {}) for _ in range({n})])
+"""
+
+
+def prepare(applications, backlog):
+    """One seeded database (and the load's data file), copied for each arrangement."""
+    template = OUT / "template"
+    shutil.rmtree(template, ignore_errors=True)
+    template.mkdir(parents=True)
+    env = env_for(template, 0, "web")
+    progress(f"seeding {applications} applications")
+    for command in (["offload", "release"], ["collectstatic", "--noinput", "-v0"],
+                    ["seed_demo", "--applications", str(applications), "--pending", "0",
+                     "--staff-password", PASSWORD]):
+        subprocess.run([PY, "-m", "django", *command], env=env, check=True, stdout=subprocess.DEVNULL)
+    progress(f"queueing {backlog} statement analyses (the async server's backlog)")
+    subprocess.run([PY, "-c", BACKLOG.replace("{n}", str(backlog))], env=env, check=True)
+    with sqlite3.connect(template / "backoffice.sqlite3") as db:
+        rows = db.execute("SELECT id, reference FROM loans_application").fetchall()
+        statements_ = [bytes(r[0]).decode() for r in db.execute("SELECT content FROM loans_document LIMIT 5")]
+    data = {"ids": [r[0] for r in rows], "references": [r[1] for r in rows], "statements": statements_}
+    (OUT / "load-data.json").write_text(json.dumps(data))
+    return template
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd_prefix, env, log):
+    return subprocess.Popen([*cmd_prefix, PY, "-m", "django", "offload", "run"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(url, procs, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs:
+            if p.poll() is not None:
+                raise SystemExit(f"a server exited with {p.returncode}; see {OUT}/*.log")
+        try:
+            if urllib.request.urlopen(url + "/readyz", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+def stop(procs):
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def locust(url, seconds, users, prefix):
+    cmd = ["taskset", "-c", "1", str(LOAD_VENV / "bin/locust"), "-f", str(ROOT / "bench/load/locustfile.py"),
+           "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", url,
+           "--only-summary", "--loglevel", "WARNING"]
+    if prefix:
+        cmd += ["--csv", str(prefix)]
+    env = dict(os.environ, BACKOFFICE_LOAD_DATA=str(OUT / "load-data.json"), BACKOFFICE_STAFF_PASSWORD=PASSWORD)
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def aggregated(prefix):
+    with open(f"{prefix}_stats.csv") as f:
+        rows = list(csv.DictReader(f))
+    total = next(r for r in rows if r["Name"] == "Aggregated")
+    return {"requests": int(total["Request Count"]), "failures": int(total["Failure Count"]),
+            "rps": round(float(total["Requests/s"]), 1), "p50_ms": float(total["50%"]),
+            "p95_ms": float(total["95%"]), "p99_ms": float(total["99%"]),
+            "by_page": {r["Name"]: float(r["99%"]) for r in rows if r["Name"] != "Aggregated"}}
+
+
+ARRANGEMENTS = {
+    # name: (web cpu list, async cpu list or None, async nice)
+    "idle": ("0", None, 0),
+    "split": ("0", "1", 10),
+    "monolith": ("0", "0", 0),
+}
+
+
+def measure(name, template, seconds, warmup, users):
+    web_cpus, async_cpus, niceness = ARRANGEMENTS[name]
+    var = OUT / name
+    shutil.rmtree(var, ignore_errors=True)
+    shutil.copytree(template, var)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(OUT / f"{name}.log", "w")
+    procs = [start(["taskset", "-c", web_cpus], env_for(var, port, "web"), log)]
+    if async_cpus:
+        procs.append(start(["taskset", "-c", async_cpus, "nice", "-n", str(niceness)],
+                           env_for(var, port, "async"), log))
+    try:
+        wait_ready(url, procs)
+        progress(f"{name}: warming up for {warmup}s")
+        locust(url, warmup, users, None)
+        db = sqlite3.connect(var / "backoffice.sqlite3", timeout=30)
+        done_before = db.execute("SELECT count(*) FROM offload_task WHERE status = 'SUCCESSFUL'").fetchone()[0]
+        progress(f"{name}: measuring for {seconds}s with {users} users")
+        began = time.monotonic()
+        locust(url, seconds, users, OUT / name)
+        elapsed = time.monotonic() - began
+        done = db.execute("SELECT count(*) FROM offload_task WHERE status = 'SUCCESSFUL'").fetchone()[0] - done_before
+        left = db.execute("SELECT count(*) FROM offload_task WHERE status = 'READY' "
+                          "AND task_path = 'loans.tasks.analyse_statement'").fetchone()[0]
+        db.close()
+    finally:
+        stop(procs)
+        log.close()
+    result = {"arrangement": name, "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
+              "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / name)}
+    if async_cpus and left == 0:
+        progress(f"WARNING: {name}: the backlog ran out; the async server was not busy throughout")
+    return result
+
+
+def report(rows, chart):
+    from rich.console import Console
+    from rich.table import Table
+
+    idle = next((r for r in rows if r["arrangement"] == "idle"), None)
+    table = Table(title="Back Office web latency under the same page load (ms), async server busy or absent")
+    for col in ("arrangement", "web cores", "async cores", "requests", "failures", "p50", "p95", "p99",
+                "p99 / idle", "async tasks/s", "backlog left"):
+        table.add_column(col, justify="left" if col == "arrangement" else "right")
+    for r in rows:
+        table.add_row(r["arrangement"], r["web_cpus"], r["async_cpus"], str(r["requests"]), str(r["failures"]),
+                      f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
+                      f"{r['p99_ms'] / idle['p99_ms']:.2f}×" if idle else "-",
+                      f"{r['tasks_per_s']:.1f}", str(r["backlog_left"]))
+    Console(width=150).print(table)
+    if chart:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 4))
+        x = range(len(rows))
+        for offset, key, color in ((-0.27, "p50_ms", "#2b6cb0"), (0, "p95_ms", "#63b3ed"), (0.27, "p99_ms", "#bee3f8")):
+            ax.bar([i + offset for i in x], [r[key] for r in rows], width=0.27, color=color,
+                   label=key.removesuffix("_ms"))
+        ax.set_xticks(list(x), [f"{r['arrangement']}\nweb {r['web_cpus']} / async {r['async_cpus']}" for r in rows])
+        ax.set_ylabel("ms")
+        ax.set_title("Web request latency while the async server is saturated (lower is better)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(chart, dpi=110)
+        progress(f"chart written to {chart}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=30, help="measured seconds per arrangement")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--users", type=int, default=16, help="simulated users (each ~1 request/s)")
+    parser.add_argument("--applications", type=int, default=300)
+    parser.add_argument("--backlog", type=int, default=6000)
+    parser.add_argument("--only", nargs="*", choices=list(ARRANGEMENTS), default=list(ARRANGEMENTS))
+    parser.add_argument("--chart", help="write a chart (PNG) here")
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("the isolation benchmark needs 2 cores (it pins web and async apart)")
+    ensure_load_venv()
+    OUT.mkdir(parents=True, exist_ok=True)
+    template = prepare(args.applications, args.backlog)
+    rows = [measure(name, template, args.seconds, args.warmup, args.users) for name in args.only]
+    (OUT.parent / "isolation.json").write_text(json.dumps(rows, indent=2))
+    report(rows, args.chart)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Load on the Back Office's web role: underwriters browsing and deciding, applicants
+checking their status and applying with a bank statement.
+
+Run by bench/isolation.py (which passes the data it seeded in ``BACKOFFICE_LOAD_DATA``,
+a JSON file of application ids and references); by hand::
+
+    bench/.venv-load/bin/locust -f bench/load/locustfile.py --headless -u 20 -r 20 \
+        -t 30s --host http://127.0.0.1:8000
+"""
+
+import json
+import os
+import random
+import re
+
+from locust import HttpUser, between, task
+
+DATA = json.loads(open(os.environ["BACKOFFICE_LOAD_DATA"]).read())
+PASSWORD = os.environ.get("BACKOFFICE_STAFF_PASSWORD", "staff")
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+class Underwriter(HttpUser):
+    weight = 3
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self):
+        page = self.client.get("/accounts/login/", name="login page")
+        self.client.post("/accounts/login/", name="login", data={
+            "csrfmiddlewaretoken": TOKEN.search(page.text).group(1), "username": "staff",
+            "password": PASSWORD, "next": "/staff/"})
+
+    @task(3)
+    def queue(self):
+        status = random.choice(["", "scored", "offered", "declined", "accepted"])
+        self.client.get(f"/staff/?status={status}", name="staff: queue")
+
+    @task(5)
+    def application(self):
+        self.client.get(f"/staff/applications/{random.choice(DATA['ids'])}/", name="staff: application")
+
+    @task(1)
+    def reports(self):
+        self.client.get("/staff/reports/", name="staff: portfolio")
+
+
+class Applicant(HttpUser):
+    weight = 1
+    wait_time = between(0.5, 1.5)
+
+    @task(6)
+    def status(self):
+        self.client.get(f"/status/{random.choice(DATA['references'])}/", name="applicant: status")
+
+    @task(1)
+    def apply(self):
+        page = self.client.get("/", name="applicant: form")
+        n = random.randrange(10**9)
+        self.client.post("/", name="applicant: apply", data={
+            "csrfmiddlewaretoken": TOKEN.search(page.text).group(1), "business_name": f"Load Test {n}",
+            "owner_name": "Load Tester", "email": "load@example.com", "industry": "Retail",
+            "years_in_business": "4", "amount": "30000", "term_months": "24", "purpose": "Stock"},
+            files={"statement": ("statement.csv", random.choice(DATA["statements"]), "text/csv")})

@@ -1,0 +1,335 @@
+"""The Back Office end to end: its own settings, a real database (an SQLite file, or a
+PostgreSQL database made for this module), ``offload run`` serving the web role
+(gunicorn, two workers) and the async server, driven over real HTTP and by Chromium.
+
+The statement analysis and scoring are plain functions, tested here directly too.
+"""
+
+import http.cookiejar
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, wait_until
+
+sys.path.insert(0, str(ROOT / "backoffice"))
+from loans import statements  # noqa: E402  (pure Python: no settings needed)
+
+PY = sys.executable
+PG = os.environ.get("OFFLOAD_TEST_DB") == "postgres"
+pytestmark = pytest.mark.process
+
+
+# The statement parser and analysis ---------------------------------------------------
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "The file is empty"),
+    (b"when,what\n2026-01-01,x", "Line 1 must be the header date,description,amount,balance"),
+    (b"date,description,amount,balance\n2026-02-30,rent,-1,1\n", "Line 2: '2026-02-30' is not a date"),
+    (b"date,description,amount,balance\n2026-01-01,rent,ten,1\n", "Line 2: amount and balance must be numbers"),
+    (b"date,description,amount,balance\n2026-01-01,rent,1\n", "Line 2 has 3 columns"),
+    (b"date,description,amount,balance\n2026-03-01,a,1,1\n2026-01-01,b,1,2\n", "comes before the line above"),
+    (b"date,description,amount,balance\n2026-03-01,a,1,1\n2026-03-05,b,1,2\n", "covers 5 days; at least 28"),
+    ("date,description,amount,balance\n".encode("utf-16"), "not UTF-8"),
+])
+def test_a_malformed_statement_is_refused_with_the_line_and_the_fix(content, message):
+    with pytest.raises(statements.StatementError, match=re.escape(message)):
+        statements.parse(content)
+
+
+def test_statement_analysis_finds_the_cash_flow():
+    text = ("date,description,amount,balance\n"
+            "2026-01-01,CARD SALES,1000.00,1000.00\n2026-01-10,RENT,-1500.00,-500.00\n"
+            "2026-01-10,NSF FEE,-35.00,-535.00\n2026-01-12,TRANSFER FROM CUSTOMER,635.00,100.00\n"
+            "2026-02-01,CARD SALES,3000.00,3100.00\n2026-02-03,PAYROLL,-1000.00,2100.00\n")
+    m = statements.analyse(statements.parse(text))
+    assert m["months"] == 2 and m["transactions"] == 6
+    assert m["avg_monthly_inflow"] == pytest.approx((1635 + 3000) / 2)
+    assert m["avg_monthly_outflow"] == pytest.approx((1535 + 1000) / 2)
+    assert m["min_balance"] == -535.0
+    assert m["negative_days"] == 2  # 10th and 11th of January (carried over the 11th)
+    assert m["overdraft_events"] == 1  # "NSF FEE", not the "nsf" inside "TRANSFER"
+    assert 0 <= m["stress_overdraft_probability"] <= 1
+
+
+def test_generated_statements_parse_and_health_shows_in_the_metrics():
+    healthy = statements.analyse(statements.parse(statements.generate("h", health=1.0)))
+    failing = statements.analyse(statements.parse(statements.generate("h", health=0.0)))
+    assert healthy["avg_monthly_net"] > 0 > failing["avg_monthly_net"]
+    assert healthy["stress_overdraft_probability"] < failing["stress_overdraft_probability"]
+
+
+# The running Back Office -------------------------------------------------------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BackOffice:
+    """``offload release`` + ``seed_demo`` + ``offload run`` (role all) on a free port."""
+
+    def __init__(self, var):
+        self.var, self.port = var, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, DJANGO_SETTINGS_MODULE="backoffice.settings",
+                        PYTHONPATH=f"{ROOT / 'backoffice'}:{ROOT}", OFFLOAD_VAR_DIR=str(var),
+                        OFFLOAD_STATIC_ROOT=str(var / "static"), DJANGO_DEBUG="0",
+                        OFFLOAD_WEB_BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY="2",
+                        LOANS_PUBLIC_URL=self.url, OFFLOAD_RELEASE="e2e-1", OFFLOAD_ROLE="all")
+        if PG:
+            self.db = "test_backoffice" + os.environ.get("OFFLOAD_TEST_DB_SUFFIX", "")
+            self._pg(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)', f'CREATE DATABASE "{self.db}"')
+            pg = urllib.parse.urlsplit(os.environ.get("OFFLOAD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/"))
+            self.env["DATABASE_URL"] = f"postgres://{pg.username or 'postgres'}@{pg.hostname}:{pg.port or 5432}/{self.db}"
+        for command in (["offload", "release"], ["collectstatic", "--noinput", "-v0"],
+                        ["seed_demo", "--applications", "0", "--staff-password", "s3cret-pass"]):
+            subprocess.run([PY, "-m", "django", *command], env=self.env, check=True, capture_output=True)
+        self.log = open(var / "server.log", "w")
+        self.proc = subprocess.Popen([PY, "-m", "django", "offload", "run"], env=self.env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(self._ready, timeout=60, message=f"the Back Office at {self.url} (see {var}/server.log)")
+
+    def _pg(self, *statements_):
+        import psycopg
+
+        pg = urllib.parse.urlsplit(os.environ.get("OFFLOAD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/"))
+        with psycopg.connect(host=pg.hostname, port=pg.port or 5432, user=pg.username or "postgres",
+                             dbname="postgres", autocommit=True) as conn:
+            for statement in statements_:
+                conn.execute(statement)
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            pytest.fail(f"offload run exited with {self.proc.returncode}: {(self.var / 'server.log').read_text()[-3000:]}")
+        try:
+            return urllib.request.urlopen(f"{self.url}/readyz", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def sql(self, query, *params):
+        """Rows from the Back Office's database (the test reads it directly)."""
+        if PG:
+            import psycopg
+
+            pg = urllib.parse.urlsplit(self.env["DATABASE_URL"])
+            with psycopg.connect(host=pg.hostname, port=pg.port, user=pg.username, dbname=self.db) as conn:
+                return conn.execute(query.replace("?", "%s"), params).fetchall()
+        import sqlite3
+
+        with sqlite3.connect(self.var / "backoffice.sqlite3", timeout=20) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def stop(self):
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+        if PG:
+            self._pg(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def backoffice(tmp_path_factory):
+    server = BackOffice(tmp_path_factory.mktemp("backoffice"))
+    yield server
+    server.stop()
+
+
+class Session:
+    """A browser-less client with cookies and Django's CSRF token."""
+
+    def __init__(self, base):
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def get(self, path):
+        with self.opener.open(self.base + path, timeout=30) as response:
+            return response.read().decode()
+
+    def post(self, path, fields):
+        csrf = next(c.value for c in self.jar if c.name == "csrftoken")
+        data = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, **fields}).encode()
+        request = urllib.request.Request(self.base + path, data=data, headers={"Referer": self.base + path})
+        with self.opener.open(request, timeout=30) as response:
+            return response.read().decode()
+
+    def login(self, username, password):
+        self.get("/accounts/login/")
+        page = self.post("/accounts/login/", {"username": username, "password": password, "next": "/staff/"})
+        assert "Applications" in page, "login failed"
+        return self
+
+
+def submit(base, path, **overrides):
+    """Post the application form (multipart) like a browser would."""
+    session = Session(base)
+    session.get("/")
+    fields = {"business_name": "Test Bakery", "owner_name": "Ada Lovelace", "email": "ada@example.com",
+              "industry": "Bakery", "years_in_business": "6", "amount": "20000", "term_months": "24",
+              "purpose": "A new oven"} | overrides
+    boundary = "----offload-test-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in {"csrfmiddlewaretoken": next(c.value for c in session.jar if c.name == "csrftoken"),
+                          **fields}.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="statement"; filename="{path.name}"\r\n'
+                 f"Content-Type: text/csv\r\n\r\n".encode() + path.read_bytes() + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(base + "/", data=body, headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "Referer": base + "/"})
+    try:
+        with session.opener.open(request, timeout=30) as response:
+            return response.status, response.geturl(), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.url, exc.read().decode()
+
+
+def _statement(tmp_path, health=0.95, name="statement.csv"):
+    path = tmp_path / name
+    path.write_text(statements.generate(f"e2e-{name}", health=health, monthly_revenue=80_000))
+    return path
+
+
+def _scored(backoffice, tmp_path, name):
+    status, url, _ = submit(backoffice.url, _statement(tmp_path, name=name), business_name=name)
+    assert status == 200 and "/status/" in url
+    reference = url.rstrip("/").rsplit("/", 1)[-1]
+    wait_until(lambda: backoffice.sql("SELECT status FROM loans_application WHERE reference = ?",
+                                      reference) == [("scored",)],
+               timeout=60, message="the async server to score the application")
+    return backoffice.sql("SELECT id FROM loans_application WHERE reference = ?", reference)[0][0]
+
+
+def test_a_malformed_statement_gets_a_clear_message_and_nothing_is_saved(backoffice, tmp_path):
+    def counts():
+        return backoffice.sql("SELECT (SELECT count(*) FROM loans_applicant), (SELECT count(*) FROM "
+                              "loans_application), (SELECT count(*) FROM loans_document), "
+                              "(SELECT count(*) FROM offload_task)")
+
+    before = counts()
+    bad = tmp_path / "statement.csv"
+    bad.write_text("date,description,amount,balance\n2026-01-01,CARD SALES,12O.00,120.00\n")
+    status, _, page = submit(backoffice.url, bad, business_name="Half Saved Ltd")
+    assert status == 400
+    assert "Line 2: amount and balance must be numbers" in page
+    assert counts() == before  # no applicant, application, document or task
+
+
+def test_applicant_to_offer_letter_in_a_browser(backoffice, browser, tmp_path):
+    """An applicant applies with a statement; the async server analyses, checks credit and
+    scores it; an underwriter sees the task timeline, approves, and the offer letter
+    (a real PDF) downloads, for the underwriter and for the applicant."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1500})
+    page.goto(backoffice.url + "/")
+    page.fill("#id_business_name", "Harbour Bakery")
+    page.fill("#id_owner_name", "Grace Hopper")
+    page.fill("#id_email", "grace@example.com")
+    page.select_option("#id_industry", "Bakery")
+    page.fill("#id_years_in_business", "8")
+    page.fill("#id_amount", "25000")
+    page.fill("#id_purpose", "Second oven")
+    page.set_input_files("#id_statement", str(_statement(tmp_path)))
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/status/[\w-]+/$"))
+    status_url = page.url
+    page.wait_for_selector("#status:has-text('Scored')", timeout=60_000)  # the page refreshes itself
+
+    staff = browser.new_page(viewport={"width": 1280, "height": 1500})
+    staff.goto(backoffice.url + "/accounts/login/")
+    staff.fill("#id_username", "staff")
+    staff.fill("#id_password", "s3cret-pass")
+    staff.click("button[type=submit]")
+    staff.wait_for_url(re.compile(r"/staff/$"))
+    staff.click("text=Harbour Bakery")
+    timeline = staff.locator("#timeline tbody")
+    for name in ("notify_applicant", "analyse_statement", "check_credit", "score_application", "sync_crm"):
+        row = timeline.locator("tr", has_text=name).last
+        assert "SUCCESSFUL" in row.inner_text() or name == "sync_crm"
+    scored = timeline.locator("tr", has_text="score_application").inner_text()
+    assert "async · e2e-1" in scored and " ms" in scored  # server role and release, waited/ran
+
+    with staff.expect_navigation():
+        staff.click("button[value=approve]")
+    assert "approved" in staff.locator(".messages").inner_text()
+    assert staff.locator("#status").inner_text() == "Offered"
+    # The offer letter is made by the async server; reload until its link appears.
+    def letter_link():
+        staff.reload()
+        return staff.locator("#offer-letter").count()
+
+    wait_until(letter_link, timeout=30, interval=0.3, message="the offer letter")
+    if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
+        staff.screenshot(path=os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], "backoffice.png"), full_page=True)
+    with staff.expect_download() as download:
+        staff.click("#offer-letter")
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF-")
+
+    page.goto(status_url)
+    page.wait_for_selector("#offer-letter")
+    page.click("text=Accept offer")
+    page.wait_for_selector("#status:has-text('Accepted')")
+    reference = status_url.rstrip("/").rsplit("/", 1)[-1]
+    emails = wait_until(lambda: backoffice.sql(
+        "SELECT n.kind FROM loans_notification n JOIN loans_application a ON a.id = n.application_id "
+        "WHERE a.reference = ? ORDER BY n.kind", reference) == [("accepted",), ("offered",), ("received",)],
+        message="the three emails")
+    assert emails
+
+
+def test_two_underwriters_acting_at_once_make_exactly_one_transition(backoffice, tmp_path):
+    """Approve and decline posted at the same instant through two sessions (and the two
+    gunicorn workers): one wins, the other is told nothing changed. Then a replay of the
+    winning post (a double-click) repeats nothing."""
+    for round_ in range(3):
+        pk = _scored(backoffice, tmp_path, f"race-{round_}")
+        underwriters = [Session(backoffice.url).login(name, "s3cret-pass") for name in ("staff", "underwriter")]
+        keys = []
+        for session in underwriters:
+            page = session.get(f"/staff/applications/{pk}/")
+            keys.append(re.search(r'name="request_key" value="([\w-]+)"', page).group(1))
+        barrier, pages = threading.Barrier(2), [None, None]
+
+        def post(i, action):
+            barrier.wait()
+            pages[i] = underwriters[i].post(f"/staff/applications/{pk}/decide",
+                                            {"action": action, "request_key": keys[i]})
+
+        threads = [threading.Thread(target=post, args=(0, "approve")), threading.Thread(target=post, args=(1, "decline"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        decisions = backoffice.sql("SELECT approved, request_key FROM loans_decision WHERE application_id = ?", pk)
+        assert len(decisions) == 1
+        winner = keys.index(decisions[0][1])
+        (status,), = backoffice.sql("SELECT status FROM loans_application WHERE id = ?", pk)
+        assert status == ("offered" if winner == 0 else "declined")
+        assert f"Application #{pk} {'approved' if winner == 0 else 'declined'}." in pages[winner]
+        assert "nothing was changed" in pages[1 - winner]
+        offers = backoffice.sql("SELECT count(*) FROM loans_offer WHERE application_id = ?", pk)[0][0]
+        assert offers == (1 if winner == 0 else 0)
+
+        replay = underwriters[winner].post(f"/staff/applications/{pk}/decide",
+                                           {"action": "approve" if winner == 0 else "decline",
+                                            "request_key": keys[winner]})
+        assert "nothing was repeated" in replay
+        assert len(backoffice.sql("SELECT 1 FROM loans_decision WHERE application_id = ?", pk)) == 1
+        links = backoffice.sql("SELECT name FROM loans_tasklink WHERE application_id = ? AND name IN "
+                               "('make_offer_letter', 'notify_applicant')", pk)
+        assert links.count(("make_offer_letter",)) == (1 if winner == 0 else 0)
