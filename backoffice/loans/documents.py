@@ -6,19 +6,32 @@ import io
 from django.utils import timezone
 
 
+def _unicode_fonts(pdf):
+    """DejaVu Sans (shipped with matplotlib): any name an applicant types can be printed,
+    where the PDF core fonts know only Latin-1."""
+    from pathlib import Path
+
+    import matplotlib
+
+    fonts = Path(matplotlib.get_data_path()) / "fonts/ttf"
+    pdf.add_font("DejaVu", "", fonts / "DejaVuSans.ttf")
+    pdf.add_font("DejaVu", "B", fonts / "DejaVuSans-Bold.ttf")
+
+
 def offer_letter(application, offer):
     from fpdf import FPDF
 
     applicant = application.applicant
     pdf = FPDF(format="A4")
+    _unicode_fonts(pdf)
     pdf.set_title(f"Loan offer {application.reference}")
     pdf.set_author("Offload Lending Back Office")
     pdf.set_creation_date(timezone.now())
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
+    pdf.set_font("DejaVu", "B", 18)
     pdf.cell(0, 12, "Loan offer", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", size=11)
-    pdf.cell(0, 7, f"Reference {application.reference}  ·  {timezone.now():%d %B %Y}".replace("·", "-"),
+    pdf.set_font("DejaVu", size=11)
+    pdf.cell(0, 7, f"Reference {application.reference}  ·  {timezone.now():%d %B %Y}",
              new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
     pdf.multi_cell(0, 6, f"Dear {applicant.owner_name},\n\nThank you for applying on behalf of "

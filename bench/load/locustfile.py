@@ -2,7 +2,7 @@
 checking their status and applying with a bank statement.
 
 Run by bench/isolation.py (which passes the data it seeded in ``BACKOFFICE_LOAD_DATA``,
-a JSON file of application ids and references); by hand::
+a JSON file of application ids, references, statements and a staff session id); by hand::
 
     bench/.venv-load/bin/locust -f bench/load/locustfile.py --headless -u 20 -r 20 \
         -t 30s --host http://127.0.0.1:8000
@@ -25,6 +25,9 @@ class Underwriter(HttpUser):
     wait_time = between(0.5, 1.5)
 
     def on_start(self):
+        if DATA.get("session"):  # logged in once beforehand: no password hashing in the load
+            self.client.cookies.set("sessionid", DATA["session"])
+            return
         page = self.client.get("/accounts/login/", name="login page")
         self.client.post("/accounts/login/", name="login", data={
             "csrfmiddlewaretoken": TOKEN.search(page.text).group(1), "username": "staff",
