@@ -333,3 +333,17 @@ def test_two_underwriters_acting_at_once_make_exactly_one_transition(backoffice,
         links = backoffice.sql("SELECT name FROM loans_tasklink WHERE application_id = ? AND name IN "
                                "('make_offer_letter', 'notify_applicant')", pk)
         assert links.count(("make_offer_letter",)) == (1 if winner == 0 else 0)
+
+
+def test_the_portfolio_report_is_made_by_the_async_server_with_its_chart(backoffice):
+    staff = Session(backoffice.url).login("staff", "s3cret-pass")
+    before = backoffice.sql("SELECT count(*) FROM loans_portfolioreport")[0][0]
+    page = staff.post("/staff/reports/run", {})
+    assert "The portfolio report is queued" in page
+    wait_until(lambda: backoffice.sql("SELECT count(*) FROM loans_portfolioreport")[0][0] > before,
+               timeout=60, message="the portfolio report")
+    page = staff.get("/staff/reports/")
+    assert "<svg" in page and "Applications and accepted volume by week" in page
+    (priority, queue), = backoffice.sql("SELECT priority, queue_name FROM offload_task WHERE "
+                                        "task_path = 'loans.tasks.portfolio_report'")
+    assert (priority, queue) == (-100, "reports")
