@@ -52,7 +52,9 @@ def compose(budgets):
     env = {"DATABASE_URL": "postgres://offload:offload@postgres:5432/offload",
            "DJANGO_SECRET_KEY": "${DJANGO_SECRET_KEY:?set DJANGO_SECRET_KEY}",
            "DJANGO_ALLOWED_HOSTS": "${DJANGO_ALLOWED_HOSTS:-localhost}",
-           "DJANGO_DEBUG": "0", "OFFLOAD_RELEASE": "${OFFLOAD_RELEASE:?set OFFLOAD_RELEASE}"}
+           "DJANGO_DEBUG": "0", "OFFLOAD_RELEASE": "${OFFLOAD_RELEASE:?set OFFLOAD_RELEASE}",
+           # Links in the applicants' emails (sent by the async servers) point here.
+           "LOANS_PUBLIC_URL": "${LOANS_PUBLIC_URL:-http://localhost:8000}"}
     services = {
         "postgres": {
             "image": "postgres:17", "environment": {"POSTGRES_USER": "offload",

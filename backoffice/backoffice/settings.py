@@ -125,5 +125,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"offload": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {"offload": {"handlers": ["console"], "level": "INFO"},
+                # Django logs every task's state change at INFO; Offload logs failures.
+                "django.tasks": {"level": "WARNING"}},
 }
