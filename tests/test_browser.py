@@ -2,7 +2,6 @@
 live server and a real worker process."""
 
 import os
-import shutil
 
 import pytest
 from django.contrib.auth.models import User

@@ -132,7 +132,7 @@ def portfolio_report(weeks=12):
     """The nightly portfolio report: totals by status and grade and a weekly chart."""
     since = timezone.now() - timedelta(weeks=weeks)
     apps = Application.objects.filter(created_at__gte=since)
-    by_status = dict(apps.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    by_status = {row["status"]: row["n"] for row in apps.values("status").annotate(n=Count("id")).order_by()}
     decided = by_status.get(S.OFFERED, 0) + by_status.get(S.ACCEPTED, 0) + by_status.get(S.DECLINED, 0)
     approved = decided - by_status.get(S.DECLINED, 0)
     grades = {row["grade"]: {"applications": row["n"], "avg_score": round(row["avg"] or 0)}

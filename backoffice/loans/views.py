@@ -3,7 +3,7 @@ import secrets
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, user_passes_test
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -89,18 +89,12 @@ def queue(request):
                                | Q(reference=text))
     page = Paginator(rows, 25).get_page(request.GET.get("page"))
     counts = {s: 0 for s in Application.Status}
-    for status_value, n in _status_counts():
-        counts[Application.Status(status_value)] = n
+    for row in Application.objects.values("status").annotate(n=Count("id")).order_by():
+        counts[Application.Status(row["status"])] = row["n"]
     params = request.GET.copy()
     params.pop("page", None)
     return render(request, "loans/staff/queue.html", {"form": form, "page": page, "counts": counts,
                                                       "query": params.urlencode()})
-
-
-def _status_counts():
-    from django.db.models import Count
-
-    return Application.objects.values_list("status").annotate(n=Count("id")).order_by()
 
 
 @login_required

@@ -62,7 +62,7 @@ def decide(application_id, *, approve, user, request_key, note=""):
 
     with transaction.atomic():
         application = Application.objects.select_for_update().get(pk=application_id)
-        earlier = Decision.objects.filter(request_key=request_key).first()
+        earlier = Decision.objects.filter(request_key=request_key, application=application).first()
         if earlier is not None:
             return earlier, False
         if application.status != S.SCORED:
