@@ -3,7 +3,8 @@ page load (bench/load/locustfile.py) in three arrangements on this 2-core machin
 
 - idle: the web role alone on core 0; no async server.
 - split: web on core 0, the async server on core 1 working through a backlog of
-  statement analyses (CPU-bound) — web and async roles on their own machines.
+  just-submitted applications (their whole pipeline: statement analysis is CPU work,
+  the credit check waits on the bureau) — web and async roles on their own machines.
 - monolith: web and the same busy async server sharing core 0 — background work in
   the web machine's share, as a monolith (or a worker beside gunicorn) runs it.
 
@@ -63,16 +64,11 @@ def env_for(var, port, role):
                 WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"))
 
 
-BACKLOG = """
-import random, django
+SESSION = """
+import django
 django.setup()
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
-from loans.models import Application
-from loans.tasks import analyse_statement
-from offload import bulk_enqueue
-ids = list(Application.objects.values_list("id", flat=True))
-bulk_enqueue(analyse_statement, [((random.choice(ids),), {}) for _ in range({n})])
 # One logged-in staff session for the load's underwriters: logging in (password
 # hashing, ~0.5 s of CPU) is not the page load being measured.
 user = User.objects.get(username="staff")
@@ -90,14 +86,14 @@ def prepare(applications, backlog):
     shutil.rmtree(template, ignore_errors=True)
     template.mkdir(parents=True)
     env = env_for(template, 0, "web")
-    progress(f"seeding {applications} applications")
+    progress(f"seeding {applications} decided applications and {backlog} just submitted "
+             "(the async server's backlog: their whole pipeline)")
     for command in (["offload", "release"], ["collectstatic", "--noinput", "-v0"],
-                    ["seed_demo", "--applications", str(applications), "--pending", "0",
+                    ["seed_demo", "--applications", str(applications + backlog), "--pending", str(backlog),
                      "--staff-password", PASSWORD]):
         subprocess.run([PY, "-m", "django", *command], env=env, check=True, stdout=subprocess.DEVNULL)
-    progress(f"queueing {backlog} statement analyses (the async server's backlog)")
-    session = subprocess.run([PY, "-c", BACKLOG.replace("{n}", str(backlog))], env=env, check=True,
-                             capture_output=True, text=True).stdout.split()[-1]
+    session = subprocess.run([PY, "-c", SESSION], env=env, check=True, capture_output=True,
+                             text=True).stdout.split()[-1]
     with sqlite3.connect(template / "backoffice.sqlite3") as db:
         rows = db.execute("SELECT id, reference FROM loans_application").fetchall()
         statements_ = [bytes(r[0]).decode() for r in db.execute("SELECT content FROM loans_document LIMIT 5")]
@@ -143,6 +139,21 @@ def stop(procs):
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def cpu_seconds(session):
+    """CPU time used so far by every process of a session (a server and its children)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # fields after the name: state ppid pgrp session ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def locust(url, seconds, users, prefix):
@@ -193,18 +204,20 @@ def measure(name, template, seconds, warmup, users):
         locust(url, warmup, users, None)
         db = sqlite3.connect(var / "backoffice.sqlite3", timeout=30)
         done_before = db.execute("SELECT count(*) FROM offload_task WHERE status = 'SUCCESSFUL'").fetchone()[0]
+        cpu_before = [cpu_seconds(p.pid) for p in procs]
         progress(f"{name}: measuring for {seconds}s with {users} users")
         began = time.monotonic()
         locust(url, seconds, users, OUT / name)
         elapsed = time.monotonic() - began
+        cpu = [round((cpu_seconds(p.pid) - before) / elapsed * 100) for p, before in zip(procs, cpu_before)]
         done = db.execute("SELECT count(*) FROM offload_task WHERE status = 'SUCCESSFUL'").fetchone()[0] - done_before
-        left = db.execute("SELECT count(*) FROM offload_task WHERE status = 'READY' "
-                          "AND task_path = 'loans.tasks.analyse_statement'").fetchone()[0]
+        left = db.execute("SELECT count(*) FROM loans_application WHERE status = 'submitted'").fetchone()[0]
         db.close()
     finally:
         stop(procs)
         log.close()
     result = {"arrangement": name, "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
+              "web_cpu_pct": cpu[0], "async_cpu_pct": cpu[1] if async_cpus else 0,
               "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / name)}
     if async_cpus and left == 0:
         progress(f"WARNING: {name}: the backlog ran out; the async server was not busy throughout")
@@ -217,14 +230,14 @@ def report(rows, chart):
 
     idle = next((r for r in rows if r["arrangement"] == "idle"), None)
     table = Table(title="Back Office web latency under the same page load (ms), async server busy or absent")
-    for col in ("arrangement", "web cores", "async cores", "requests", "failures", "p50", "p95", "p99",
-                "p99 / idle", "async tasks/s", "backlog left"):
+    for col in ("arrangement", "web core", "async core", "requests", "failures", "p50", "p95", "p99",
+                "p99 / idle", "web CPU %", "async CPU %", "async tasks/s", "not yet analysed"):
         table.add_column(col, justify="left" if col == "arrangement" else "right")
     for r in rows:
         table.add_row(r["arrangement"], r["web_cpus"], r["async_cpus"], str(r["requests"]), str(r["failures"]),
                       f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
                       f"{r['p99_ms'] / idle['p99_ms']:.2f}×" if idle else "-",
-                      f"{r['tasks_per_s']:.1f}", str(r["backlog_left"]))
+                      str(r["web_cpu_pct"]), str(r["async_cpu_pct"]), f"{r['tasks_per_s']:.1f}", str(r["backlog_left"]))
     Console(width=150).print(table)
     if chart:
         import matplotlib
@@ -252,7 +265,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--users", type=int, default=16, help="simulated users (each ~1 request/s)")
     parser.add_argument("--applications", type=int, default=300)
-    parser.add_argument("--backlog", type=int, default=6000)
+    parser.add_argument("--backlog", type=int, default=2000, help="applications waiting for the async server")
     parser.add_argument("--only", nargs="*", choices=list(ARRANGEMENTS), default=list(ARRANGEMENTS))
     parser.add_argument("--chart", help="write a chart (PNG) here")
     args = parser.parse_args()

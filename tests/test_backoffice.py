@@ -347,3 +347,34 @@ def test_the_portfolio_report_is_made_by_the_async_server_with_its_chart(backoff
     (priority, queue), = backoffice.sql("SELECT priority, queue_name FROM offload_task WHERE "
                                         "task_path = 'loans.tasks.portfolio_report'")
     assert (priority, queue) == (-100, "reports")
+
+
+RERUN = """
+import django
+django.setup()
+from loans import tasks
+pk = {pk}
+print(tasks.analyse_statement.call(pk), tasks.check_credit.call(pk), tasks.score_application.call(pk),
+      tasks.notify_applicant.call(pk, "received"), sep="|")
+"""
+
+
+def test_every_step_is_safe_to_run_twice(backoffice, tmp_path):
+    """A worker killed after a task's work but before recording it means the task runs
+    again: each step then finds its work done and changes nothing."""
+    pk = _scored(backoffice, tmp_path, "run-twice")
+
+    def state():
+        return backoffice.sql(
+            "SELECT (SELECT count(*) FROM loans_cashflow WHERE application_id = ?),"
+            " (SELECT count(*) FROM loans_creditreport WHERE application_id = ?),"
+            " (SELECT count(*) FROM loans_score WHERE application_id = ?),"
+            " (SELECT count(*) FROM loans_notification WHERE application_id = ?),"
+            " (SELECT count(*) FROM loans_tasklink WHERE application_id = ?),"
+            " (SELECT status FROM loans_application WHERE id = ?)", *[pk] * 6)
+
+    before = state()
+    out = subprocess.run([PY, "-c", RERUN.replace("{pk}", str(pk))], env=backoffice.env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == "already analysed|already checked|already scored|already sent"
+    assert state() == before == [(1, 1, 1, 1, before[0][4], "scored")]

@@ -64,6 +64,8 @@ def notify_applicant(application_id, kind):
 @task(priority=0, queue_name="analysis")
 def analyse_statement(application_id):
     application = Application.objects.select_related("statement").get(pk=application_id)
+    if application.status != S.SUBMITTED:
+        return "already analysed"
     metrics = statements.analyse(statements.parse(bytes(application.statement.content)))
     with transaction.atomic():
         application = advance(application_id, S.SUBMITTED, S.ANALYSED)
@@ -79,6 +81,8 @@ def check_credit(application_id):
     """Calls the (simulated) bureau; BureauUnavailable fails the attempt and Offload
     retries it with exponential backoff."""
     application = Application.objects.select_related("applicant").get(pk=application_id)
+    if application.status != S.ANALYSED:
+        return "already checked"  # and no needless call to the bureau
     report = bureau.fetch_report(application.applicant.business_name, application.applicant.owner_name)
     with transaction.atomic():
         application = advance(application_id, S.ANALYSED, S.CREDIT_CHECKED)
