@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-priority clean
+.PHONY: run test bench bench-priority bench-isolation clean
 
 $(STAMP): requirements.lock pyproject.toml tools/package-lock.json
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 
 bench-priority: $(STAMP)
 	$(PY) bench/priority.py --peers
+
+# Web latency idle / split roles / monolith (the Back Office under locust); see docs/backoffice.md.
+bench-isolation: $(STAMP)
+	$(PY) bench/isolation.py --chart docs/isolation.png
 
 clean:
 	rm -rf $(VENV) var backoffice/var backoffice/static-collected

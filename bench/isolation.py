@@ -4,7 +4,8 @@ page load (bench/load/locustfile.py) in three arrangements on this 2-core machin
 - idle: the web role alone on core 0; no async server.
 - split: web on core 0, the async server on core 1 working through a backlog of
   just-submitted applications (their whole pipeline: statement analysis is CPU work,
-  the credit check waits on the bureau) — web and async roles on their own machines.
+  the credit check waits on the bureau) — web and async roles on separate cores
+  (they still share the SQLite file, its write lock, memory and disk).
 - monolith: web and the same busy async server sharing core 0 — background work in
   the web machine's share, as a monolith (or a worker beside gunicorn) runs it.
 

@@ -218,9 +218,8 @@ def _scored(backoffice, tmp_path, name):
 
 def test_a_malformed_statement_gets_a_clear_message_and_nothing_is_saved(backoffice, tmp_path):
     def counts():
-        return backoffice.sql("SELECT (SELECT count(*) FROM loans_applicant), (SELECT count(*) FROM "
-                              "loans_application), (SELECT count(*) FROM loans_document), "
-                              "(SELECT count(*) FROM offload_task)")
+        return backoffice.sql("SELECT (SELECT count(*) FROM loans_applicant WHERE business_name = 'Half Saved Ltd'),"
+                              " (SELECT count(*) FROM loans_application), (SELECT count(*) FROM loans_document)")
 
     before = counts()
     bad = tmp_path / "statement.csv"
@@ -228,7 +227,15 @@ def test_a_malformed_statement_gets_a_clear_message_and_nothing_is_saved(backoff
     status, _, page = submit(backoffice.url, bad, business_name="Half Saved Ltd")
     assert status == 400
     assert "Line 2: amount and balance must be numbers" in page
-    assert counts() == before  # no applicant, application, document or task
+    # No applicant, application or document (and so no task: tasks take an application).
+    assert counts() == before and before[0][0] == 0
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read(backoffice, tmp_path):
+    big = tmp_path / "statement.csv"
+    big.write_bytes(b"date,description,amount,balance\n" + b"2026-01-01,x,1.00,1.00\n" * 150_000)  # 3.4 MB
+    status, _, page = submit(backoffice.url, big)
+    assert status == 413 and "larger than 2 MiB" in page
 
 
 def test_applicant_to_offer_letter_in_a_browser(backoffice, browser, tmp_path):
@@ -321,6 +328,9 @@ def test_two_underwriters_acting_at_once_make_exactly_one_transition(backoffice,
         (status,), = backoffice.sql("SELECT status FROM loans_application WHERE id = ?", pk)
         assert status == ("offered" if winner == 0 else "declined")
         assert f"Application #{pk} {'approved' if winner == 0 else 'declined'}." in pages[winner]
+        # The loser waited on the row lock, then saw the winner's decision (without the
+        # lock it would have hit the one-decision constraint, which cannot name anyone).
+        assert f"by {('staff', 'underwriter')[winner]} at" in pages[1 - winner]
         assert "nothing was changed" in pages[1 - winner]
         offers = backoffice.sql("SELECT count(*) FROM loans_offer WHERE application_id = ?", pk)[0][0]
         assert offers == (1 if winner == 0 else 0)
@@ -345,7 +355,7 @@ def test_the_portfolio_report_is_made_by_the_async_server_with_its_chart(backoff
     page = staff.get("/staff/reports/")
     assert "<svg" in page and "Applications and accepted volume by week" in page
     (priority, queue), = backoffice.sql("SELECT priority, queue_name FROM offload_task WHERE "
-                                        "task_path = 'loans.tasks.portfolio_report'")
+                                        "task_path = 'loans.tasks.portfolio_report' ORDER BY id DESC LIMIT 1")
     assert (priority, queue) == (-100, "reports")
 
 
@@ -355,26 +365,47 @@ django.setup()
 from loans import tasks
 pk = {pk}
 print(tasks.analyse_statement.call(pk), tasks.check_credit.call(pk), tasks.score_application.call(pk),
-      tasks.notify_applicant.call(pk, "received"), sep="|")
+      tasks.notify_applicant.call(pk, "received"), tasks.make_offer_letter.call(pk), sep="|")
 """
 
 
 def test_every_step_is_safe_to_run_twice(backoffice, tmp_path):
     """A worker killed after a task's work but before recording it means the task runs
-    again: each step then finds its work done and changes nothing."""
+    again: each step then finds its work done and changes nothing; accepting twice is
+    accepting once."""
     pk = _scored(backoffice, tmp_path, "run-twice")
+    staff = Session(backoffice.url).login("staff", "s3cret-pass")
+    key = re.search(r'name="request_key" value="([\w-]+)"', staff.get(f"/staff/applications/{pk}/")).group(1)
+    staff.post(f"/staff/applications/{pk}/decide", {"action": "approve", "request_key": key})
+    (reference,), = backoffice.sql("SELECT reference FROM loans_application WHERE id = ?", pk)
+
+    def emails():
+        return backoffice.sql("SELECT kind FROM loans_notification WHERE application_id = ? AND sent_at IS NOT NULL"
+                              " ORDER BY kind", pk)
+
+    wait_until(lambda: emails() == [("offered",), ("received",)], message="the offer email")
 
     def state():
         return backoffice.sql(
             "SELECT (SELECT count(*) FROM loans_cashflow WHERE application_id = ?),"
             " (SELECT count(*) FROM loans_creditreport WHERE application_id = ?),"
             " (SELECT count(*) FROM loans_score WHERE application_id = ?),"
-            " (SELECT count(*) FROM loans_notification WHERE application_id = ?),"
             " (SELECT count(*) FROM loans_tasklink WHERE application_id = ?),"
+            " (SELECT pdf FROM loans_offer WHERE application_id = ?),"
             " (SELECT status FROM loans_application WHERE id = ?)", *[pk] * 6)
 
     before = state()
     out = subprocess.run([PY, "-c", RERUN.replace("{pk}", str(pk))], env=backoffice.env, check=True,
                          capture_output=True, text=True).stdout.strip()
-    assert out == "already analysed|already checked|already scored|already sent"
-    assert state() == before == [(1, 1, 1, 1, before[0][4], "scored")]
+    assert out == "already analysed|already checked|already scored|already sent|already made"
+    assert state() == before and before[0][:3] == (1, 1, 1) and before[0][5] == "offered"
+    assert emails() == [("offered",), ("received",)]
+
+    applicant = Session(backoffice.url)
+    applicant.get(f"/status/{reference}/")
+    for _ in range(2):
+        assert "You accepted this offer" in applicant.post(f"/status/{reference}/accept", {})
+    wait_until(lambda: emails() == [("accepted",), ("offered",), ("received",)], message="the acceptance email")
+    accepted = backoffice.sql("SELECT count(*) FROM loans_tasklink WHERE application_id = ? AND name = "
+                              "'notify_applicant'", pk)
+    assert accepted == [(3,)]  # received, offered, accepted: the second accept started nothing

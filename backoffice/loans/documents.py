@@ -7,8 +7,9 @@ from django.utils import timezone
 
 
 def _unicode_fonts(pdf):
-    """DejaVu Sans (shipped with matplotlib): any name an applicant types can be printed,
-    where the PDF core fonts know only Latin-1."""
+    """DejaVu Sans (shipped with matplotlib): names in Latin, Greek and Cyrillic scripts
+    print, where the PDF core fonts know only Latin-1 and would fail the task. (Glyphs
+    DejaVu lacks, such as CJK, come out blank, with a warning in the log.)"""
     from pathlib import Path
 
     import matplotlib

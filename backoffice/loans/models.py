@@ -125,13 +125,16 @@ class Offer(models.Model):
 
 
 class Notification(models.Model):
-    """An email sent to an applicant: at most one of each kind per application."""
+    """An email to an applicant, one row per application and kind. The row is committed
+    before sending and marked sent after: a worker lost in between sends again on the
+    retry (at least once — a duplicate beats a lost "your offer is ready")."""
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(max_length=20)
     to = models.EmailField()
     subject = models.CharField(max_length=200)
-    sent_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["application", "kind"], name="one_notification_per_kind")]

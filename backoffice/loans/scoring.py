@@ -1,6 +1,6 @@
 """Risk score and offer terms, from the cash-flow metrics and the credit report."""
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 GRADES = (("A", 740), ("B", 680), ("C", 620), ("D", 560), ("E", 0))
 APR = {"A": Decimal("7.90"), "B": Decimal("10.50"), "C": Decimal("14.90"), "D": Decimal("21.00"),
@@ -9,6 +9,8 @@ APR = {"A": Decimal("7.90"), "B": Decimal("10.50"), "C": Decimal("14.90"), "D": 
 
 def score(metrics, report, years_in_business):
     """300–850 (higher is safer), a grade and the reasons that moved it most."""
+    if metrics["avg_monthly_inflow"] <= 0:
+        return 300, "E", ["no money coming in on the statement"]
     points = [("bureau score", (report["bureau_score"] - 680) * 0.55)]
     inflow = metrics["avg_monthly_inflow"] or 1.0
     points.append(("net cash flow", max(-60.0, min(60.0, metrics["avg_monthly_net"] / inflow * 400))))
@@ -25,13 +27,21 @@ def score(metrics, report, years_in_business):
     return value, grade, reasons
 
 
+MIN_LOAN = Decimal(1000)
+CENT = Decimal("0.01")
+
+
 def offer_terms(requested, term_months, grade, metrics):
-    """Lend at most what a quarter of monthly net inflow can repay, capped by the request."""
+    """The loan offered: at most the request, and at most what a payment of a quarter
+    of the average monthly inflow repays over the term (rounded down to hundreds).
+    ``None`` when that is under MIN_LOAN: there is nothing to offer."""
     apr = APR[grade]
     rate = apr / Decimal(1200)
     factor = (rate * (1 + rate) ** term_months) / ((1 + rate) ** term_months - 1)
     affordable_payment = Decimal(str(max(0.0, metrics["avg_monthly_inflow"] * 0.25)))
-    amount = min(Decimal(requested), (affordable_payment / factor).quantize(Decimal("100")))
-    amount = max(Decimal("1000"), amount)
-    payment = (amount * factor).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    affordable = (affordable_payment / factor).quantize(Decimal("1E2"), ROUND_DOWN).quantize(CENT)
+    amount = min(Decimal(str(requested)).quantize(CENT), affordable)
+    if amount < MIN_LOAN:
+        return None
+    payment = (amount * factor).quantize(CENT, ROUND_HALF_UP)
     return {"amount": amount, "apr": apr, "term_months": term_months, "monthly_payment": payment}

@@ -23,6 +23,9 @@ from decimal import Decimal, InvalidOperation
 COLUMNS = ("date", "description", "amount", "balance")
 MAX_BYTES = 2 * 1024 * 1024
 MIN_DAYS = 28
+MAX_DAYS = 2 * 366
+#: Largest amount or balance accepted (a small business; also keeps floats finite).
+MAX_AMOUNT = Decimal("1e9")
 OVERDRAFT_WORDS = {"NSF", "OVERDRAFT", "RETURNED"}
 STRESS_PATHS, STRESS_DAYS = 2000, 90
 
@@ -51,6 +54,14 @@ def parse(data):
             raise StatementError("The file is not UTF-8 text. Export the statement as CSV "
                                  "(not Excel or PDF) and upload that.") from None
     reader = csv.reader(io.StringIO(data))
+    try:
+        return _lines(reader)
+    except csv.Error as exc:  # e.g. an unclosed quote, or a field over the csv module's limit
+        raise StatementError(f"Line {reader.line_num}: the file is not valid CSV ({exc}). "
+                             "Export the statement as CSV again.") from None
+
+
+def _lines(reader):
     header = next(reader, None)
     if header is None:
         raise StatementError("The file is empty. Export the statement as CSV and upload it again.")
@@ -58,7 +69,7 @@ def parse(data):
     if names[:4] != list(COLUMNS):
         raise StatementError(f"Line 1 must be the header {','.join(COLUMNS)}; found "
                              f"{','.join(header)[:80]!r}. Export the statement as CSV with these columns.")
-    lines = []
+    lines, latest = [], date.today() + timedelta(days=1)  # a day's slack for time zones
     for number, row in enumerate(reader, start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -73,8 +84,12 @@ def parse(data):
         except InvalidOperation:
             raise StatementError(f"Line {number}: amount and balance must be numbers like -12.50 "
                                  f"(found {row[2][:20]!r}, {row[3][:20]!r}).") from None
-        if not (amount.is_finite() and balance.is_finite()):
-            raise StatementError(f"Line {number}: amount and balance must be finite numbers.")
+        for value in (amount, balance):
+            if not value.is_finite() or abs(value) > MAX_AMOUNT or value.as_tuple().exponent < -2:
+                raise StatementError(f"Line {number}: {value!s:.20} is not an amount we accept: at most "
+                                     f"{MAX_AMOUNT:,.0f} with at most 2 decimal places.")
+        if day > latest:
+            raise StatementError(f"Line {number}: {day} is in the future.")
         if lines and day < lines[-1].day:
             raise StatementError(f"Line {number}: {day} comes before the line above it; "
                                  "lines must be in date order.")
@@ -85,6 +100,9 @@ def parse(data):
     if days < MIN_DAYS:
         raise StatementError(f"The statement covers {days} days; at least {MIN_DAYS} are needed. "
                              "Export three months or more.")
+    if days > MAX_DAYS:
+        raise StatementError(f"The statement covers {days} days; at most {MAX_DAYS} are accepted. "
+                             "Export the last twelve months.")
     return lines
 
 

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Avg, Count, Sum
 from django.db.models.functions import TruncWeek
 from django.tasks import task
@@ -45,19 +45,18 @@ MESSAGES = {
 
 @task(priority=50, queue_name="notifications", max_attempts=5)
 def notify_applicant(application_id, kind):
-    """One email per application and kind, even if the task runs twice: the row that
-    records the email commits only if sending succeeded."""
+    """One email per application and kind. Sending happens outside any transaction (an
+    SMTP server may be slow; on SQLite a transaction holds the database's write lock)."""
     application = Application.objects.select_related("applicant").get(pk=application_id)
     subject, body = MESSAGES[kind]
-    link = settings.LOANS_PUBLIC_URL.rstrip("/") + reverse("status", args=[application.reference])
-    try:
-        with transaction.atomic():
-            Notification.objects.create(application=application, kind=kind, to=application.applicant.email,
-                                        subject=subject)
-            send_mail(subject, f"Dear {application.applicant.owner_name},\n\n{body}\n\n{link}\n",
-                      settings.DEFAULT_FROM_EMAIL, [application.applicant.email])
-    except IntegrityError:
+    note, _ = Notification.objects.get_or_create(application=application, kind=kind, defaults={
+        "to": application.applicant.email, "subject": subject})
+    if note.sent_at:
         return "already sent"
+    link = settings.LOANS_PUBLIC_URL.rstrip("/") + reverse("status", args=[application.reference])
+    send_mail(subject, f"Dear {application.applicant.owner_name},\n\n{body}\n\n{link}\n",
+              settings.DEFAULT_FROM_EMAIL, [note.to])
+    Notification.objects.filter(pk=note.pk).update(sent_at=timezone.now())
     return f"sent {kind}"
 
 
@@ -76,10 +75,11 @@ def analyse_statement(application_id):
     return metrics
 
 
-@task(priority=10, queue_name="default", max_attempts=6, retry_backoff=1.0, retry_backoff_max=20)
+@task(priority=10, queue_name="default", max_attempts=12, retry_backoff=1.0, retry_backoff_max=300)
 def check_credit(application_id):
     """Calls the (simulated) bureau; BureauUnavailable fails the attempt and Offload
-    retries it with exponential backoff."""
+    retries it with exponential backoff: 12 attempts ride out 10 to 20 minutes of
+    outage. After that the task is FAILED and staff retry it from /offload/."""
     application = Application.objects.select_related("applicant").get(pk=application_id)
     if application.status != S.ANALYSED:
         return "already checked"  # and no needless call to the bureau
@@ -107,14 +107,18 @@ def score_application(application_id):
 
 
 @task(priority=20, queue_name="default", max_attempts=3)
-def make_offer_letter(application_id):
-    offer = Offer.objects.select_related("application__applicant").get(application_id=application_id)
-    if offer.pdf:
+def make_offer_letter(application_id, notify=True):
+    """The offer letter, made once: a second run (a rescued task) neither replaces a
+    letter the applicant may have downloaded nor emails again."""
+    offer = Offer.objects.select_related("application__applicant").defer("pdf").get(application_id=application_id)
+    if Offer.objects.filter(pk=offer.pk, pdf__isnull=False).exists():
         return "already made"
     pdf = documents.offer_letter(offer.application, offer)
     with transaction.atomic():
-        Offer.objects.filter(pk=offer.pk).update(pdf=pdf)
-        start(offer.application, notify_applicant, "offered")
+        if not Offer.objects.filter(pk=offer.pk, pdf__isnull=True).update(pdf=pdf):
+            return "already made"
+        if notify:
+            start(offer.application, notify_applicant, "offered")
     return f"{len(pdf)} bytes"
 
 
@@ -122,12 +126,15 @@ def make_offer_letter(application_id):
 def sync_crm(application_id):
     """Pushes the application's current state to the (simulated) CRM. Low priority and
     limited to two at once across the cluster (OPTIONS["QUEUE_LIMITS"]): the CRM's API
-    allows few concurrent calls."""
-    application = Application.objects.get(pk=application_id)
+    allows few concurrent calls. The state is read after the call's latency, so of two
+    syncs running together the later state is the one written."""
+    reference = Application.objects.values_list("reference", flat=True).get(pk=application_id)
     time.sleep(random.uniform(*getattr(settings, "LOANS_CRM_LATENCY", (0.05, 0.3))))
-    crm_id = "CRM-" + hashlib.sha1(application.reference.encode()).hexdigest()[:10].upper()
-    CrmSync.objects.update_or_create(application=application,
-                                     defaults={"status": application.status, "crm_id": crm_id})
+    crm_id = "CRM-" + hashlib.sha1(reference.encode()).hexdigest()[:10].upper()
+    with transaction.atomic():
+        application = Application.objects.select_for_update().get(pk=application_id)
+        CrmSync.objects.update_or_create(application=application,
+                                         defaults={"status": application.status, "crm_id": crm_id})
     return crm_id
 
 

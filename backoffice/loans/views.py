@@ -8,7 +8,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from loans import timeline, workflow
+from loans import statements, timeline, workflow
 from loans.forms import ApplyForm, DecisionForm, QueueFilter
 from loans.models import Application, Offer, PortfolioReport
 
@@ -17,7 +17,15 @@ staff_required = user_passes_test(lambda u: u.is_active and u.is_staff)
 
 # Public pages -------------------------------------------------------------------
 
+#: Refused before Django reads the body, so an oversized upload never reaches the disk.
+MAX_REQUEST = statements.MAX_BYTES + 64 * 1024
+
+
 def apply(request):
+    if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > MAX_REQUEST:
+        return render(request, "loans/apply.html", {"form": ApplyForm(), "upload_error": (
+            f"The upload is larger than {statements.MAX_BYTES // 1024 // 1024} MiB; export a shorter "
+            "period and apply again.")}, status=413)
     form = ApplyForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -106,7 +114,7 @@ def application(request, pk):
         "application": app, **related,
         "offer": Offer.objects.filter(application=app).defer("pdf").first(),
         "letter_ready": _letter_ready(app),
-        "notifications": app.notifications.order_by("sent_at"),
+        "notifications": app.notifications.order_by("created_at"),
         "timeline": timeline.for_application(app),
         "request_key": secrets.token_urlsafe(16),
     })

@@ -70,6 +70,11 @@ def decide(application_id, *, approve, user, request_key, note=""):
             who = f" by {decided.decided_by} at {decided.decided_at:%H:%M:%S}" if decided else ""
             raise Conflict(f"Application #{application.pk} is already {application.get_status_display().lower()}"
                            f"{who}; nothing was changed.")
+        terms = approve and scoring.offer_terms(application.amount, application.term_months,
+                                                application.score.grade, application.cash_flow.metrics)
+        if approve and not terms:
+            raise Conflict(f"The cash flow of application #{application.pk} supports no loan of at least "
+                           f"{scoring.MIN_LOAN:,.0f}; decline it instead.")
         try:
             with transaction.atomic():
                 decision = Decision.objects.create(application=application, approved=approve, note=note[:500],
@@ -77,8 +82,6 @@ def decide(application_id, *, approve, user, request_key, note=""):
         except IntegrityError:  # the one-decision rule, should the row lock not hold
             raise Conflict(f"Application #{application.pk} was decided by someone else; nothing was changed.") from None
         if approve:
-            terms = scoring.offer_terms(application.amount, application.term_months,
-                                        application.score.grade, application.cash_flow.metrics)
             Offer.objects.create(application=application, **terms)
             application.status = S.OFFERED
             start(application, tasks.make_offer_letter)
@@ -100,6 +103,8 @@ def accept(reference):
             return application
         if application.status != S.OFFERED:
             raise Conflict("This application has no open offer to accept.")
+        if not Offer.objects.filter(application=application, pdf__isnull=False).exists():
+            raise Conflict("Your offer letter is still being prepared; accept once you have read it.")
         application.status = S.ACCEPTED
         application.save(update_fields=["status", "updated_at"])
         Offer.objects.filter(application=application).update(accepted_at=timezone.now())

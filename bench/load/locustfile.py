@@ -1,5 +1,7 @@
-"""Load on the Back Office's web role: underwriters browsing and deciding, applicants
-checking their status and applying with a bank statement.
+"""Load on the Back Office's web role: underwriters browsing the queue, applications
+and the portfolio; applicants checking their status and applying with a bank
+statement. Each simulated user aims at one request a second whatever the response
+time (``constant_throughput``), so every arrangement gets the same request rate.
 
 Run by bench/isolation.py (which passes the data it seeded in ``BACKOFFICE_LOAD_DATA``,
 a JSON file of application ids, references, statements and a staff session id); by hand::
@@ -13,7 +15,7 @@ import os
 import random
 import re
 
-from locust import HttpUser, between, task
+from locust import HttpUser, constant_throughput, task
 
 DATA = json.loads(open(os.environ["BACKOFFICE_LOAD_DATA"]).read())
 PASSWORD = os.environ.get("BACKOFFICE_STAFF_PASSWORD", "staff")
@@ -22,7 +24,7 @@ TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 class Underwriter(HttpUser):
     weight = 3
-    wait_time = between(0.5, 1.5)
+    wait_time = constant_throughput(1)
 
     def on_start(self):
         if DATA.get("session"):  # logged in once beforehand: no password hashing in the load
@@ -49,7 +51,7 @@ class Underwriter(HttpUser):
 
 class Applicant(HttpUser):
     weight = 1
-    wait_time = between(0.5, 1.5)
+    wait_time = constant_throughput(1)
 
     @task(6)
     def status(self):

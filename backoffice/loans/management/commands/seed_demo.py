@@ -103,12 +103,12 @@ class Command(BaseCommand):
         Score.objects.create(application=application, value=value, grade=grade, reasons=reasons)
         status = S.SCORED
         if created < timezone.now() - timedelta(days=2) or rng.random() < 0.5:
-            approve = grade in "ABC" or (grade == "D" and rng.random() < 0.3)
+            terms = scoring.offer_terms(application.amount, application.term_months, grade, metrics)
+            approve = bool(terms) and (grade in "ABC" or (grade == "D" and rng.random() < 0.3))
             Decision.objects.create(application=application, approved=approve, decided_by=staff,
                                     request_key=f"seed-{application.pk}")
             status = S.DECLINED
             if approve:
-                terms = scoring.offer_terms(application.amount, application.term_months, grade, metrics)
                 offer = Offer.objects.create(application=application, **terms)
                 status = S.OFFERED
                 if rng.random() < 0.7:
@@ -117,5 +117,5 @@ class Command(BaseCommand):
                     offer.save(update_fields=["accepted_at"])
                 from loans import tasks
 
-                workflow.start(application, tasks.make_offer_letter)
+                workflow.start(application, tasks.make_offer_letter, False)  # history: no email
         Application.objects.filter(pk=application.pk).update(status=status)
