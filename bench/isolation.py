@@ -13,10 +13,11 @@ The load generator (locust, in its own virtualenv) runs on core 1 in every
 arrangement. In "split" it shares core 1 with the async server, so the async server
 runs at nice 10 there: the client's own timing must not be delayed by the thing it
 measures (the web core is untouched). Each arrangement starts from the same seeded
-SQLite database (copied), warms up, then measures.
+database (a copied SQLite file, or CREATE DATABASE … TEMPLATE on PostgreSQL), warms
+up, then measures.
 
-    .venv/bin/python bench/isolation.py            # table + bench/results/isolation.json
-    .venv/bin/python bench/isolation.py --chart docs/isolation.png
+    .venv/bin/python bench/isolation.py --db both --chart docs/isolation.png   # ~15 min
+    .venv/bin/python bench/isolation.py --db sqlite --seconds 20              # a quick look
 """
 
 import argparse
@@ -32,6 +33,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv/bin/python")
@@ -57,9 +59,72 @@ def ensure_load_venv():
     stamp.write_text(requirements.read_text())
 
 
-def env_for(var, port, role):
-    return dict(os.environ, DJANGO_SETTINGS_MODULE="backoffice.settings",
-                PYTHONPATH=f"{ROOT / 'backoffice'}:{ROOT}", OFFLOAD_VAR_DIR=str(var), DJANGO_DEBUG="0",
+class SqliteDb:
+    """The embedded default: one file per arrangement, copied from the seeded one."""
+
+    def __init__(self, name):
+        self.var = OUT / name
+
+    def create(self, template=None):
+        shutil.rmtree(self.var, ignore_errors=True)
+        if template:
+            shutil.copytree(template.var, self.var)
+        else:
+            self.var.mkdir(parents=True)
+        return self
+
+    def env(self):
+        return {"OFFLOAD_VAR_DIR": str(self.var)}
+
+    def rows(self, sql):
+        with sqlite3.connect(self.var / "backoffice.sqlite3", timeout=30) as db:
+            return db.execute(sql).fetchall()
+
+    def drop(self):
+        shutil.rmtree(self.var, ignore_errors=True)
+
+
+class PostgresDb:
+    """A database per arrangement on the local server, copied from the seeded one
+    (CREATE DATABASE … TEMPLATE). The server's processes are not pinned: they run
+    wherever the kernel puts them, in every arrangement alike."""
+
+    def __init__(self, name):
+        self.name, self.var = f"offload_isolation_{name}", OUT / name
+        self.url = urlsplit(os.environ.get("OFFLOAD_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
+
+    def _admin(self, sql):
+        import psycopg
+
+        with psycopg.connect(host=self.url.hostname, port=self.url.port or 5432, user=self.url.username,
+                             dbname="postgres", autocommit=True) as conn:
+            conn.execute(sql)
+
+    def create(self, template=None):
+        shutil.rmtree(self.var, ignore_errors=True)
+        self.var.mkdir(parents=True)
+        self.drop()
+        self._admin(f'CREATE DATABASE "{self.name}"' + (f' TEMPLATE "{template.name}"' if template else ""))
+        return self
+
+    def env(self):
+        return {"OFFLOAD_VAR_DIR": str(self.var), "DATABASE_URL":
+                f"postgres://{self.url.username}@{self.url.hostname}:{self.url.port or 5432}/{self.name}"}
+
+    def rows(self, sql):
+        import psycopg
+
+        with psycopg.connect(host=self.url.hostname, port=self.url.port or 5432, user=self.url.username,
+                             dbname=self.name) as conn:
+            return conn.execute(sql).fetchall()
+
+    def drop(self):
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+def env_for(db, port, role):
+    return dict(os.environ, DJANGO_SETTINGS_MODULE="backoffice.settings", **db.env(),
+                PYTHONPATH=f"{ROOT / 'backoffice'}:{ROOT}", DJANGO_DEBUG="0",
                 OFFLOAD_STATIC_ROOT=str(OUT / "static"), OFFLOAD_WEB_BIND=f"127.0.0.1:{port}",
                 LOANS_PUBLIC_URL=f"http://127.0.0.1:{port}", OFFLOAD_ROLE=role, OFFLOAD_RELEASE="bench",
                 WEB_CONCURRENCY=os.environ.get("WEB_CONCURRENCY", "2"))
@@ -81,11 +146,9 @@ print(session.session_key)
 """
 
 
-def prepare(applications, backlog):
+def prepare(kind, applications, backlog):
     """One seeded database (and the load's data file), copied for each arrangement."""
-    template = OUT / "template"
-    shutil.rmtree(template, ignore_errors=True)
-    template.mkdir(parents=True)
+    template = kind("template").create()
     env = env_for(template, 0, "web")
     progress(f"seeding {applications} decided applications and {backlog} just submitted "
              "(the async server's backlog: their whole pipeline)")
@@ -95,9 +158,8 @@ def prepare(applications, backlog):
         subprocess.run([PY, "-m", "django", *command], env=env, check=True, stdout=subprocess.DEVNULL)
     session = subprocess.run([PY, "-c", SESSION], env=env, check=True, capture_output=True,
                              text=True).stdout.split()[-1]
-    with sqlite3.connect(template / "backoffice.sqlite3") as db:
-        rows = db.execute("SELECT id, reference FROM loans_application").fetchall()
-        statements_ = [bytes(r[0]).decode() for r in db.execute("SELECT content FROM loans_document LIMIT 5")]
+    rows = template.rows("SELECT id, reference FROM loans_application")
+    statements_ = [bytes(r[0]).decode() for r in template.rows("SELECT content FROM loans_document LIMIT 5")]
     data = {"ids": [r[0] for r in rows], "references": [r[1] for r in rows], "statements": statements_,
             "session": session}
     (OUT / "load-data.json").write_text(json.dumps(data))
@@ -187,40 +249,42 @@ ARRANGEMENTS = {
 }
 
 
-def measure(name, template, seconds, warmup, users):
+def count(db, where):
+    return db.rows(f"SELECT count(*) FROM offload_task WHERE {where}")[0][0]
+
+
+def measure(name, kind, template, seconds, warmup, users):
     web_cpus, async_cpus, niceness = ARRANGEMENTS[name]
-    var = OUT / name
-    shutil.rmtree(var, ignore_errors=True)
-    shutil.copytree(template, var)
+    db = kind(name).create(template)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = open(OUT / f"{name}.log", "w")
-    procs = [start(["taskset", "-c", web_cpus], env_for(var, port, "web"), log)]
+    label = f"{'postgres' if kind is PostgresDb else 'sqlite'}-{name}"
+    log = open(OUT / f"{label}.log", "w")
+    procs = [start(["taskset", "-c", web_cpus], env_for(db, port, "web"), log)]
     if async_cpus:
         procs.append(start(["taskset", "-c", async_cpus, "nice", "-n", str(niceness)],
-                           env_for(var, port, "async"), log))
+                           env_for(db, port, "async"), log))
     try:
         wait_ready(url, procs)
         progress(f"{name}: warming up for {warmup}s")
         locust(url, warmup, users, None)
-        db = sqlite3.connect(var / "backoffice.sqlite3", timeout=30)
-        done_before = db.execute("SELECT count(*) FROM offload_task WHERE status = 'SUCCESSFUL'").fetchone()[0]
+        done_before = count(db, "status = 'SUCCESSFUL'")
         cpu_before = [cpu_seconds(p.pid) for p in procs]
         progress(f"{name}: measuring for {seconds}s with {users} users")
         began = time.monotonic()
-        locust(url, seconds, users, OUT / name)
+        locust(url, seconds, users, OUT / label)
         elapsed = time.monotonic() - began
         cpu = [round((cpu_seconds(p.pid) - before) / elapsed * 100) for p, before in zip(procs, cpu_before)]
-        done = db.execute("SELECT count(*) FROM offload_task WHERE status = 'SUCCESSFUL'").fetchone()[0] - done_before
-        left = db.execute("SELECT count(*) FROM loans_application WHERE status = 'submitted'").fetchone()[0]
-        db.close()
+        done = count(db, "status = 'SUCCESSFUL'") - done_before
+        left = count(db, "status = 'READY'")
     finally:
         stop(procs)
         log.close()
-    result = {"arrangement": name, "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
+        db.drop()
+    result = {"arrangement": name, "db": "postgres" if kind is PostgresDb else "sqlite", "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
               "web_cpu_pct": cpu[0], "async_cpu_pct": cpu[1] if async_cpus else 0,
-              "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / name)}
-    if async_cpus and left == 0:
+              "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / label)}
+    if async_cpus and left == 0:  # (idle has no async server: its backlog is untouched)
         progress(f"WARNING: {name}: the backlog ran out; the async server was not busy throughout")
     return result
 
@@ -229,31 +293,40 @@ def report(rows, chart):
     from rich.console import Console
     from rich.table import Table
 
-    idle = next((r for r in rows if r["arrangement"] == "idle"), None)
-    table = Table(title="Back Office web latency under the same page load (ms), async server busy or absent")
-    for col in ("arrangement", "web core", "async core", "requests", "failures", "p50", "p95", "p99",
-                "p99 / idle", "web CPU %", "async CPU %", "async tasks/s", "not yet analysed"):
-        table.add_column(col, justify="left" if col == "arrangement" else "right")
+    idle = {r["db"]: r["p99_ms"] for r in rows if r["arrangement"] == "idle"}
+    table = Table(title="Back Office web latency under the same page load (ms), with the async server busy or absent")
+    for col in ("database", "arrangement", "web core", "async core", "requests", "failures", "p50", "p95", "p99",
+                "p99 / idle", "web CPU %", "async CPU %", "async tasks/s", "tasks left"):
+        table.add_column(col, justify="left" if col in ("database", "arrangement") else "right")
     for r in rows:
-        table.add_row(r["arrangement"], r["web_cpus"], r["async_cpus"], str(r["requests"]), str(r["failures"]),
-                      f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
-                      f"{r['p99_ms'] / idle['p99_ms']:.2f}×" if idle else "-",
+        table.add_row(r["db"], r["arrangement"], r["web_cpus"], r["async_cpus"], str(r["requests"]),
+                      str(r["failures"]), f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
+                      f"{r['p99_ms'] / idle[r['db']]:.2f}×" if r["db"] in idle else "-",
                       str(r["web_cpu_pct"]), str(r["async_cpu_pct"]), f"{r['tasks_per_s']:.1f}", str(r["backlog_left"]))
-    Console(width=150).print(table)
+    Console(width=160).print(table)
+    pages = Table(title="p99 by page (ms)")
+    names = sorted({page for r in rows for page in r["by_page"]})
+    pages.add_column("database / arrangement")
+    for page in names:
+        pages.add_column(page, justify="right")
+    for r in rows:
+        pages.add_row(f"{r['db']} / {r['arrangement']}", *[f"{r['by_page'].get(p, 0):.0f}" for p in names])
+    Console(width=160).print(pages)
     if chart:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(8, 4))
+        fig, ax = plt.subplots(figsize=(9, 4))
         x = range(len(rows))
         for offset, key, color in ((-0.27, "p50_ms", "#2b6cb0"), (0, "p95_ms", "#63b3ed"), (0.27, "p99_ms", "#bee3f8")):
             ax.bar([i + offset for i in x], [r[key] for r in rows], width=0.27, color=color,
                    label=key.removesuffix("_ms"))
-        ax.set_xticks(list(x), [f"{r['arrangement']}\nweb {r['web_cpus']} / async {r['async_cpus']}" for r in rows])
+        ax.set_xticks(list(x), [f"{r['db']}\n{r['arrangement']}" for r in rows])
         ax.set_ylabel("ms")
-        ax.set_title("Web request latency while the async server is saturated (lower is better)")
+        ax.set_title("Web request latency: idle, async on its own core (split), async on the web's core (monolith)",
+                     fontsize=9)
         ax.legend()
         fig.tight_layout()
         fig.savefig(chart, dpi=110)
@@ -262,20 +335,27 @@ def report(rows, chart):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=30, help="measured seconds per arrangement")
+    parser.add_argument("--seconds", type=int, default=60, help="measured seconds per arrangement")
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--users", type=int, default=16, help="simulated users (each ~1 request/s)")
+    parser.add_argument("--users", type=int, default=20, help="simulated users (each ~1 request/s)")
     parser.add_argument("--applications", type=int, default=300)
-    parser.add_argument("--backlog", type=int, default=2000, help="applications waiting for the async server")
+    parser.add_argument("--backlog", type=int, default=3000, help="applications waiting for the async server")
     parser.add_argument("--only", nargs="*", choices=list(ARRANGEMENTS), default=list(ARRANGEMENTS))
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--chart", help="write a chart (PNG) here")
     args = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("the isolation benchmark needs 2 cores (it pins web and async apart)")
     ensure_load_venv()
     OUT.mkdir(parents=True, exist_ok=True)
-    template = prepare(args.applications, args.backlog)
-    rows = [measure(name, template, args.seconds, args.warmup, args.users) for name in args.only]
+    rows = []
+    for kind in {"sqlite": [SqliteDb], "postgres": [PostgresDb], "both": [SqliteDb, PostgresDb]}[args.db]:
+        progress(f"database: {kind.__name__}")
+        template = prepare(kind, args.applications, args.backlog)
+        try:
+            rows += [measure(name, kind, template, args.seconds, args.warmup, args.users) for name in args.only]
+        finally:
+            template.drop()
     (OUT.parent / "isolation.json").write_text(json.dumps(rows, indent=2))
     report(rows, args.chart)
 
