@@ -10,6 +10,9 @@ without reading the table. Example::
 
 from datetime import timedelta
 
+from django.db import transaction
+
+from offload.stats import tally
 from offload.store.base import Store, age_key, ageing_bounds
 
 # SQLite allows 32,766 bound parameters per statement; stay well below.
@@ -18,6 +21,7 @@ _MAX_PARAMS = 30000
 
 class SqliteStore(Store):
     engine = "sqlite"
+    fold_statements = ("fold", "fold_delete")
 
     def prepare(self):
         """Settings every Offload connection to an SQLite file needs: WAL and a busy timeout."""
@@ -79,7 +83,11 @@ class SqliteStore(Store):
                                     server=server)
         return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
 
-    def complete(self, outcomes):
+    def complete(self, outcomes, *, worker=""):
+        """One transaction per chunk: the UPDATE, whose RETURNING says what to count,
+        then record (SQLite has no data-modifying CTE). The UPDATE comes first, so the
+        transaction holds the write lock from its first statement and never upgrades
+        a read."""
         accepted = set()
         step = _MAX_PARAMS // 8
         for start in range(0, len(outcomes), step):
@@ -89,5 +97,26 @@ class SqliteStore(Store):
                 params += (o.id, o.token, o.status, self.db_time(o.finished_at),
                            self.db_time(o.available_at), o.age_key, o.return_value, o.errors)
             sql = self.sql("complete").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
-            accepted.update(r[0] for r in self.execute(sql, params))
+            with transaction.atomic(using=self.db_alias):
+                rows = self.execute(sql, params)
+                self._record(rows, worker, observe=True)
+            accepted.update(r[0] for r in rows)
         return accepted
+
+    def record_rows(self, ids, *, worker="", observe):
+        if ids:
+            params = {}
+            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
+            self._record(self.execute(sql, params), worker, observe)
+
+    def _record(self, rows, worker, observe):
+        """Add ``(id, *observed)`` rows to offload_stat (see sqlite/record.sql)."""
+        series = tally((r[1:] for r in rows), observe)
+        if series:
+            params = []
+            for (backend, minute, queue, priority, outcome), values in series.items():
+                params += (backend, minute, worker, queue, priority, outcome, *values)
+            width = len(params) // len(series)
+            sql = self.sql("record").replace("{rows}", ",".join(
+                ["(" + ",".join(["%s"] * width) + ")"] * len(series)))
+            self.execute(sql, params, fetch=False)

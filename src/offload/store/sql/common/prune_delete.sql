@@ -1,2 +1,2 @@
--- prune_delete: remove the tasks {ids} (after carry).
+-- prune_delete: remove the tasks {ids}.
 DELETE FROM offload_task WHERE id IN ({ids})
