@@ -80,6 +80,15 @@ class TaskRow(models.Model):
                 fields=["finished_at"], condition=models.Q(status__in=["SUCCESSFUL", "FAILED"]),
                 name="offload_task_finished",
             ),
+            # The queue summary (dashboard, status, metrics) counts waiting and failed
+            # tasks by queue and priority from this index alone, never reading finished
+            # rows. RUNNING is left out so that a claim adds no entry here; the few
+            # running rows are found through offload_task_lease.
+            models.Index(
+                fields=["backend", "status", "queue_name", "priority", "available_at"],
+                condition=models.Q(status__in=["READY", "FAILED"]),
+                name="offload_task_pending",
+            ),
         ]
 
         constraints = [

@@ -25,16 +25,20 @@ def band_of(priority):
 
 def summary(backend="default"):
     """Per queue and priority band: runnable, scheduled, running and failed counts and
-    the oldest runnable task's wait in seconds."""
+    the oldest runnable task's wait in seconds.
+
+    Waiting and failed tasks are counted from the ``offload_task_pending`` index alone
+    and running ones through the lease index, so finished rows are never read."""
     db = task_backends[backend].opts.DATABASE
     at = now()
-    rows = (TaskRow.objects.using(db).filter(backend=backend, status__in=["READY", "RUNNING", "FAILED"])
-            .values("queue_name", "priority")
-            .annotate(ready=Count("id", filter=Q(status="READY", available_at__lte=at)),
-                      scheduled=Count("id", filter=Q(status="READY", available_at__gt=at)),
-                      running=Count("id", filter=Q(status="RUNNING")),
-                      failed=Count("id", filter=Q(status="FAILED")),
-                      oldest=Min("available_at", filter=Q(status="READY", available_at__lte=at))))
+    tasks = TaskRow.objects.using(db).filter(backend=backend)
+    rows = list(tasks.filter(status__in=["READY", "FAILED"]).values("queue_name", "priority")
+                .annotate(ready=Count("id", filter=Q(status="READY", available_at__lte=at)),
+                          scheduled=Count("id", filter=Q(status="READY", available_at__gt=at)),
+                          failed=Count("id", filter=Q(status="FAILED")),
+                          oldest=Min("available_at", filter=Q(status="READY", available_at__lte=at))))
+    rows += (tasks.filter(status="RUNNING").values("queue_name", "priority")
+             .annotate(running=Count("id")))
     paused = paused_queues(backend)
     merged = {}
     for row in rows:
@@ -43,8 +47,8 @@ def summary(backend="default"):
                                         "running": 0, "failed": 0, "oldest_wait_s": None,
                                         "paused": key[0] in paused})
         for name in ("ready", "scheduled", "running", "failed"):
-            entry[name] += row[name]
-        if row["oldest"] is not None:
+            entry[name] += row.get(name, 0)
+        if row.get("oldest") is not None:
             wait = (at - row["oldest"]).total_seconds()
             entry["oldest_wait_s"] = max(wait, entry["oldest_wait_s"] or 0.0)
     order = {name: i for i, (name, _) in enumerate(BANDS)}
