@@ -15,14 +15,14 @@ from pathlib import Path
 from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
-from offload.stats import TOTALS_MINUTE, bucket_columns
 from offload.results import error_entry
+from offload.stats import TOTALS_MINUTE, bucket_columns
 
 SQL_DIR = Path(__file__).parent / "sql"
 
 
 def _stat_sql():
-    """The offload_stat column lists that the statistics SQL shares (see record.sql)."""
+    """The offload_stat column lists the statistics SQL shares (postgres/record.sql, fold.sql)."""
     buckets = [(name, kind, le) for kind in ("wait", "run") for name, le in bucket_columns(kind)]
     columns = ["tasks", "ran", "wait_sum", "run_sum"] + [name for name, _, _ in buckets]
     aggregates = ["count(*)", "count(o.wait)", "COALESCE(sum(o.wait), 0)", "COALESCE(sum(o.run), 0)"]
