@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connections
 
 from offload.models import TaskRow
 from tests.conftest import wait_until
@@ -32,6 +33,12 @@ def browser(monkeypatch):
             "--disable-component-update", "--no-first-run"])
         yield browser
         browser.close()
+        # While Playwright's sync API is open this thread has a running event loop, so
+        # Django's connections (asgiref's thread-critical Local) live in context-variable
+        # storage: the connection the test opened in here is not the one the test
+        # teardown closes once Playwright has stopped, and it would stay open until the
+        # end of the run, when PostgreSQL refuses to drop the test database.
+        connections.close_all()
 
 
 def login(browser, live_server, username, password):
