@@ -1,4 +1,4 @@
--- record: add tallied outcomes to offload_stat ({rows}: one group of placeholders per
+-- record: add tallied outcomes to offload_stat ({rows}: one group of ? placeholders per
 -- series: backend, minute, worker, queue, priority, outcome, then {stat_columns}),
 -- in the transaction that wrote the outcomes, so the statistics always agree with them.
 -- Why tallied in Python (offload.stats.tally) rather than by aggregates as on
