@@ -36,7 +36,7 @@ class OffloadCollector:
         finished = CounterMetricFamily("offload_tasks_finished", "Tasks finished, by outcome.",
                                        labels=["backend", "queue", "status"])
         retries = CounterMetricFamily("offload_task_retries",
-                                      "Attempts that failed (or lost their worker) and ran again.",
+                                      "Attempts that failed, or lost their worker, and were queued again.",
                                       labels=["backend", "queue"])
         waits = HistogramMetricFamily(
             "offload_task_wait_seconds",
