@@ -164,8 +164,8 @@ class TaskStat(models.Model):
     priority and outcome, written in the statement (PostgreSQL) or transaction (SQLite)
     that records the outcomes, so it always agrees with them. Keyed by the worker so
     that no two workers ever update one row. Maintenance folds minutes older than two
-    hours into each series' totals row (``minute = offload.stats.TOTALS_MINUTE``, ``worker = ""``), so
-    sums over the table never go backwards.
+    hours into each series' totals row (``minute = offload.stats.TOTALS_MINUTE``,
+    ``worker = ""``), so sums over the table never go backwards.
 
     ``outcome`` is SUCCESSFUL, FAILED or RETRIED (an attempt that failed, or whose
     worker was lost, and will run again). The histograms observe tasks that a worker

@@ -18,6 +18,5 @@ WITH o AS MATERIALIZED (
 INSERT INTO offload_stat (backend, minute, worker, queue_name, priority, outcome, {stat_columns})
 SELECT backend, minute, %(worker)s, queue_name, priority, outcome, {stat_aggregates}
 FROM o
-WHERE true
 GROUP BY backend, minute, queue_name, priority, outcome
 ON CONFLICT (backend, minute, worker, queue_name, priority, outcome) DO UPDATE SET {stat_adds}
