@@ -146,3 +146,9 @@ def browser(monkeypatch):
             "--disable-component-update", "--no-first-run"])
         yield browser
         browser.close()
+        # While Playwright's sync API is open this thread has a running event loop, so
+        # Django's connections (asgiref's thread-critical Local) live in context-variable
+        # storage: the connection the test opened in here is not the one the test
+        # teardown closes once Playwright has stopped, and it would stay open until the
+        # end of the run, when PostgreSQL refuses to drop the test database.
+        connections.close_all()

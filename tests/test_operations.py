@@ -147,3 +147,85 @@ def test_metrics_need_the_token_or_staff(client):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     client.force_login(User.objects.create_superuser("ops3", "o@example.com", "pw"))
     assert client.get("/metrics").status_code == 200
+
+
+def _expected_histograms():
+    """Wait and run histograms computed from the task rows, as the metrics define them."""
+    from offload.stats import STAT_BUCKETS
+
+    expected = {}
+    rows = TaskRow.objects.filter(status__in=["SUCCESSFUL", "FAILED"], last_attempted_at__isnull=False)
+    for row in rows:
+        key = (row.queue_name, queries.band_of(row.priority))
+        h = expected.setdefault(key, {"wait": [], "run": []})
+        h["wait"].append((row.last_attempted_at - row.available_at).total_seconds())
+        h["run"].append((row.finished_at - row.last_attempted_at).total_seconds())
+    samples = {}
+    for (queue, band), h in expected.items():
+        labels = {"backend": "default", "queue": queue, "band": band}
+        for kind, values in h.items():
+            name = f"offload_task_{kind}_seconds"
+            for le in STAT_BUCKETS:
+                samples[(f"{name}_bucket", tuple(sorted({**labels, "le": str(le)}.items())))] = \
+                    sum(v <= le for v in values)
+            samples[(f"{name}_bucket", tuple(sorted({**labels, "le": "+Inf"}.items())))] = len(values)
+            samples[(f"{name}_count", tuple(sorted(labels.items())))] = len(values)
+            samples[(f"{name}_sum", tuple(sorted(labels.items())))] = pytest.approx(sum(values), abs=1e-5)
+    return samples
+
+
+@pytest.mark.process
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_histograms_match_the_database_and_survive_pruning(client, burst):
+    """Two worker processes run a mix (queues, bands, a failure, a retry, a deferred and a
+    cancelled task); the wait/run histograms, counters and dashboard agree with the rows,
+    and stay the same after the tasks are pruned and the statistics folded."""
+    from datetime import timedelta
+
+    from django.tasks import task_backends
+
+    from offload.models import TaskStat
+    from offload.stats import TOTALS_MINUTE
+    from offload.store.base import now
+
+    for i, (priority, sleep) in enumerate([(80, 0), (80, 0.03), (0, 0.3), (0, 0), (-80, 0.06),
+                                           (-80, 0.6), (20, 0.01), (20, 0)]):
+        tasks.logged.using(priority=priority).enqueue(f"k{i}", sleep=sleep)
+    for i in range(4):
+        tasks.add.enqueue(i, i)  # emails, high
+    tasks.boom.enqueue()
+    tasks.flaky.enqueue(succeed_on=2)  # one retry
+    tasks.noop.using(run_after=now() + timedelta(seconds=0.5)).enqueue()
+    cancelled = tasks.noop.using(priority=-80).enqueue()
+    task_backends["default"].store.cancel(backend="default", ids=[int(cancelled.id)], now=now(),
+                                          reason="not needed")
+    burst("--processes", "2", "--threads", "2")
+    assert not TaskRow.objects.exclude(status__in=["SUCCESSFUL", "FAILED"]).exists()
+    assert TaskStat.objects.values("worker").distinct().count() >= 2  # both processes and ""
+
+    auth = {"HTTP_AUTHORIZATION": "Bearer scrape-me"}
+    m = _metrics(client, **auth)
+    expected = _expected_histograms()
+    histogram = {k: v for k, v in m.items() if k[0].startswith(("offload_task_wait", "offload_task_run"))}
+    assert histogram == expected
+    key = lambda name, **labels: (name, tuple(sorted(labels.items())))  # noqa: E731
+    assert m[key("offload_tasks_finished_total", backend="default", queue="default", status="FAILED")] == 2
+    assert m[key("offload_tasks_finished_total", backend="default", queue="default", status="SUCCESSFUL")] == 10
+    assert m[key("offload_task_retries_total", backend="default", queue="default")] == 1
+    # The dashboard reads the same statistics: per minute, and the waits by band.
+    assert sum(ok + failed for _, ok, failed in queries.throughput()) == 16
+    waits = {w["band"]: w for w in queries.waits_by_band()}
+    assert waits["urgent"]["tasks"] == 2 and waits["bulk"]["tasks"] == 2  # not the cancelled one
+
+    store = task_backends["default"].store
+    store.prune(before=now() + timedelta(days=1))
+    store.fold_stats(backend="default", before=now() + timedelta(days=1))
+    assert not TaskRow.objects.exists()
+    assert set(TaskStat.objects.values_list("minute", "worker").distinct()) == {(TOTALS_MINUTE, "")}
+    after = _metrics(client, **auth)
+    counted = ("offload_tasks_finished_total", "offload_task_retries_total",
+               "offload_task_wait_seconds", "offload_task_run_seconds")
+    # The same series and counts; sums equal up to the order they were added in.
+    assert {k: v for k, v in after.items() if k[0].startswith(counted)} == \
+        pytest.approx({k: v for k, v in m.items() if k[0].startswith(counted)}, rel=1e-9)
+    assert {k: v for k, v in after.items() if k[0].startswith(counted[2:])} == expected

@@ -1,8 +1,10 @@
 """Prometheus metrics, read from the database at scrape time.
 
 Because every number comes from the shared database, it is right whichever process
-serves the scrape and however many servers run. Counters add the totals that pruning
-carried into ``offload_counter``, so they never go backwards. Include the view::
+serves the scrape and however many servers run. Counters and the wait/run histograms
+sum ``offload_stat`` (``offload.models.TaskStat``), which the workers write as they
+record outcomes and which keeps its old minutes as totals, so they never go backwards
+when tasks or old statistics are pruned. Include the view::
 
     path("offload/metrics", offload.metrics.view)
 
@@ -13,16 +15,15 @@ and protect it with ``OFFLOAD_METRICS_TOKEN`` (scrapers send ``Authorization: Be
 import hmac
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import Greatest
 from django.http import HttpResponse, HttpResponseForbidden
 from django.tasks import task_backends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.utils import floatToGoString
 
 from offload.backend import OffloadBackend
 from offload.dashboard import queries
-from offload.models import Counter, TaskRow
 
 
 class OffloadCollector:
@@ -34,8 +35,16 @@ class OffloadCollector:
                                    labels=["backend", "queue", "band"])
         finished = CounterMetricFamily("offload_tasks_finished", "Tasks finished, by outcome.",
                                        labels=["backend", "queue", "status"])
-        retries = CounterMetricFamily("offload_task_retries", "Attempts beyond the first.",
+        retries = CounterMetricFamily("offload_task_retries",
+                                      "Attempts that failed, or lost their worker, and were queued again.",
                                       labels=["backend", "queue"])
+        waits = HistogramMetricFamily(
+            "offload_task_wait_seconds",
+            "Runnable to started (the last attempt), of tasks a worker finished.",
+            labels=["backend", "queue", "band"])
+        runs = HistogramMetricFamily("offload_task_run_seconds",
+                                     "Started to finished (the last attempt), of tasks a worker finished.",
+                                     labels=["backend", "queue", "band"])
         for alias in task_backends.settings:
             backend = task_backends[alias]
             if not isinstance(backend, OffloadBackend):
@@ -45,12 +54,15 @@ class OffloadCollector:
                     depth.add_metric([alias, row["queue"], row["band"], state], row[state])
                 if row["oldest_wait_s"] is not None:
                     oldest.add_metric([alias, row["queue"], row["band"]], row["oldest_wait_s"])
-            totals = self._totals(alias, backend.opts.DATABASE)
-            for (queue, name), value in sorted(totals.items()):
-                if name == "retries":
-                    retries.add_metric([alias, queue], value)
+            for (queue, outcome), n in sorted(queries.outcome_totals(alias).items()):
+                if outcome == "RETRIED":
+                    retries.add_metric([alias, queue], n)
                 else:
-                    finished.add_metric([alias, queue, name], value)
+                    finished.add_metric([alias, queue, outcome], n)
+            for (queue, band), h in sorted(queries.histograms(alias).items()):
+                for family, kind in ((waits, "wait"), (runs, "run")):
+                    buckets = [(floatToGoString(le), n) for le, n in h[kind]] + [("+Inf", h["ran"])]
+                    family.add_metric([alias, queue, band], buckets, h[f"{kind}_sum"])
         servers = GaugeMetricFamily("offload_servers", "Registered servers by role, release and state.",
                                     labels=["role", "release", "state"])
         counts = {}
@@ -59,25 +71,7 @@ class OffloadCollector:
             counts[key] = counts.get(key, 0) + 1
         for key, n in sorted(counts.items()):
             servers.add_metric(list(key), n)
-        yield from (depth, oldest, finished, retries, servers)
-
-    @staticmethod
-    def _totals(alias, db):
-        totals = {}
-        rows = (TaskRow.objects.using(db).filter(backend=alias, status__in=["SUCCESSFUL", "FAILED"])
-                .values("queue_name")
-                .annotate(ok=Count("id", filter=Q(status="SUCCESSFUL")),
-                          failed=Count("id", filter=Q(status="FAILED"))))
-        for row in rows:  # only non-zero series, as the carried totals have
-            for name, value in (("SUCCESSFUL", row["ok"]), ("FAILED", row["failed"])):
-                if value:
-                    totals[(row["queue_name"], name)] = value
-        for row in (TaskRow.objects.using(db).filter(backend=alias, attempts__gt=1).values("queue_name")
-                    .annotate(n=Sum(Greatest("attempts", 1) - 1))):
-            totals[(row["queue_name"], "retries")] = row["n"]
-        for c in Counter.objects.using(db).filter(backend=alias):
-            totals[(c.queue_name, c.name)] = totals.get((c.queue_name, c.name), 0) + c.value
-        return totals
+        yield from (depth, oldest, finished, retries, waits, runs, servers)
 
 
 def _allowed(request):

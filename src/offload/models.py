@@ -8,6 +8,8 @@ Django's ``TaskResultStatus`` values verbatim.
 from django.db import models
 from django.tasks import TaskResultStatus
 
+from offload.stats import bucket_columns
+
 
 class TaskRow(models.Model):
     id = models.BigAutoField(primary_key=True)
@@ -77,6 +79,15 @@ class TaskRow(models.Model):
             models.Index(
                 fields=["finished_at"], condition=models.Q(status__in=["SUCCESSFUL", "FAILED"]),
                 name="offload_task_finished",
+            ),
+            # The queue summary (dashboard, status, metrics) counts waiting and failed
+            # tasks by queue and priority from this index alone, never reading finished
+            # rows. RUNNING is left out so that a claim adds no entry here; the few
+            # running rows are found through offload_task_lease.
+            models.Index(
+                fields=["backend", "status", "queue_name", "priority", "available_at"],
+                condition=models.Q(status__in=["READY", "FAILED"]),
+                name="offload_task_pending",
             ),
         ]
 
@@ -148,16 +159,49 @@ class Server(models.Model):
         return f"{self.id} ({self.role}, {self.release}, {self.state})"
 
 
-class Counter(models.Model):
-    """Totals carried over from pruned rows, so metrics counters never go backwards:
-    a counter is what the task table holds now plus what pruning removed."""
+class TaskStat(models.Model):
+    """Outcomes counted as they are recorded: one row per worker process, minute, queue,
+    priority and outcome, written in the statement (PostgreSQL) or transaction (SQLite)
+    that records the outcomes, so it always agrees with them. Keyed by the worker so
+    that no two workers ever update one row. Maintenance folds minutes older than two
+    hours into each series' totals row (``minute = offload.stats.TOTALS_MINUTE``,
+    ``worker = ""``), so sums over the table never go backwards.
+
+    ``outcome`` is SUCCESSFUL, FAILED or RETRIED (an attempt that failed, or whose
+    worker was lost, and will run again). The histograms observe tasks that a worker
+    finished: wait = the last attempt's start − when the task became runnable
+    (``last_attempted_at − available_at``; for a task run once, ``started_at −
+    available_at``), run = ``finished_at − last_attempted_at``. Cancelled tasks and
+    tasks failed by the rescuer count but are not timed.
+    """
 
     backend = models.CharField(max_length=64)
+    minute = models.DateTimeField()
+    #: The worker process that recorded these outcomes; "" for maintenance, actions, totals.
+    worker = models.CharField(max_length=100, blank=True)
     queue_name = models.CharField(max_length=100)
-    name = models.CharField(max_length=50)  # SUCCESSFUL, FAILED, retries
-    value = models.BigIntegerField(default=0)
+    priority = models.SmallIntegerField()
+    outcome = models.CharField(max_length=10)
+    tasks = models.BigIntegerField(default=0)
+    #: Observations in the histograms (tasks a worker ran to this outcome).
+    ran = models.BigIntegerField(default=0)
+    wait_sum = models.FloatField(default=0.0)
+    run_sum = models.FloatField(default=0.0)
 
     class Meta:
-        db_table = "offload_counter"
-        constraints = [models.UniqueConstraint(fields=["backend", "queue_name", "name"],
-                                               name="offload_counter_unique")]
+        db_table = "offload_stat"
+        verbose_name = "task statistic"
+        constraints = [
+            # The upsert's conflict target; also serves "the last hour" (backend, minute).
+            models.UniqueConstraint(
+                fields=["backend", "minute", "worker", "queue_name", "priority", "outcome"],
+                name="offload_stat_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.backend}/{self.queue_name}/{self.priority} {self.outcome} @ {self.minute}: {self.tasks}"
+
+
+for _kind in ("wait", "run"):
+    for _column, _ in bucket_columns(_kind):
+        TaskStat.add_to_class(_column, models.BigIntegerField(default=0))

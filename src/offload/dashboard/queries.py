@@ -1,4 +1,4 @@
-"""Read-only data API for the status CLI, the admin and (later) the dashboard.
+"""Read-only data API for the status CLI, the admin, the dashboard and the metrics.
 
 Nothing here runs on the hot path; the async server never imports it. Priorities are
 grouped into bands so a summary stays readable::
@@ -6,10 +6,13 @@ grouped into bands so a summary stays readable::
     summary(backend="default")  # [{"queue": "emails", "band": "urgent", "ready": 3, ...}]
 """
 
-from django.db.models import Count, Min, Q
+from datetime import timedelta
+
+from django.db.models import Count, Min, Q, Sum
 from django.tasks import task_backends
 
-from offload.models import QueueState, Server, TaskRow
+from offload.models import QueueState, Server, TaskRow, TaskStat
+from offload.stats import bucket_columns
 from offload.store.base import now
 
 #: (name, lowest priority) from highest to lowest.
@@ -22,16 +25,20 @@ def band_of(priority):
 
 def summary(backend="default"):
     """Per queue and priority band: runnable, scheduled, running and failed counts and
-    the oldest runnable task's wait in seconds."""
+    the oldest runnable task's wait in seconds.
+
+    Waiting and failed tasks are counted from the ``offload_task_pending`` index alone
+    and running ones through the lease index, so finished rows are never read."""
     db = task_backends[backend].opts.DATABASE
     at = now()
-    rows = (TaskRow.objects.using(db).filter(backend=backend, status__in=["READY", "RUNNING", "FAILED"])
-            .values("queue_name", "priority")
-            .annotate(ready=Count("id", filter=Q(status="READY", available_at__lte=at)),
-                      scheduled=Count("id", filter=Q(status="READY", available_at__gt=at)),
-                      running=Count("id", filter=Q(status="RUNNING")),
-                      failed=Count("id", filter=Q(status="FAILED")),
-                      oldest=Min("available_at", filter=Q(status="READY", available_at__lte=at))))
+    tasks = TaskRow.objects.using(db).filter(backend=backend)
+    rows = list(tasks.filter(status__in=["READY", "FAILED"]).values("queue_name", "priority")
+                .annotate(ready=Count("id", filter=Q(status="READY", available_at__lte=at)),
+                          scheduled=Count("id", filter=Q(status="READY", available_at__gt=at)),
+                          failed=Count("id", filter=Q(status="FAILED")),
+                          oldest=Min("available_at", filter=Q(status="READY", available_at__lte=at))))
+    rows += (tasks.filter(status="RUNNING").values("queue_name", "priority")
+             .annotate(running=Count("id")))
     paused = paused_queues(backend)
     merged = {}
     for row in rows:
@@ -40,8 +47,8 @@ def summary(backend="default"):
                                         "running": 0, "failed": 0, "oldest_wait_s": None,
                                         "paused": key[0] in paused})
         for name in ("ready", "scheduled", "running", "failed"):
-            entry[name] += row[name]
-        if row["oldest"] is not None:
+            entry[name] += row.get(name, 0)
+        if row.get("oldest") is not None:
             wait = (at - row["oldest"]).total_seconds()
             entry["oldest_wait_s"] = max(wait, entry["oldest_wait_s"] or 0.0)
     order = {name: i for i, (name, _) in enumerate(BANDS)}
@@ -69,43 +76,83 @@ def failures(backend="default", limit=20):
 
 def throughput(backend="default", minutes=60):
     """Finished tasks per minute over the last hour: ``[(minute, successful, failed)]``."""
-    from datetime import timedelta
-
-    from django.db.models.functions import TruncMinute
-
     db = task_backends[backend].opts.DATABASE
     start = now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
-    rows = (TaskRow.objects.using(db)
-            .filter(backend=backend, status__in=["SUCCESSFUL", "FAILED"], finished_at__gte=start)
-            .annotate(minute=TruncMinute("finished_at")).values("minute", "status")
-            .annotate(n=Count("id")))
+    rows = (TaskStat.objects.using(db)
+            .filter(backend=backend, minute__gte=start, outcome__in=["SUCCESSFUL", "FAILED"])
+            .values("minute", "outcome").annotate(n=Sum("tasks")))
     buckets = {start + timedelta(minutes=i): [0, 0] for i in range(minutes)}
     for row in rows:
-        minute = row["minute"].replace(second=0, microsecond=0)
-        if minute in buckets:
-            buckets[minute][0 if row["status"] == "SUCCESSFUL" else 1] += row["n"]
+        if row["minute"] in buckets:
+            buckets[row["minute"]][0 if row["outcome"] == "SUCCESSFUL" else 1] += row["n"]
     return [(minute, ok, failed) for minute, (ok, failed) in buckets.items()]
 
 
-def waits_by_band(backend="default", sample=5000):
-    """Wait (enqueue → start) p50 and max per priority band, from the latest ``sample``
-    tasks finished in the last hour (bounded, whatever the table's size)."""
-    from datetime import timedelta
-
+def _stat_sums(backend, by, since=None):
+    """Sums of ``offload_stat`` columns per ``by`` (a list of column names)."""
     db = task_backends[backend].opts.DATABASE
-    rows = (TaskRow.objects.using(db)
-            .filter(backend=backend, status__in=["SUCCESSFUL", "FAILED"],
-                    finished_at__gte=now() - timedelta(hours=1), started_at__isnull=False)
-            .order_by("-finished_at").values_list("priority", "enqueued_at", "started_at")[:sample])
-    waits = {}
-    for priority, enqueued, started in rows:
-        waits.setdefault(band_of(priority), []).append((started - enqueued).total_seconds() * 1000)
+    rows = TaskStat.objects.using(db).filter(backend=backend)
+    if since is not None:
+        rows = rows.filter(minute__gte=since)
+    columns = ["tasks", "ran", "wait_sum", "run_sum"] + [
+        name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]
+    return rows.values(*by).annotate(**{f"sum_{c}": Sum(c) for c in columns})
+
+
+def _histograms(rows, key):
+    """Merge ``_stat_sums`` rows into ``{key(row): {"ran", "wait", "wait_sum", "run", "run_sum"}}``;
+    "wait" and "run" are ``[(upper bound, cumulative count)]``."""
+    merged = {}
+    for row in rows:
+        if not row["sum_ran"]:
+            continue
+        h = merged.setdefault(key(row), {"ran": 0, "wait_sum": 0.0, "run_sum": 0.0,
+                                         "wait": [[le, 0] for _, le in bucket_columns("wait")],
+                                         "run": [[le, 0] for _, le in bucket_columns("run")]})
+        h["ran"] += row["sum_ran"]
+        for kind in ("wait", "run"):
+            h[f"{kind}_sum"] += row[f"sum_{kind}_sum"]
+            for bucket, (name, _) in zip(h[kind], bucket_columns(kind)):
+                bucket[1] += row[f"sum_{name}"]
+    return merged
+
+
+def outcome_totals(backend="default"):
+    """``{(queue, outcome): tasks}`` since the beginning (SUCCESSFUL, FAILED, RETRIED)."""
+    return {(r["queue_name"], r["outcome"]): r["sum_tasks"]
+            for r in _stat_sums(backend, ["queue_name", "outcome"]) if r["sum_tasks"]}
+
+
+def histograms(backend="default"):
+    """Wait and run histograms of finished tasks since the beginning, by (queue, band)."""
+    return _histograms(_stat_sums(backend, ["queue_name", "priority"]),
+                       lambda r: (r["queue_name"], band_of(r["priority"])))
+
+
+def quantile(q, buckets, count):
+    """Estimate the ``q`` quantile from cumulative ``[(upper bound, count)]`` buckets,
+    interpolating linearly inside a bucket as Prometheus' histogram_quantile does."""
+    rank, lower, below = q * count, 0.0, 0
+    for le, n in buckets:
+        if n >= rank:
+            return lower + (le - lower) * ((rank - below) / (n - below) if n > below else 1.0)
+        lower, below = le, n
+    return lower  # beyond the last bound: report the last bound
+
+
+def waits_by_band(backend="default"):
+    """Wait before start (runnable → started) per priority band over the last hour:
+    tasks, mean and estimated p50/p95 in ms, from the wait histograms."""
+    since = now().replace(second=0, microsecond=0) - timedelta(minutes=59)
+    by_band = _histograms(_stat_sums(backend, ["priority"], since=since),
+                          lambda r: band_of(r["priority"]))
     result = []
     for name, _ in BANDS:
-        values = sorted(waits.get(name, []))
-        if values:
-            result.append({"band": name, "tasks": len(values), "p50_ms": values[len(values) // 2],
-                           "max_ms": values[-1]})
+        h = by_band.get(name)
+        if h:
+            result.append({"band": name, "tasks": h["ran"], "mean_ms": h["wait_sum"] / h["ran"] * 1000,
+                           "p50_ms": quantile(0.5, h["wait"], h["ran"]) * 1000,
+                           "p95_ms": quantile(0.95, h["wait"], h["ran"]) * 1000})
     return result
 
 

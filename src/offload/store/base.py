@@ -12,28 +12,47 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
 from offload.results import error_entry
+from offload.stats import TOTALS_MINUTE, bucket_columns
 
 SQL_DIR = Path(__file__).parent / "sql"
+
+
+def _stat_sql():
+    """The offload_stat column lists the statistics SQL shares (postgres/record.sql, fold.sql)."""
+    buckets = [(name, kind, le) for kind in ("wait", "run") for name, le in bucket_columns(kind)]
+    columns = ["tasks", "ran", "wait_sum", "run_sum"] + [name for name, _, _ in buckets]
+    aggregates = ["count(*)", "count(o.wait)", "COALESCE(sum(o.wait), 0)", "COALESCE(sum(o.run), 0)"]
+    aggregates += [f"count(*) FILTER (WHERE o.{kind} <= {le!r})" for _, kind, le in buckets]
+    return {
+        "stat_columns": ", ".join(columns),
+        "stat_aggregates": ", ".join(aggregates),
+        "stat_sums": ", ".join(f"sum({c})" for c in columns),
+        "stat_adds": ", ".join(f"{c} = offload_stat.{c} + excluded.{c}" for c in columns),
+    }
 
 
 @cache
 def load_sql(engine, name):
     """Read ``sql/<engine>/<name>.sql`` (falling back to ``sql/common``), comments removed.
 
-    ``{name}`` includes the fragment file of that name (``picked``, ``take``, ...).
+    ``{name}`` includes the fragment file of that name (``picked``, ``take``, ...);
+    ``{stat_columns}`` and its kin are offload_stat's column lists.
     """
     path = SQL_DIR / engine / f"{name}.sql"
     if not path.exists():
         path = SQL_DIR / "common" / f"{name}.sql"
     lines = path.read_text().splitlines()
     sql = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
-    for fragment in ("done", "picked", "filters", "take", "taken", "append_error"):
+    for fragment in ("done", "record", "observed", "picked", "filters", "take", "taken",
+                     "append_error"):
         if "{" + fragment + "}" in sql:
             sql = sql.replace("{" + fragment + "}", load_sql(engine, fragment).strip())
+    for name, text in _stat_sql().items():
+        sql = sql.replace("{" + name + "}", text)
     return sql
 
 
@@ -97,6 +116,8 @@ def as_aware(value):
 
 class Store:
     engine = ""
+    #: What fold_stats runs, in one transaction.
+    fold_statements = ("fold",)
 
     def __init__(self, db_alias):
         self.db_alias = db_alias
@@ -216,15 +237,35 @@ class Store:
         error = error_entry("offload.exceptions.Cancelled", f"offload.exceptions.Cancelled: {reason}\n")
         params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error)}
         sql = self.sql("cancel").replace("{ids}", self.in_list("id", ids, params))
-        return [r[0] for r in self.execute(sql, params)]
+        with transaction.atomic(using=self.db_alias):
+            cancelled = [r[0] for r in self.execute(sql, params)]
+            self.record_rows(cancelled, observe=False)
+        return cancelled
 
     def pause(self, *, backend, queue, paused, now):
         params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}
         self.execute(self.sql("pause"), params, fetch=False)
 
-    def complete(self, outcomes):
-        """Write outcomes; return the set of ids whose write was accepted (lease still held)."""
+    def complete(self, outcomes, *, worker=""):
+        """Write outcomes and count them in offload_stat under ``worker``; return the set
+        of ids whose write was accepted (lease still held)."""
         raise NotImplementedError
+
+    def record_rows(self, ids, *, worker="", observe):
+        """Count the outcomes just written to tasks ``ids`` in offload_stat (in the
+        caller's transaction); ``observe``: time them in the histograms too."""
+        if ids:
+            params = {"worker": worker, "observe": observe}
+            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
+            self.execute(sql, params, fetch=False)
+
+    def fold_stats(self, *, backend, before):
+        """Fold offload_stat minutes before ``before`` into the totals rows."""
+        params = {"backend": backend, "before": self.db_time(before),
+                  "totals": self.db_time(TOTALS_MINUTE)}
+        with transaction.atomic(using=self.db_alias):
+            for name in self.fold_statements:
+                self.execute(self.sql(name), params, fetch=False)
 
     def _claimed(self, rows, token, claimed_at):
         claimed = [
@@ -247,12 +288,13 @@ class Store:
 
     # -- maintenance (shared SQL) ---------------------------------------------
 
-    def cycle(self, outcomes, claim=None):
-        """Record ``outcomes`` and, if ``claim`` (claim's keyword arguments), claim more.
+    def cycle(self, outcomes, claim=None, *, worker=""):
+        """Record ``outcomes`` (see complete) and, if ``claim`` (claim's keyword
+        arguments), claim more.
 
         Returns ``(accepted_ids, claimed)``. Engines may do both in one statement.
         """
-        accepted = self.complete(outcomes) if outcomes else set()
+        accepted = self.complete(outcomes, worker=worker) if outcomes else set()
         return accepted, (self.claim(**claim) if claim else [])
 
     @staticmethod
@@ -281,23 +323,22 @@ class Store:
         )
         params = {"now": self.db_time(now), "worker": worker, "max_rescues": max_rescues,
                   "error": json.dumps(lost)}
-        return self.execute(self.sql("rescue").replace("{which}", which), params)
+        with transaction.atomic(using=self.db_alias):
+            rows = self.execute(self.sql("rescue").replace("{which}", which), params)
+            self.record_rows([r[0] for r in rows], observe=False)  # RETRIED, or FAILED
+        return rows
 
     def prune(self, *, before, batch=5000):
-        """Delete finished tasks older than ``before``, carrying their totals into
-        offload_counter first (each batch one transaction); return how many."""
-        from django.db import transaction
-
+        """Delete finished tasks older than ``before`` in batches; return how many.
+        Metrics do not change: offload_stat counted the outcomes when they were recorded."""
         deleted = 0
         while True:
-            with transaction.atomic(using=self.db_alias):
-                ids = [r[0] for r in self.execute(
-                    self.sql("prune"), {"before": self.db_time(before), "batch": batch})]
-                if ids:
-                    for name in ("carry", "prune_delete"):
-                        params = {}
-                        sql = self.sql(name).replace("{ids}", self.in_list("id", ids, params))
-                        self.execute(sql, params, fetch=False)
+            ids = [r[0] for r in self.execute(
+                self.sql("prune"), {"before": self.db_time(before), "batch": batch})]
+            if ids:
+                params = {}
+                sql = self.sql("prune_delete").replace("{ids}", self.in_list("id", ids, params))
+                self.execute(sql, params, fetch=False)
             deleted += len(ids)
             if len(ids) < batch:
                 return deleted

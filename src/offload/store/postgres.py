@@ -75,8 +75,9 @@ class PostgresStore(Store):
         return self._claimed(rows, params["token"], now)
 
     @staticmethod
-    def _outcome_params(outcomes):
+    def _outcome_params(outcomes, worker):
         return {
+            "worker": worker, "observe": True,
             "ids": [o.id for o in outcomes], "tokens": [o.token for o in outcomes],
             "statuses": [o.status for o in outcomes],
             "finished": [o.finished_at for o in outcomes],
@@ -86,15 +87,15 @@ class PostgresStore(Store):
             "errors": [o.errors for o in outcomes],
         }
 
-    def complete(self, outcomes):
+    def complete(self, outcomes, *, worker=""):
         if not outcomes:
             return set()
-        return {r[0] for r in self.fetch(self.sql("complete"), self._outcome_params(outcomes))}
+        return {r[0] for r in self.fetch(self.sql("complete"), self._outcome_params(outcomes, worker))}
 
-    def cycle(self, outcomes, claim=None):
+    def cycle(self, outcomes, claim=None, *, worker=""):
         if not (outcomes and claim):
-            return super().cycle(outcomes, claim)
-        params = self._outcome_params(outcomes) | self._claim_params(**claim)
+            return super().cycle(outcomes, claim, worker=worker)
+        params = self._outcome_params(outcomes, worker) | self._claim_params(**claim)
         rows = self.fetch(self.sql("cycle"), params)
         accepted = {r[1] for r in rows if r[0]}
         claimed = self._claimed([r[1:] for r in rows if not r[0]], params["token"], params["now"])

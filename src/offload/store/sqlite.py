@@ -8,8 +8,11 @@ without reading the table. Example::
                                  worker="host-1-ab12", lease=30, now=now())
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.db import transaction
+
+from offload.stats import tally
 from offload.store.base import Store, age_key, ageing_bounds
 
 # SQLite allows 32,766 bound parameters per statement; stay well below.
@@ -18,6 +21,7 @@ _MAX_PARAMS = 30000
 
 class SqliteStore(Store):
     engine = "sqlite"
+    fold_statements = ("fold", "fold_delete")
 
     def prepare(self):
         """Settings every Offload connection to an SQLite file needs: WAL and a busy timeout."""
@@ -79,7 +83,11 @@ class SqliteStore(Store):
                                     server=server)
         return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
 
-    def complete(self, outcomes):
+    def complete(self, outcomes, *, worker=""):
+        """One transaction per chunk: the UPDATE, whose RETURNING says what to count,
+        then record (SQLite has no data-modifying CTE). The UPDATE comes first, so the
+        transaction holds the write lock from its first statement and never upgrades
+        a read."""
         accepted = set()
         step = _MAX_PARAMS // 8
         for start in range(0, len(outcomes), step):
@@ -89,5 +97,56 @@ class SqliteStore(Store):
                 params += (o.id, o.token, o.status, self.db_time(o.finished_at),
                            self.db_time(o.available_at), o.age_key, o.return_value, o.errors)
             sql = self.sql("complete").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
-            accepted.update(r[0] for r in self.execute(sql, params))
+            with transaction.atomic(using=self.db_alias, savepoint=False):
+                rows = self.execute(sql, params)
+                self._record(rows, worker, observe=True)
+            accepted.update(r[0] for r in rows)
         return accepted
+
+    def cycle(self, outcomes, claim=None, *, worker=""):
+        """Record ``outcomes`` and claim in one transaction: a busy worker pays one
+        commit per batch, as with PostgreSQL's cycle statement. The transaction's
+        first statement writes, so it takes the write lock at once."""
+        if not (outcomes and claim):
+            return super().cycle(outcomes, claim, worker=worker)
+        with transaction.atomic(using=self.db_alias):
+            return self.complete(outcomes, worker=worker), self.claim(**claim)
+
+    def record_rows(self, ids, *, worker="", observe):
+        if ids:
+            params = {}
+            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
+            self._record(self.execute(sql, params), worker, observe)
+
+    def _record(self, rows, worker, observe):
+        """Add ``(id, *observed)`` rows to offload_stat (see sqlite/record.sql).
+
+        The minute and durations are computed here rather than with SQLite's date
+        functions, which keep only milliseconds and cost more per row."""
+        series = tally((_observed(*r[1:]) for r in rows), observe)
+        if series:
+            params = []
+            for (backend, minute, queue, priority, outcome), values in series.items():
+                params += (backend, minute, worker, queue, priority, outcome, *values)
+            row = "(" + ",".join("?" * (len(params) // len(series))) + ")"
+            sql = self.sql("record").replace("{rows}", ",".join([row] * len(series)))
+            # On the sqlite3 connection itself (in the caller's transaction), with qmark
+            # placeholders: Django's cursor would rewrite this long statement's
+            # placeholders with a regular expression on every call.
+            conn = self.connection
+            with conn.wrap_database_errors:
+                conn.connection.execute(sql, params)
+
+
+def _observed(backend, queue, priority, status, available, attempted, finished):
+    """``(backend, queue, priority, status, minute, wait, run)`` from the stored UTC text
+    (YYYY-MM-DD HH:MM:SS[.ffffff]): the minute it counts in (a retry: the minute its
+    attempt started), the last attempt's wait (runnable → started) and run (started →
+    finished) in seconds."""
+    minute = (finished or attempted)[:16] + ":00"
+    if finished is None or attempted is None:
+        return backend, queue, priority, status, minute, None, None
+    started = datetime.fromisoformat(attempted)
+    return (backend, queue, priority, status, minute,
+            (started - datetime.fromisoformat(available)).total_seconds(),
+            (datetime.fromisoformat(finished) - started).total_seconds())

@@ -206,7 +206,7 @@ class Loop:
             claim = {**base, "queues": self.queues, "exclude": list(self.limited),
                      "limit": general, "now": now(), "age_rate": self.opts.AGE_RATE,
                      "age_cap": self.opts.AGE_CAP}
-        cycled = self._db("cycle", [o for o, _ in done], claim)
+        cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id)
         if cycled is None:
             return None
         accepted, got = cycled
@@ -244,7 +244,7 @@ class Loop:
         with self.lock:
             done, self.done = self.done, []
         if done:
-            accepted = self._db("complete", [o for o, _ in done])
+            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id)
             self._finished(done, set() if accepted is None else accepted)
 
     def _finished(self, done, accepted):

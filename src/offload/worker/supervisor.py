@@ -23,6 +23,7 @@ from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
 
 from offload.roles import current_release, server_name
+from offload.stats import KEEP_MINUTES
 from offload.store.base import now
 
 logger = logging.getLogger("offload.server")
@@ -73,6 +74,7 @@ class Supervisor:
         self._seq = 0
         self._rescued_at = None  # monotonic time of the last rescue / prune
         self._pruned_at = None
+        self._folded_at = None
         # Imported here, not at module level: worker processes import this module to
         # find _child before Django is set up, and the scheduler needs the models.
         from offload.worker.scheduler import Scheduler
@@ -99,7 +101,8 @@ class Supervisor:
 
     def _maintain(self, force=False):
         """Rescue expired leases (every half lease); every tick, enqueue due periodic tasks
-        and stop ageing tasks at their cap; prune old results (hourly)."""
+        and stop ageing tasks at their cap; fold old statistics minutes into their
+        totals (every 10 minutes); prune old results (hourly)."""
         store, opts, mono = self.backend.store, self.backend.opts, time.monotonic()
         try:
             if self.register:
@@ -114,6 +117,9 @@ class Supervisor:
             if opts.AGE_RATE:
                 store.cap_aged(backend=self.alias, now=now(), age_rate=opts.AGE_RATE,
                                age_cap=opts.AGE_CAP)
+            if self._folded_at is None or mono - self._folded_at >= 600:
+                self._folded_at = mono
+                store.fold_stats(backend=self.alias, before=now() - timedelta(minutes=KEEP_MINUTES))
             if opts.RETAIN and (self._pruned_at is None or mono - self._pruned_at >= 3600):
                 self._pruned_at = mono
                 deleted = store.prune(before=now() - timedelta(seconds=opts.RETAIN))

@@ -1,2 +1,3 @@
--- prune_delete: remove the tasks {ids} (after carry).
-DELETE FROM offload_task WHERE id IN ({ids})
+-- prune_delete: remove the tasks {ids} (still finished: one retried since prune chose
+-- it stays).
+DELETE FROM offload_task WHERE id IN ({ids}) AND status IN ('SUCCESSFUL', 'FAILED')

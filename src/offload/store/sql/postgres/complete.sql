@@ -1,3 +1,3 @@
--- complete: record a batch of outcomes (see done).
-WITH {done}
+-- complete: record a batch of outcomes (see done) and count them (see record).
+WITH {done}, record AS ({record})
 SELECT id FROM done
