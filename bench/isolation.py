@@ -219,6 +219,20 @@ def cpu_seconds(session):
     return total
 
 
+def server_times(path, offset):
+    """Request times inside gunicorn (its access log's last field, µs → ms) since ``offset``."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        lines = f.read().decode(errors="replace").splitlines()
+    return [int(line.rsplit(" ", 1)[1][:-2]) / 1000 for line in lines
+            if line.startswith("127.0.0.1 ") and line.endswith("us")]
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p / 100))] if values else float("nan")
+
+
 def locust(url, seconds, users, prefix):
     cmd = ["taskset", "-c", "1", str(LOAD_VENV / "bin/locust"), "-f", str(ROOT / "bench/load/locustfile.py"),
            "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", url,
@@ -271,10 +285,13 @@ def measure(name, kind, template, seconds, warmup, users):
         done_before = count(db, "status = 'SUCCESSFUL'")
         cpu_before = [cpu_seconds(p.pid) for p in procs]
         progress(f"{name}: measuring for {seconds}s with {users} users")
+        log.flush()
+        log_from = (OUT / f"{label}.log").stat().st_size
         began = time.monotonic()
         locust(url, seconds, users, OUT / label)
         elapsed = time.monotonic() - began
         cpu = [round((cpu_seconds(p.pid) - before) / elapsed * 100) for p, before in zip(procs, cpu_before)]
+        server_ms = server_times(OUT / f"{label}.log", log_from)
         done = count(db, "status = 'SUCCESSFUL'") - done_before
         left = count(db, "status = 'READY'")
     finally:
@@ -283,7 +300,8 @@ def measure(name, kind, template, seconds, warmup, users):
         db.drop()
     result = {"arrangement": name, "db": "postgres" if kind is PostgresDb else "sqlite", "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
               "web_cpu_pct": cpu[0], "async_cpu_pct": cpu[1] if async_cpus else 0,
-              "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / label)}
+              "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / label),
+              **{f"server_p{p}_ms": round(percentile(server_ms, p), 1) for p in (50, 95, 99)}}
     if async_cpus and left == 0:  # (idle has no async server: its backlog is untouched)
         progress(f"WARNING: {name}: the backlog ran out; the async server was not busy throughout")
     return result
@@ -296,14 +314,15 @@ def report(rows, chart):
     idle = {r["db"]: r["p99_ms"] for r in rows if r["arrangement"] == "idle"}
     table = Table(title="Back Office web latency under the same page load (ms), with the async server busy or absent")
     for col in ("database", "arrangement", "web core", "async core", "requests", "failures", "p50", "p95", "p99",
-                "p99 / idle", "web CPU %", "async CPU %", "async tasks/s", "tasks left"):
+                "p99 / idle", "server p50 / p99", "web CPU %", "async CPU %", "async tasks/s", "tasks left"):
         table.add_column(col, justify="left" if col in ("database", "arrangement") else "right")
     for r in rows:
         table.add_row(r["db"], r["arrangement"], r["web_cpus"], r["async_cpus"], str(r["requests"]),
                       str(r["failures"]), f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['p99_ms']:.0f}",
                       f"{r['p99_ms'] / idle[r['db']]:.2f}×" if r["db"] in idle else "-",
+                      f"{r['server_p50_ms']:.0f} / {r['server_p99_ms']:.0f}",
                       str(r["web_cpu_pct"]), str(r["async_cpu_pct"]), f"{r['tasks_per_s']:.1f}", str(r["backlog_left"]))
-    Console(width=160).print(table)
+    Console(width=200).print(table)
     pages = Table(title="p99 by page (ms)")
     names = sorted({page for r in rows for page in r["by_page"]})
     pages.add_column("database / arrangement")

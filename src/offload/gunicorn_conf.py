@@ -13,6 +13,8 @@ bind = os.environ.get("OFFLOAD_WEB_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 graceful_timeout = int(float(os.environ.get("OFFLOAD_WEB_GRACE", "20")))
 accesslog = "-"
+# Gunicorn's default line plus the time the request took inside the server (µs).
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)sus'
 _stop = threading.Event()
 
 
