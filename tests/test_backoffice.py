@@ -40,6 +40,13 @@ pytestmark = pytest.mark.process
     (b"date,description,amount,balance\n2026-03-01,a,1,1\n2026-01-01,b,1,2\n", "comes before the line above"),
     (b"date,description,amount,balance\n2026-03-01,a,1,1\n2026-03-05,b,1,2\n", "covers 5 days; at least 28"),
     ("date,description,amount,balance\n".encode("utf-16"), "not UTF-8"),
+    # Inputs that once passed the form and then failed the analysis on the async server:
+    (b"date,description,amount,balance\n2026-01-01,a,1e999999,1\n2026-03-01,b,1,1\n", "not an amount we accept"),
+    (b"date,description,amount,balance\n2026-01-01,a,1,1e400\n2026-03-01,b,1,1\n", "not an amount we accept"),
+    (b"date,description,amount,balance\n2026-01-01,a,1.001,1\n2026-03-01,b,1,1\n", "at most 2 decimal places"),
+    (b"date,description,amount,balance\n9999-11-01,a,1,1\n9999-12-31,b,1,1\n", "9999-11-01 is in the future"),
+    (b"date,description,amount,balance\n0001-01-01,a,1,1\n2026-01-30,b,1,1\n", "at most 732 are accepted"),
+    (b"date,description,amount,balance\n2026-01-01,\"" + b"x" * 200_000 + b",1,1\n", "not valid CSV"),
 ])
 def test_a_malformed_statement_is_refused_with_the_line_and_the_fix(content, message):
     with pytest.raises(statements.StatementError, match=re.escape(message)):
