@@ -33,7 +33,7 @@ bench-priority: $(STAMP)
 
 # Web latency idle / split roles / monolith (the Back Office under locust); see docs/backoffice.md.
 bench-isolation: $(STAMP)
-	$(PY) bench/isolation.py --chart docs/isolation.png
+	$(PY) bench/isolation.py --db both --pin-postgres --chart docs/isolation.png
 
 clean:
 	rm -rf $(VENV) var backoffice/var backoffice/static-collected
