@@ -132,14 +132,14 @@ class Loop:
                 if (self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS
                         or (self.burst and not self.inflight)):
                     last_claim, seen, claiming = mono, self.notices, True
+            failed = False
             if done or claiming:
                 got = self._round(done, claiming)
-                if got is None:  # database unreachable: keep the outcomes, retry shortly
+                if got is None:  # database error: keep the outcomes, retry shortly
                     with self.lock:
                         self.done[:0] = done
-                    self.wake.wait(0.5)
-                    continue
-                if claiming:
+                    failed = True
+                elif claiming:
                     full, count = got
                     self.maybe_more = full or self.notices != seen
                     if count:
@@ -148,6 +148,9 @@ class Loop:
                           and self._db("runnable", backend=self.backend.alias,
                                        queues=self.queues, now=now()) is False):
                         break
+            # A stop request is honoured whatever the database does: while it fails,
+            # stopping retries the outcomes until the grace ends, then exits; what could
+            # not be recorded (or handed back) is left for its lease to expire.
             if self.stop_mode == "now":
                 break
             if stopping:
@@ -155,6 +158,9 @@ class Loop:
                 if not live or mono >= self.stop_at:
                     break
                 self.wake.wait(max(0.0, min(0.5, self.stop_at - mono)))
+                continue
+            if failed:
+                self.wake.wait(0.5)
                 continue
             if claiming and self.maybe_more and len(self.inflight) < self.threads:
                 continue
