@@ -22,6 +22,7 @@ from django.tasks import TaskResultStatus
 from django.tasks.signals import task_finished
 
 from offload.exceptions import TaskTimeout
+from offload.stats import observe
 from offload.store.base import now
 from offload.results import error_entry
 from offload.worker.runner import Runner
@@ -212,7 +213,8 @@ class Loop:
             claim = {**base, "queues": self.queues, "exclude": list(self.limited),
                      "limit": general, "now": now(), "age_rate": self.opts.AGE_RATE,
                      "age_cap": self.opts.AGE_CAP}
-        cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id)
+        cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id,
+                          observed=self._observe(done))
         if cycled is None:
             return None
         accepted, got = cycled
@@ -250,8 +252,14 @@ class Loop:
         with self.lock:
             done, self.done = self.done, []
         if done:
-            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id)
+            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id,
+                                observed=self._observe(done))
             self._finished(done, set() if accepted is None else accepted)
+
+    def _observe(self, done):
+        """What offload_stat counts of ``done``, from what this process holds (see
+        offload.stats.observe), so the database need not work it out."""
+        return observe(self.backend.alias, [(o, self.inflight[o.id]) for o, _ in done])
 
     def _finished(self, done, accepted):
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""
