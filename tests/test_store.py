@@ -90,6 +90,38 @@ def test_cycle_records_and_claims_in_one_call(store):
     assert accepted == {int(a.id)} and [c.id for c in claimed] == [int(b.id)]
 
 
+def test_statistics_count_exactly_the_accepted_outcomes(store):
+    """A worker's observations (offload.stats.observe) are summed and added when every
+    outcome is accepted; when one is refused (its lease is gone), only the accepted ones
+    count. Either way offload_stat agrees with the rows."""
+    from offload.models import TaskStat
+    from offload.stats import STAT_BUCKETS, observe, stat_columns
+
+    for _ in range(3):
+        tasks.noop.enqueue()
+    a, b, c = claim(store, "w1", limit=3)
+    whole = [(done(a), a)]
+    assert store.complete([o for o, _ in whole], worker="w1",
+                          observed=observe("default", whole)) == {a.id}
+    refused = Outcome(b.id, b.token + 1, "SUCCESSFUL", now(), return_value="null")
+    mixed = [(done(c), c), (refused, b)]
+    accepted, _ = store.cycle([o for o, _ in mixed], {
+        "backend": "default", "queues": ["default"], "limit": 5, "worker": "w1",
+        "lease": 30, "now": now()}, worker="w1", observed=observe("default", mixed))
+    assert accepted == {c.id}
+    rows = TaskRow.objects.filter(pk__in=[a.id, c.id])
+    waits = [(r.last_attempted_at - r.available_at).total_seconds() for r in rows]
+    runs = [(r.finished_at - r.last_attempted_at).total_seconds() for r in rows]
+    expected = {"tasks": 2, "ran": 2, "wait_sum": pytest.approx(sum(waits), abs=1e-6),
+                "run_sum": pytest.approx(sum(runs), abs=1e-6)}
+    for kind, values in (("wait", waits), ("run", runs)):
+        for le in STAT_BUCKETS:
+            expected[f"{kind}_le_{round(le * 1000)}ms"] = sum(v <= le for v in values)
+    stats = TaskStat.objects.filter(worker="w1", outcome="SUCCESSFUL")
+    totals = {name: sum(getattr(s, name) for s in stats) for name in stat_columns()}
+    assert totals == expected
+
+
 def test_concurrent_claimers_never_share_a_task(store):
     from offload import bulk_enqueue
 

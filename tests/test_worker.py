@@ -4,6 +4,7 @@ import os
 import signal
 
 import pytest
+from django.db import connection
 from django.db.models import Count
 from django.tasks import TaskResultStatus
 
@@ -92,6 +93,33 @@ def test_second_signal_stops_at_once(start_worker):
     worker.signal(signal.SIGINT)
     assert worker.wait(15) == 0
     assert TaskRow.objects.get(pk=result.id).status == "READY"
+
+
+def test_sigterm_stops_a_worker_whose_statements_keep_failing(start_worker, tmp_path):
+    """The task table is renamed away while a task runs, so every worker statement fails
+    (no such table / relation does not exist) and the finished task's outcome cannot be
+    recorded. SIGTERM still stops the worker within its grace; the task stays RUNNING
+    under its lease, for the lease to expire and a rescue to run it again."""
+    gate = tmp_path / "release"
+    result = tasks.waits_for.enqueue(str(gate))
+    worker = start_worker("--processes", "1", "--threads", "1", "--grace", "1s")
+    wait_until(lambda: TaskRow.objects.filter(pk=result.id, status="RUNNING").exists(),
+               message="task running")
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE offload_task RENAME TO offload_task_away")
+    try:
+        gate.touch()  # the task finishes; recording its outcome fails from now on
+        wait_until(lambda: "database error in cycle" in worker.output, timeout=15,
+                   message="the worker's statements failing")
+        worker.signal(signal.SIGTERM)
+        # Within the grace (1 s) plus a margin; the supervisor's own kill comes at +10 s.
+        assert worker.wait(1 + 4) == 0
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE offload_task_away RENAME TO offload_task")
+    assert "was not recorded" in worker.output and "killing it" not in worker.output
+    row = TaskRow.objects.get(pk=result.id)
+    assert (row.status, row.lease_token is not None) == ("RUNNING", True)
 
 
 def test_timeout_fails_the_task_and_replaces_the_process(start_worker):

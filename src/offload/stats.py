@@ -26,6 +26,25 @@ def bucket_columns(kind):
     return [(f"{kind}_le_{round(le * 1000)}ms", le) for le in STAT_BUCKETS]
 
 
+def stat_columns():
+    """offload_stat's value columns, in the order of ``tally``'s values."""
+    return ["tasks", "ran", "wait_sum", "run_sum"] + [
+        name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]
+
+
+def observe(backend, done):
+    """What offload_stat counts of outcomes a worker is about to record, in ``tally``'s
+    row form; ``done`` is ``(Outcome, Claimed)`` pairs. Made in the worker, before the
+    statement, from what it holds, which is what the rows get: the claim's ``now``
+    became ``last_attempted_at`` (``claimed_at``), the claim returned ``available_at``,
+    the outcome carries ``finished_at``. The store sums them (see postgres/record.sql)."""
+    return [(backend, c.queue_name, c.priority, o.status,
+             (o.finished_at or c.claimed_at).replace(second=0, microsecond=0),
+             o.finished_at and (c.claimed_at - c.available_at).total_seconds(),
+             o.finished_at and (o.finished_at - c.claimed_at).total_seconds())
+            for o, c in done]
+
+
 def tally(rows, observe=True):
     """Sum observed outcomes into offload_stat series, the way postgres/record.sql's
     aggregates do (the SQLite store writes them with sqlite/record.sql).

@@ -145,5 +145,16 @@ def fails_until_fixed(flag_path):
     return "fixed"
 
 
+@task
+def waits_for(path, timeout=60.0):
+    """Runs until the file ``path`` exists (the test creates it), at most ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.01)
+    return "released"
+
+
 def plain_function():
     return 1

@@ -16,15 +16,15 @@ from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
 from offload.results import error_entry
-from offload.stats import TOTALS_MINUTE, bucket_columns
+from offload.stats import TOTALS_MINUTE, bucket_columns, stat_columns
 
 SQL_DIR = Path(__file__).parent / "sql"
 
 
 def _stat_sql():
-    """The offload_stat column lists the statistics SQL shares (postgres/record.sql, fold.sql)."""
+    """The offload_stat column lists the statistics SQL shares (record, record_rows, fold)."""
     buckets = [(name, kind, le) for kind in ("wait", "run") for name, le in bucket_columns(kind)]
-    columns = ["tasks", "ran", "wait_sum", "run_sum"] + [name for name, _, _ in buckets]
+    columns = stat_columns()
     aggregates = ["count(*)", "count(o.wait)", "COALESCE(sum(o.wait), 0)", "COALESCE(sum(o.run), 0)"]
     aggregates += [f"count(*) FILTER (WHERE o.{kind} <= {le!r})" for _, kind, le in buckets]
     return {
@@ -58,7 +58,8 @@ def load_sql(engine, name):
 
 @dataclass(slots=True)
 class Claimed:
-    """A task row as the claim returned it, plus the claim's token."""
+    """A task row as the claim returned it, plus the claim's token and time (the
+    attempt's ``last_attempted_at``)."""
 
     id: int
     task_path: str
@@ -72,6 +73,7 @@ class Claimed:
     errors: str
     token: int
     claimed_at: datetime
+    available_at: datetime  # when it became runnable: the wait is claimed_at - available_at
 
 
 @dataclass(slots=True)
@@ -246,18 +248,20 @@ class Store:
         params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}
         self.execute(self.sql("pause"), params, fetch=False)
 
-    def complete(self, outcomes, *, worker=""):
+    def complete(self, outcomes, *, worker="", observed=None):
         """Write outcomes and count them in offload_stat under ``worker``; return the set
-        of ids whose write was accepted (lease still held)."""
+        of ids whose write was accepted (lease still held).
+
+        ``observed``: per outcome, what offload_stat counts (``offload.stats.observe``),
+        from a worker, which knows it; the store sums it before the statement and adds
+        the sums of the accepted outcomes. Without it, the accepted outcomes are counted
+        from their rows (``record_rows``) in the same transaction."""
         raise NotImplementedError
 
     def record_rows(self, ids, *, worker="", observe):
         """Count the outcomes just written to tasks ``ids`` in offload_stat (in the
         caller's transaction); ``observe``: time them in the histograms too."""
-        if ids:
-            params = {"worker": worker, "observe": observe}
-            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
-            self.execute(sql, params, fetch=False)
+        raise NotImplementedError
 
     def fold_stats(self, *, backend, before):
         """Fold offload_stat minutes before ``before`` into the totals rows."""
@@ -270,7 +274,7 @@ class Store:
     def _claimed(self, rows, token, claimed_at):
         claimed = [
             Claimed(r[0], r[1], r[2], r[3], r[4], as_aware(r[5]), as_aware(r[6]),
-                    as_aware(r[7]), r[8], r[9], token, claimed_at)
+                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]))
             for r in rows
         ]
         # RETURNING order is unspecified: restore the claim order.
@@ -288,13 +292,13 @@ class Store:
 
     # -- maintenance (shared SQL) ---------------------------------------------
 
-    def cycle(self, outcomes, claim=None, *, worker=""):
+    def cycle(self, outcomes, claim=None, *, worker="", observed=None):
         """Record ``outcomes`` (see complete) and, if ``claim`` (claim's keyword
         arguments), claim more.
 
         Returns ``(accepted_ids, claimed)``. Engines may do both in one statement.
         """
-        accepted = self.complete(outcomes, worker=worker) if outcomes else set()
+        accepted = self.complete(outcomes, worker=worker, observed=observed) if outcomes else set()
         return accepted, (self.claim(**claim) if claim else [])
 
     @staticmethod

@@ -6,11 +6,18 @@ Example::
                                    worker="host-1-ab12", lease=30, now=now())
 """
 
+import json
+import logging
 from datetime import timedelta
 
 import psycopg
+from django.db import DatabaseError, InterfaceError, transaction
 
+from offload.stats import stat_columns, tally
 from offload.store.base import Store, age_key, ageing_bounds
+
+logger = logging.getLogger("offload.worker")
+_NOT_SUMMED = {"tallied": -1, "tally": "[]"}  # record.sql adds nothing
 
 
 class PostgresStore(Store):
@@ -75,9 +82,21 @@ class PostgresStore(Store):
         return self._claimed(rows, params["token"], now)
 
     @staticmethod
-    def _outcome_params(outcomes, worker):
+    def _sums(observed, count):
+        """record.sql's %(tally)s and %(tallied)s: ``observed`` (see offload.stats.observe)
+        summed into JSON rows of offload_stat (json_populate_recordset maps them by
+        name), for ``count`` outcomes."""
+        if observed is None:
+            return _NOT_SUMMED
+        names = stat_columns()
+        rows = [{"backend": backend, "minute": minute.isoformat(), "queue_name": queue,
+                 "priority": priority, "outcome": outcome, **dict(zip(names, values))}
+                for (backend, minute, queue, priority, outcome), values in tally(observed).items()]
+        return {"tallied": count, "tally": json.dumps(rows, separators=(",", ":"))}
+
+    def _outcome_params(self, outcomes, worker, observed):
         return {
-            "worker": worker, "observe": True,
+            **self._sums(observed, len(outcomes)), "worker": worker,
             "ids": [o.id for o in outcomes], "tokens": [o.token for o in outcomes],
             "statuses": [o.status for o in outcomes],
             "finished": [o.finished_at for o in outcomes],
@@ -87,19 +106,48 @@ class PostgresStore(Store):
             "errors": [o.errors for o in outcomes],
         }
 
-    def complete(self, outcomes, *, worker=""):
+    def complete(self, outcomes, *, worker="", observed=None):
         if not outcomes:
             return set()
-        return {r[0] for r in self.fetch(self.sql("complete"), self._outcome_params(outcomes, worker))}
+        params = self._outcome_params(outcomes, worker, observed)
+        if observed is None:  # count the accepted rows, in the same transaction
+            with transaction.atomic(using=self.db_alias):
+                accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
+                self.record_rows(sorted(accepted), worker=worker, observe=True)
+            return accepted
+        accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
+        self._add_accepted(outcomes, observed, accepted, worker)
+        return accepted
 
-    def cycle(self, outcomes, claim=None, *, worker=""):
-        if not (outcomes and claim):
-            return super().cycle(outcomes, claim, worker=worker)
-        params = self._outcome_params(outcomes, worker) | self._claim_params(**claim)
+    def cycle(self, outcomes, claim=None, *, worker="", observed=None):
+        if not (outcomes and claim) or observed is None:
+            return super().cycle(outcomes, claim, worker=worker, observed=observed)
+        params = self._outcome_params(outcomes, worker, observed) | self._claim_params(**claim)
         rows = self.fetch(self.sql("cycle"), params)
         accepted = {r[1] for r in rows if r[0]}
         claimed = self._claimed([r[1:] for r in rows if not r[0]], params["token"], params["now"])
+        self._add_accepted(outcomes, observed, accepted, worker)
         return accepted, claimed
+
+    def _add_accepted(self, outcomes, observed, accepted, worker):
+        """When a lease was lost in the batch, record.sql added nothing: add the sums of
+        the accepted outcomes now, in a statement of their own (the outcomes are
+        written; if this fails, or the process dies first, they go uncounted)."""
+        if not accepted or len(accepted) == len(outcomes):
+            return
+        kept = [row for o, row in zip(outcomes, observed) if o.id in accepted]
+        params = {**self._sums(kept, len(kept)), "worker": worker, "ids": sorted(accepted)}
+        try:
+            self.fetch(self.sql("record_sums"), params)
+        except (DatabaseError, InterfaceError) as exc:
+            logger.warning("%s: %d recorded outcome(s) not counted in offload_stat: %s",
+                           worker, len(kept), exc)
+
+    def record_rows(self, ids, *, worker="", observe):
+        if ids:
+            params = {"worker": worker, "observe": observe}
+            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
+            self.execute(sql, params, fetch=False)
 
     def listen_params(self):
         """Connection parameters for a dedicated LISTEN connection (psycopg 3)."""

@@ -17,6 +17,7 @@ from offload.store.base import Store, age_key, ageing_bounds
 
 # SQLite allows 32,766 bound parameters per statement; stay well below.
 _MAX_PARAMS = 30000
+_CHUNK = _MAX_PARAMS // 8  # outcomes per complete statement (eight parameters each)
 
 
 class SqliteStore(Store):
@@ -83,59 +84,87 @@ class SqliteStore(Store):
                                     server=server)
         return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
 
-    def complete(self, outcomes, *, worker=""):
-        """One transaction per chunk: the UPDATE, whose RETURNING says what to count,
-        then record (SQLite has no data-modifying CTE). The UPDATE comes first, so the
-        transaction holds the write lock from its first statement and never upgrades
-        a read."""
+    def complete(self, outcomes, *, worker="", observed=None):
+        """One transaction per chunk: the UPDATE, whose RETURNING says which outcomes were
+        accepted, then the upsert of offload_stat (SQLite has no data-modifying CTE).
+        The UPDATE comes first, so the transaction holds the write lock from its first
+        statement and never upgrades a read."""
+        prepared = self._prepare_complete(outcomes, worker, observed)
         accepted = set()
-        step = _MAX_PARAMS // 8
-        for start in range(0, len(outcomes), step):
-            chunk = outcomes[start:start + step]
+        for chunk in prepared:
+            with transaction.atomic(using=self.db_alias, savepoint=False):
+                accepted |= self._complete(*chunk, worker)
+        return accepted
+
+    def cycle(self, outcomes, claim=None, *, worker="", observed=None):
+        """Record ``outcomes`` and claim in one transaction: a busy worker pays one
+        commit per batch, as with PostgreSQL's cycle statement. The transaction's
+        first statement writes, so it takes the write lock at once; everything that
+        can be prepared is prepared before it."""
+        if not (outcomes and claim) or len(outcomes) > _CHUNK:
+            return super().cycle(outcomes, claim, worker=worker, observed=observed)
+        [chunk] = self._prepare_complete(outcomes, worker, observed)
+        with transaction.atomic(using=self.db_alias):
+            return self._complete(*chunk, worker), self.claim(**claim)
+
+    def _prepare_complete(self, outcomes, worker, observed):
+        """``[(update sql, params, chunk, its observed, upsert of their sums)]`` per chunk
+        of outcomes, made before the transaction (see offload.stats.observe)."""
+        chunks = []
+        for start in range(0, len(outcomes), _CHUNK):
+            chunk = outcomes[start:start + _CHUNK]
+            seen = observed and observed[start:start + _CHUNK]
             params = []
             for o in chunk:
                 params += (o.id, o.token, o.status, self.db_time(o.finished_at),
                            self.db_time(o.available_at), o.age_key, o.return_value, o.errors)
             sql = self.sql("complete").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
-            with transaction.atomic(using=self.db_alias, savepoint=False):
-                rows = self.execute(sql, params)
-                self._record(rows, worker, observe=True)
-            accepted.update(r[0] for r in rows)
-        return accepted
+            chunks.append((sql, params, chunk, seen, seen and self._upsert(tally(seen), worker)))
+        return chunks
 
-    def cycle(self, outcomes, claim=None, *, worker=""):
-        """Record ``outcomes`` and claim in one transaction: a busy worker pays one
-        commit per batch, as with PostgreSQL's cycle statement. The transaction's
-        first statement writes, so it takes the write lock at once."""
-        if not (outcomes and claim):
-            return super().cycle(outcomes, claim, worker=worker)
-        with transaction.atomic(using=self.db_alias):
-            return self.complete(outcomes, worker=worker), self.claim(**claim)
+    def _complete(self, sql, params, chunk, seen, upsert, worker):
+        """Run one prepared chunk (in the caller's transaction); return the accepted ids.
+        The sums count every outcome: if a lease was lost, the accepted outcomes are
+        summed again (observed) or counted from their rows (not observed)."""
+        accepted = {r[0] for r in self.execute(sql, params)}
+        if not seen:
+            self.record_rows(sorted(accepted), worker=worker, observe=True)
+        elif len(accepted) == len(chunk):
+            self._run_raw(*upsert)
+        elif accepted:
+            kept = [row for o, row in zip(chunk, seen) if o.id in accepted]
+            self._run_raw(*self._upsert(tally(kept), worker))
+        return accepted
 
     def record_rows(self, ids, *, worker="", observe):
         if ids:
             params = {}
             sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
-            self._record(self.execute(sql, params), worker, observe)
+            rows = self.execute(sql, params)
+            upsert = self._upsert(tally((_observed(*r[1:]) for r in rows), observe), worker)
+            if upsert:
+                self._run_raw(*upsert)
 
-    def _record(self, rows, worker, observe):
-        """Add ``(id, *observed)`` rows to offload_stat (see sqlite/record.sql).
+    def _upsert(self, series, worker):
+        """``(sql, params)`` adding ``series`` (offload.stats.tally) to offload_stat under
+        ``worker`` (see sqlite/record.sql), or None if there is nothing to add."""
+        if not series:
+            return None
+        params = []
+        for (backend, minute, queue, priority, outcome), values in series.items():
+            if not isinstance(minute, str):  # the worker's sums: an aware datetime
+                minute = self.db_time(minute)
+            params += (backend, minute, worker, queue, priority, outcome, *values)
+        row = "(" + ",".join("?" * (len(params) // len(series))) + ")"
+        return self.sql("record").replace("{rows}", ",".join([row] * len(series))), params
 
-        The minute and durations are computed here rather than with SQLite's date
-        functions, which keep only milliseconds and cost more per row."""
-        series = tally((_observed(*r[1:]) for r in rows), observe)
-        if series:
-            params = []
-            for (backend, minute, queue, priority, outcome), values in series.items():
-                params += (backend, minute, worker, queue, priority, outcome, *values)
-            row = "(" + ",".join("?" * (len(params) // len(series))) + ")"
-            sql = self.sql("record").replace("{rows}", ",".join([row] * len(series)))
-            # On the sqlite3 connection itself (in the caller's transaction), with qmark
-            # placeholders: Django's cursor would rewrite this long statement's
-            # placeholders with a regular expression on every call.
-            conn = self.connection
-            with conn.wrap_database_errors:
-                conn.connection.execute(sql, params)
+    def _run_raw(self, sql, params):
+        """Run on the sqlite3 connection itself (in the caller's transaction), with qmark
+        placeholders: Django's cursor would rewrite a long statement's placeholders with
+        a regular expression on every call."""
+        conn = self.connection
+        with conn.wrap_database_errors:
+            conn.connection.execute(sql, params)
 
 
 def _observed(backend, queue, priority, status, available, attempted, finished):

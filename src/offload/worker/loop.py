@@ -22,6 +22,7 @@ from django.tasks import TaskResultStatus
 from django.tasks.signals import task_finished
 
 from offload.exceptions import TaskTimeout
+from offload.stats import observe
 from offload.store.base import now
 from offload.results import error_entry
 from offload.worker.runner import Runner
@@ -132,14 +133,14 @@ class Loop:
                 if (self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS
                         or (self.burst and not self.inflight)):
                     last_claim, seen, claiming = mono, self.notices, True
+            failed = False
             if done or claiming:
                 got = self._round(done, claiming)
-                if got is None:  # database unreachable: keep the outcomes, retry shortly
+                if got is None:  # database error: keep the outcomes, retry shortly
                     with self.lock:
                         self.done[:0] = done
-                    self.wake.wait(0.5)
-                    continue
-                if claiming:
+                    failed = True
+                elif claiming:
                     full, count = got
                     self.maybe_more = full or self.notices != seen
                     if count:
@@ -148,6 +149,9 @@ class Loop:
                           and self._db("runnable", backend=self.backend.alias,
                                        queues=self.queues, now=now()) is False):
                         break
+            # A stop request is honoured whatever the database does: while it fails,
+            # stopping retries the outcomes until the grace ends, then exits; what could
+            # not be recorded (or handed back) is left for its lease to expire.
             if self.stop_mode == "now":
                 break
             if stopping:
@@ -155,6 +159,9 @@ class Loop:
                 if not live or mono >= self.stop_at:
                     break
                 self.wake.wait(max(0.0, min(0.5, self.stop_at - mono)))
+                continue
+            if failed:
+                self.wake.wait(0.5)
                 continue
             if claiming and self.maybe_more and len(self.inflight) < self.threads:
                 continue
@@ -206,7 +213,8 @@ class Loop:
             claim = {**base, "queues": self.queues, "exclude": list(self.limited),
                      "limit": general, "now": now(), "age_rate": self.opts.AGE_RATE,
                      "age_cap": self.opts.AGE_CAP}
-        cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id)
+        cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id,
+                          observed=self._observe(done))
         if cycled is None:
             return None
         accepted, got = cycled
@@ -244,8 +252,14 @@ class Loop:
         with self.lock:
             done, self.done = self.done, []
         if done:
-            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id)
+            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id,
+                                observed=self._observe(done))
             self._finished(done, set() if accepted is None else accepted)
+
+    def _observe(self, done):
+        """What offload_stat counts of ``done``, from what this process holds (see
+        offload.stats.observe), so the database need not work it out."""
+        return observe(self.backend.alias, [(o, self.inflight[o.id]) for o, _ in done])
 
     def _finished(self, done, accepted):
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""

@@ -17,6 +17,5 @@ done AS (
                 %(age_keys)s::float8[], %(results)s::text[], %(errors)s::text[])
          AS v(id, token, status, finished_at, available_at, age_key, return_value, errors)
     WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'RUNNING'
-    RETURNING t.id, t.backend, t.queue_name, t.priority, t.status, t.available_at,
-              t.last_attempted_at, t.finished_at
+    RETURNING t.id
 )

@@ -1,4 +1,4 @@
--- observed (a fragment of record): the rows `done` just wrote, with the minute they
+-- observed (a fragment of record_rows): the rows `done` holds, with the minute they
 -- count in (a retry: the minute its attempt started) and the last attempt's wait
 -- (runnable → started) and run (started → finished) in seconds (date_part: a float8,
 -- cheaper than extract's numeric).

@@ -1,22 +1,16 @@
--- record (a fragment of complete, cycle and record_rows): add just recorded outcomes
--- ({observed}: one row per task) to this worker's rows of offload_stat, one per
--- minute, queue, priority and outcome. It runs in the statement that wrote the
--- outcomes, so the statistics always agree with them. (SQLite: see sqlite/record.sql.)
+-- record (a fragment of complete, cycle and record_sums): add a worker's sums of the
+-- outcomes `done` just wrote to its rows of offload_stat (one per minute, queue,
+-- priority and outcome), in the statement that wrote them, so the statistics agree
+-- with them. The worker summed them before the statement (offload.stats.observe,
+-- PostgresStore._sums): %(tally)s is a JSON list of offload_stat rows for %(tallied)s
+-- outcomes, added as it is when `done` accepted every one of them. Nothing is
+-- aggregated here, so the statement stays cheap to plan: when a lease was lost in the
+-- batch, the store adds the sums of the accepted outcomes right after (record_sums);
+-- callers that did not observe (tallied = -1) count the rows (record_rows).
 -- Why keyed by %(worker)s: no two workers ever update the same row, so recording never
--- waits on another worker's row lock.
--- %(observe)s is false for outcomes no worker timed (cancel, rescue): they count only.
--- Why MATERIALIZED: each task's wait and run are computed once, not once per bucket
--- column that reads them.
--- {stat_columns} etc. are the histogram bucket columns (offload.stats.STAT_BUCKETS).
-WITH o AS MATERIALIZED (
-    SELECT backend, minute, queue_name, priority,
-           CASE status WHEN 'READY' THEN 'RETRIED' ELSE status END AS outcome,
-           CASE WHEN %(observe)s AND status <> 'READY' THEN wait END AS wait,
-           CASE WHEN %(observe)s AND status <> 'READY' THEN run END AS run
-    FROM ({observed}) AS t
-)
+-- waits on another worker's row lock. (SQLite: see SqliteStore.complete.)
 INSERT INTO offload_stat (backend, minute, worker, queue_name, priority, outcome, {stat_columns})
-SELECT backend, minute, %(worker)s, queue_name, priority, outcome, {stat_aggregates}
-FROM o
-GROUP BY backend, minute, queue_name, priority, outcome
+SELECT backend, minute, %(worker)s, queue_name, priority, outcome, {stat_columns}
+FROM json_populate_recordset(NULL::offload_stat, %(tally)s::json)
+WHERE (SELECT count(*) FROM done) = %(tallied)s::bigint
 ON CONFLICT (backend, minute, worker, queue_name, priority, outcome) DO UPDATE SET {stat_adds}

@@ -2,7 +2,7 @@
 -- Why the token check: only the current lease holder may write; a late write from a
 -- worker that lost its lease matches nothing. {rows} is one group of eight
 -- placeholders per outcome: id, token, status, finished_at, available_at, age_key,
--- result, errors. RETURNING gives what offload_stat counts (see observed).
+-- result, errors. RETURNING: the ids accepted (see SqliteStore.complete for offload_stat).
 UPDATE offload_task SET
     status = v.column3,
     finished_at = v.column4,
@@ -14,4 +14,4 @@ UPDATE offload_task SET
 FROM (VALUES {rows}) AS v
 WHERE offload_task.id = v.column1 AND offload_task.lease_token = v.column2
   AND offload_task.status = 'RUNNING'
-RETURNING offload_task.id, {observed}
+RETURNING offload_task.id
