@@ -11,12 +11,15 @@ import logging
 from datetime import timedelta
 
 import psycopg
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, transaction
 
 from offload.stats import stat_columns, tally
 from offload.store.base import Store, age_key, ageing_bounds
 
 logger = logging.getLogger("offload.worker")
+#: A prepare threshold no query reaches by repetition: only ``prepare=True`` prepares.
+ONLY_EXPLICIT = 2**31 - 1
 _NOT_SUMMED = {"tallied": -1, "tally": "[]"}  # record.sql adds nothing
 
 
@@ -31,12 +34,26 @@ class PostgresStore(Store):
         and plans every statement again; the worker's few statements run thousands of
         times a second, so they go through psycopg's own cursor with ``prepare=True``
         (errors still arrive as Django's DatabaseError).
+
+        Django opens connections with ``prepare_threshold=None`` unless the database's
+        OPTIONS say otherwise, and psycopg then ignores ``prepare=True``; so on such a
+        connection Offload sets a threshold no ORM query reaches, which prepares
+        exactly its own statements. ``OFFLOAD_PREPARE = False`` leaves the connection
+        alone (PgBouncer in transaction mode before 1.21 cannot keep prepared statements).
         """
         conn = self.connection
-        conn.ensure_connection()
-        with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+        with conn.wrap_database_errors, psycopg.Cursor(self._raw()) as cursor:
             cursor.execute(sql, params, prepare=True)
             return cursor.fetchall() if cursor.description else cursor.rowcount
+
+    def _raw(self):
+        """The connected psycopg connection, ready to prepare Offload's statements."""
+        conn = self.connection
+        conn.ensure_connection()
+        raw = conn.connection
+        if raw.prepare_threshold is None and getattr(settings, "OFFLOAD_PREPARE", True):
+            raw.prepare_threshold = ONLY_EXPLICIT
+        return raw
 
     def channel(self, backend):
         return f"{self.channel_prefix}_{backend}"[:63]
@@ -71,10 +88,9 @@ class PostgresStore(Store):
         params = self._claim_params(backend=backend, queues=[queue], limit=limit,
                                     worker=worker, lease=lease, now=now, server=server)
         params.update(queue=queue, cluster_max=cluster_max)
-        conn = self.connection
-        conn.ensure_connection()
-        with conn.wrap_database_errors, conn.connection.transaction():
-            with psycopg.Cursor(conn.connection) as cursor:
+        conn, raw = self.connection, self._raw()
+        with conn.wrap_database_errors, raw.transaction():
+            with psycopg.Cursor(raw) as cursor:
                 # Serialise this queue's claims cluster-wide (see claim_limited.sql).
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                                [f"offload:{backend}:{queue}"], prepare=True)
