@@ -97,11 +97,14 @@ class PostgresDb:
         self.name, self.var = f"offload_isolation_{name}", OUT / name
         self.url = urlsplit(os.environ.get("OFFLOAD_BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
 
-    def _admin(self, sql):
+    def _connect(self, dbname, **options):
         import psycopg
 
-        with psycopg.connect(host=self.url.hostname, port=self.url.port or 5432, user=self.url.username,
-                             dbname="postgres", autocommit=True) as conn:
+        return psycopg.connect(host=self.url.hostname, port=self.url.port or 5432, user=self.url.username,
+                               dbname=dbname, **options)
+
+    def _admin(self, sql):
+        with self._connect("postgres", autocommit=True) as conn:
             conn.execute(sql)
 
     def create(self, template=None):
@@ -116,10 +119,7 @@ class PostgresDb:
                 f"postgres://{self.url.username}@{self.url.hostname}:{self.url.port or 5432}/{self.name}"}
 
     def rows(self, sql):
-        import psycopg
-
-        with psycopg.connect(host=self.url.hostname, port=self.url.port or 5432, user=self.url.username,
-                             dbname=self.name) as conn:
+        with self._connect(self.name) as conn:
             return conn.execute(sql).fetchall()
 
     def drop(self):

@@ -8,7 +8,6 @@ The statement analysis and scoring are plain functions, tested here directly too
 import http.cookiejar
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, wait_until
+from tests.conftest import ROOT, free_port, wait_until
 
 sys.path.insert(0, str(ROOT / "backoffice"))
 from loans import statements  # noqa: E402  (pure Python: no settings needed)
 
 PY = sys.executable
 PG = os.environ.get("OFFLOAD_TEST_DB") == "postgres"
+PG_URL = urllib.parse.urlsplit(os.environ.get("OFFLOAD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/"))
 pytestmark = pytest.mark.process
 
 
@@ -77,17 +77,11 @@ def test_generated_statements_parse_and_health_shows_in_the_metrics():
 
 # The running Back Office -------------------------------------------------------------
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class BackOffice:
     """``offload release`` + ``seed_demo`` + ``offload run`` (role all) on a free port."""
 
     def __init__(self, var):
-        self.var, self.port = var, _free_port()
+        self.var, self.port = var, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, DJANGO_SETTINGS_MODULE="backoffice.settings",
                         PYTHONPATH=f"{ROOT / 'backoffice'}:{ROOT}", OFFLOAD_VAR_DIR=str(var),
@@ -97,8 +91,8 @@ class BackOffice:
         if PG:
             self.db = "test_backoffice" + os.environ.get("OFFLOAD_TEST_DB_SUFFIX", "")
             self._pg(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)', f'CREATE DATABASE "{self.db}"')
-            pg = urllib.parse.urlsplit(os.environ.get("OFFLOAD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/"))
-            self.env["DATABASE_URL"] = f"postgres://{pg.username or 'postgres'}@{pg.hostname}:{pg.port or 5432}/{self.db}"
+            self.env["DATABASE_URL"] = (f"postgres://{PG_URL.username or 'postgres'}@{PG_URL.hostname}:"
+                                        f"{PG_URL.port or 5432}/{self.db}")
         for command in (["offload", "release"], ["collectstatic", "--noinput", "-v0"],
                         ["seed_demo", "--applications", "0", "--staff-password", "s3cret-pass"]):
             subprocess.run([PY, "-m", "django", *command], env=self.env, check=True, capture_output=True)
@@ -107,12 +101,15 @@ class BackOffice:
                                      stderr=subprocess.STDOUT, start_new_session=True)
         wait_until(self._ready, timeout=60, message=f"the Back Office at {self.url} (see {var}/server.log)")
 
-    def _pg(self, *statements_):
+    @staticmethod
+    def _connect(dbname, **options):
         import psycopg
 
-        pg = urllib.parse.urlsplit(os.environ.get("OFFLOAD_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/"))
-        with psycopg.connect(host=pg.hostname, port=pg.port or 5432, user=pg.username or "postgres",
-                             dbname="postgres", autocommit=True) as conn:
+        return psycopg.connect(host=PG_URL.hostname, port=PG_URL.port or 5432,
+                               user=PG_URL.username or "postgres", dbname=dbname, **options)
+
+    def _pg(self, *statements_):
+        with self._connect("postgres", autocommit=True) as conn:
             for statement in statements_:
                 conn.execute(statement)
 
@@ -127,10 +124,7 @@ class BackOffice:
     def sql(self, query, *params):
         """Rows from the Back Office's database (the test reads it directly)."""
         if PG:
-            import psycopg
-
-            pg = urllib.parse.urlsplit(self.env["DATABASE_URL"])
-            with psycopg.connect(host=pg.hostname, port=pg.port, user=pg.username, dbname=self.db) as conn:
+            with self._connect(self.db) as conn:
                 return conn.execute(query.replace("?", "%s"), params).fetchall()
         import sqlite3
 

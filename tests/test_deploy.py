@@ -4,7 +4,6 @@ that agree everywhere, linted Dockerfile and pipeline, and the same processes ru
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 DEPLOY = ROOT / "deploy"
 PY = sys.executable
@@ -162,18 +161,12 @@ def test_image_pins_match_the_lock():
             assert lock[line.split("==")[0].lower().replace("_", "-")] == line.strip()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.process
 def test_the_container_processes_run_here(tmp_path):
     """What each container runs — `offload release`, then `offload run` with the roles'
     environment from compose.yaml — on this machine (SQLite in a temporary folder)."""
     services = compose()["services"]
-    port = _free_port()
+    port = free_port()
     base = dict(OFFLOAD_VAR_DIR=tmp_path, OFFLOAD_RELEASE="local-test", DJANGO_DEBUG="0",
                 DJANGO_SECRET_KEY="test", DJANGO_ALLOWED_HOSTS="localhost")
     manage = [PY, str(ROOT / "backoffice/manage.py"), "offload"]

@@ -5,7 +5,6 @@ every web request succeeds."""
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,16 +16,10 @@ import pytest
 from django.db.models import Count
 
 from offload.models import Server, TaskRow
-from tests.conftest import ROOT, wait_until, worker_env
+from tests.conftest import ROOT, free_port, wait_until, worker_env
 from tests.testapp.models import Run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Release:
