@@ -3,7 +3,7 @@ import secrets
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, user_passes_test
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -40,9 +40,9 @@ def apply(request):
 
 def status(request, reference):
     application = get_object_or_404(Application.objects.select_related("applicant"), reference=reference)
-    offer = Offer.objects.filter(application=application).defer("pdf").first()
+    offer = _offer(application)
     return render(request, "loans/status.html", {
-        "application": application, "offer": offer, "letter_ready": _letter_ready(application),
+        "application": application, "offer": offer, "letter_ready": bool(offer and offer.letter_ready),
         "steps": _steps(application)})
 
 
@@ -68,8 +68,11 @@ def offer_letter(request, reference):
     return response
 
 
-def _letter_ready(application):
-    return Offer.objects.filter(application=application, pdf__isnull=False).exists()
+def _offer(application):
+    """The application's offer without its PDF bytes, with ``letter_ready``: one query."""
+    return (Offer.objects.filter(application=application).defer("pdf")
+            .annotate(letter_ready=ExpressionWrapper(Q(pdf__isnull=False), output_field=BooleanField()))
+            .first())
 
 
 def _steps(application):
@@ -109,11 +112,12 @@ def queue(request):
 @staff_required
 def application(request, pk):
     app = get_object_or_404(Application.objects.select_related("applicant"), pk=pk)
+    offer = _offer(app)
     related = {name: getattr(app, name, None) for name in ("cash_flow", "credit_report", "score", "decision")}
     return render(request, "loans/staff/application.html", {
         "application": app, **related,
-        "offer": Offer.objects.filter(application=app).defer("pdf").first(),
-        "letter_ready": _letter_ready(app),
+        "offer": offer,
+        "letter_ready": bool(offer and offer.letter_ready),
         "notifications": app.notifications.order_by("created_at"),
         "timeline": timeline.for_application(app),
         "request_key": secrets.token_urlsafe(16),
