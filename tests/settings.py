@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 VAR.mkdir(exist_ok=True)
 ENGINE = os.environ.get("OFFLOAD_TEST_DB", "sqlite")
-# Lets two checkouts run the PostgreSQL suite at once without sharing test databases.
+# Lets two runs of the suite (two checkouts, or two sessions) go at once without sharing
+# test databases, on PostgreSQL and SQLite.
 SUFFIX = os.environ.get("OFFLOAD_TEST_DB_SUFFIX", "")
 
 SECRET_KEY = "offload-tests-not-secret"
@@ -45,7 +46,7 @@ def _db(name, test_name, env):
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get(env, str(VAR / f"{name}.sqlite3")),
-        "TEST": {"NAME": str(VAR / f"test_{name}.sqlite3")},
+        "TEST": {"NAME": str(VAR / f"test_{name}{SUFFIX}.sqlite3")},
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20,
                     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
     }
