@@ -14,6 +14,7 @@ server (``manage.py offload worker``) claims and runs them. Example::
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -24,7 +25,7 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from offload.conf import Options, parse_duration
-from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions
+from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions, PayloadTooLarge
 from offload.options import OPTION_NAMES
 from offload.results import build_result, decode_errors, decode_payload, import_task, resolve_task
 from offload.store import get_store
@@ -66,25 +67,61 @@ class OffloadTask(Task):
         return dataclasses.replace(task, **extra) if extra else task
 
 
-def _bad_value(value, path):
-    """The first (path, value) inside ``value`` that JSON cannot carry faithfully."""
-    if value is None or isinstance(value, (str, bool, int)):
+#: Deepest nesting of lists and dicts inside one argument. Deeper structures are
+#: refused at enqueue (JSON encoders and decoders recurse, and so does the check).
+MAX_DEPTH = 100
+#: Ints of at most this many bits have fewer digits than any int-to-str limit Python
+#: allows (640 at least), so only larger ones need the slower check.
+_SAFE_INT_BITS = 2000
+
+
+def _unstorable(value, depth):
+    """What keeps ``value`` from being stored as JSON faithfully: None, or ``(where,
+    culprit, problem)``; ``where`` lists the path's steps innermost first, ``problem``
+    is None for a value of the wrong type. Paths are built only on failure."""
+    if isinstance(value, str) or value is None:
+        return None
+    if isinstance(value, int):  # bool too
+        if value.bit_length() <= _SAFE_INT_BITS:
+            return None
+        try:
+            str(value)
+        except ValueError:
+            limit = sys.get_int_max_str_digits()
+            return [], value, (
+                f"an int of more than {limit:,} digits, more than Python turns into text "
+                "(sys.get_int_max_str_digits()); pass str(value) and int() it in the task")
         return None
     if isinstance(value, float):
-        return None if math.isfinite(value) else (path, value)
+        return None if math.isfinite(value) else ([], value, None)
+    if isinstance(value, (list, tuple, dict)) and depth > MAX_DEPTH:
+        return [], value, (
+            f"nested more than {MAX_DEPTH} levels deep (a list or dict inside a list or dict "
+            "...); flatten it, or store it and pass a reference such as a primary key")
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            if found := _bad_value(item, f"{path}[{i}]"):
+            if found := _unstorable(item, depth + 1):
+                found[0].append(f"[{i}]")
                 return found
         return None
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                return (f"{path} key {key!r}", key)
-            if found := _bad_value(item, f"{path}[{key!r}]"):
+                return [f" key {key!r:.60}"], key, None
+            if found := _unstorable(item, depth + 1):
+                found[0].append(f"[{key!r}]")
                 return found
         return None
-    return (path, value)
+    return [], value, None
+
+
+def _bad_value(value, path):
+    """The first ``(path, culprit, problem)`` inside ``value`` that JSON cannot carry
+    faithfully (see ``_unstorable``), or None."""
+    if found := _unstorable(value, 0):
+        where, culprit, problem = found
+        return path + "".join(reversed(where)), culprit, problem
+    return None
 
 
 def option_overrides(task):
@@ -96,11 +133,16 @@ def option_overrides(task):
     return changed or None
 
 
-def encode_payload(task, args, kwargs):
-    """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit."""
+def encode_payload(task, args, kwargs, *, max_bytes=None):
+    """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit
+    (PayloadTooLarge when the text is longer than ``max_bytes``)."""
     found = _bad_value(list(args), "args") or _bad_value(dict(kwargs), "kwargs")
     if found:
-        path, value = found
+        path, value, problem = found
+        if len(path) > 80:
+            path = path[:80] + "…"
+        if problem:
+            raise ArgumentsNotSerializable(f"Cannot enqueue {task.module_path}: {path} is {problem}.")
         raise ArgumentsNotSerializable(
             f"Cannot enqueue {task.module_path}: {path} is a {type(value).__name__} "
             f"({value!r:.60}), which cannot be stored as JSON. Task arguments must be str, "
@@ -111,7 +153,34 @@ def encode_payload(task, args, kwargs):
     payload = {"args": args, "kwargs": kwargs}
     if options := option_overrides(task):
         payload["options"] = options
-    return json.dumps(payload, separators=(",", ":"))
+    text = json.dumps(payload, separators=(",", ":"))  # ASCII: one byte a character
+    if max_bytes is not None and len(text) > max_bytes:
+        raise PayloadTooLarge(
+            f"Cannot enqueue {task.module_path}: its arguments are {len(text):,} bytes as JSON, "
+            f"over the limit of {max_bytes:,} (OPTIONS['MAX_PAYLOAD_BYTES'] of backend "
+            f"{task.backend!r}). Pass a reference instead of the data, such as a primary key "
+            "or a file path, and load it in the task; or raise the limit (None: no limit)."
+        )
+    return text
+
+
+def _check_text(name, value, max_length):
+    """InvalidTaskOptions unless ``value`` is a non-empty str of at most ``max_length``
+    characters without NUL (PostgreSQL's text cannot hold one)."""
+    if isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value:
+        return
+    if not isinstance(value, str):
+        problem = f"is a {type(value).__name__}"
+    elif not value:
+        problem = "is empty"
+    elif len(value) > max_length:
+        problem = f"is {len(value):,} characters long"
+    else:
+        problem = "contains a NUL character (\\x00)"
+    raise InvalidTaskOptions(
+        f"{name}={value!r:.80}: {problem}; use a non-empty string of at most {max_length} "
+        "characters without NUL characters."
+    )
 
 
 class OffloadBackend(BaseTaskBackend):
@@ -136,14 +205,13 @@ class OffloadBackend(BaseTaskBackend):
 
     def validate_task(self, task):
         super().validate_task(task)
+        # The table's limits, checked here so that both engines give the same answer
+        # (SQLite would store what PostgreSQL refuses).
+        _check_text("queue_name", task.queue_name, 100)
         if not isinstance(task, OffloadTask):
             return
-        if task.unique_key is not None and (
-            not isinstance(task.unique_key, str) or not 0 < len(task.unique_key) <= 255
-        ):
-            raise InvalidTaskOptions(
-                f"unique_key={task.unique_key!r}: use a non-empty string of at most 255 characters."
-            )
+        if task.unique_key is not None:
+            _check_text("unique_key", task.unique_key, 255)
         if task.max_attempts is not None and (
             not isinstance(task.max_attempts, int) or task.max_attempts < 1
         ):
@@ -167,7 +235,8 @@ class OffloadBackend(BaseTaskBackend):
 
     def _row(self, task, args, kwargs):
         return (task.queue_name, task.priority, task.module_path,
-                encode_payload(task, args, kwargs), task.run_after,
+                encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES),
+                task.run_after,
                 getattr(task, "unique_key", None))
 
     def _results(self, task, calls, rows, now):

@@ -65,6 +65,8 @@ class Options:
     RETRY_BACKOFF_MAX: float = 3600.0
     RETRY_JITTER: bool = True
     TIMEOUT: float | None = None
+    #: Largest task payload (arguments as JSON) enqueue accepts; None: no limit.
+    MAX_PAYLOAD_BYTES: int | None = 1024 * 1024
 
     @classmethod
     def from_params(cls, alias, raw):
@@ -106,6 +108,12 @@ class Options:
             parse_schedules(options.PERIODIC)
         except ValueError as exc:
             raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
+        limit = options.MAX_PAYLOAD_BYTES
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['MAX_PAYLOAD_BYTES']={limit!r}: use a whole number "
+                "of bytes >= 1 (1048576 = 1 MiB), or None for no limit."
+            )
         if options.MAX_ATTEMPTS < 1 or options.MAX_RESCUES < 0:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']: MAX_ATTEMPTS must be >= 1 and MAX_RESCUES >= 0."

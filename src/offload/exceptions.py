@@ -11,6 +11,11 @@ class ArgumentsNotSerializable(TypeError):
     """A task argument cannot be stored as JSON (raised by ``enqueue``)."""
 
 
+class PayloadTooLarge(ArgumentsNotSerializable):
+    """A task's arguments are larger than the backend's ``MAX_PAYLOAD_BYTES`` (raised by
+    ``enqueue``)."""
+
+
 class ResultNotSerializable(TypeError):
     """A task returned a value that cannot be stored as JSON (recorded as the task's error)."""
 
