@@ -3,14 +3,18 @@ the size of the dashboard's pages, who may see and act, bad parameters, a second
 database, and what the unauthenticated endpoints give away. Real databases, Django's
 test client."""
 
+import json
 import sys
+import tracemalloc
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from offload import bulk_enqueue
 from offload.conf import Options
+from offload.dashboard.queries import PREVIEW_CHARS
 from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions, PayloadTooLarge
 from offload.models import TaskRow
 from offload.testing import run_until_empty
@@ -92,3 +96,85 @@ def test_max_payload_bytes_is_validated(bad):
         Options.from_params("default", {"MAX_PAYLOAD_BYTES": bad})
     assert Options.from_params("default", {}).MAX_PAYLOAD_BYTES == MiB
 
+
+def big_failed_rows(n=5, size=10 * MiB, backend="default"):
+    """``n`` FAILED rows with ``size``-character arguments and traceback, as rows stored
+    before the limit (or a task raising with a huge message) leave them."""
+    from django.utils import timezone
+
+    at = timezone.now()
+    text = "x" * size
+    error = {"exception_class_path": "builtins.ValueError",
+             "traceback": f"Traceback (most recent call last):\nValueError: {text}"}
+    return TaskRow.objects.using(task_backends_db(backend)).bulk_create([
+        TaskRow(backend=backend, queue_name="default", priority=0, task_path="tests.testapp.tasks.boom",
+                payload=json.dumps({"args": [text], "kwargs": {}}), status="FAILED", enqueued_at=at,
+                available_at=at, finished_at=at, attempts=1, errors=json.dumps([error]))
+        for _ in range(n)])
+
+
+def task_backends_db(alias):
+    from django.tasks import task_backends
+
+    return task_backends[alias].opts.DATABASE
+
+
+@pytest.fixture
+def superuser_client(client):
+    client.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    return client
+
+
+def test_pages_clip_large_fields_and_link_the_whole_text(superuser_client):
+    """Five failed rows with 10 MB arguments made a 55 MB /offload/ page: it is small
+    now, the large fields are not read for it, and each whole field is one click away."""
+    rows = big_failed_rows()
+    # An errors list small enough to be parsed here, and one that is not valid JSON.
+    small = tasks.boom.enqueue("short and sweet")
+    run_until_empty()
+    TaskRow.objects.filter(pk=rows[0].pk).update(errors="{bad" + "y" * MiB)
+    tracemalloc.start()
+    try:
+        page = superuser_client.get("/offload/")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert len(page.content) < 200_000, len(page.content)
+    assert peak < 20 * MiB, f"the page read {peak:,} bytes: it loaded the large fields"
+    assert body.count(f"… {len(rows[1].payload) - PREVIEW_CHARS} more characters") == 5  # the arguments of each large row
+    more = len(json.loads(rows[1].errors)[0]["traceback"]) - PREVIEW_CHARS
+    assert body.count(f"… {more} more characters") == 4  # and their tracebacks (one is unreadable)
+    assert "short and sweet" in body and "no readable error" in body
+    assert f'href="/offload/task/{rows[1].pk}/payload?backend=default"' in body
+    assert f'href="/offload/task/{rows[1].pk}/errors?backend=default"' in body
+
+    whole = superuser_client.get(f"/offload/task/{rows[1].pk}/payload?backend=default")
+    assert whole.status_code == 200 and whole["Content-Type"] == "text/plain; charset=utf-8"
+    assert whole["X-Content-Type-Options"] == "nosniff"
+    assert whole.content.decode() == rows[1].payload
+    errors = superuser_client.get(f"/offload/task/{small.id}/errors").content.decode()
+    assert errors.startswith("--- error 1 of 1: builtins.ValueError\nTraceback") and "short and sweet" in errors
+    assert superuser_client.get(f"/offload/task/{rows[0].pk}/errors").content.decode().startswith("{bad")
+    missing = superuser_client.get(f"/offload/task/{rows[1].pk}/return_value")
+    assert missing.status_code == 404 and missing.content == f"task {rows[1].pk} has no return_value".encode()
+    assert superuser_client.get(f"/offload/task/{rows[1].pk}/secret").status_code == 404
+    assert superuser_client.get("/offload/task/999999/payload").status_code == 404
+
+
+def test_the_admin_clips_large_fields_too(superuser_client):
+    [row] = big_failed_rows(1)
+    done = tasks.echo.enqueue("y" * (MiB - 100))
+    run_until_empty()
+    assert len(TaskRow.objects.get(pk=done.id).return_value) > MiB - 100
+    for pk, more in ((row.pk, len(row.payload) - PREVIEW_CHARS), (int(done.id), None)):
+        page = superuser_client.get(f"/admin/offload/taskrow/{pk}/change/")
+        assert page.status_code == 200 and len(page.content) < 100_000, len(page.content)
+        assert f'href="/offload/task/{pk}/payload?backend=default"' in page.content.decode()
+        if more:
+            assert f"… {more} more characters" in page.content.decode()
+    page = superuser_client.get(f"/admin/offload/taskrow/{done.id}/change/").content.decode()
+    assert f'href="/offload/task/{done.id}/return_value?backend=default"' in page
+    listing = superuser_client.get("/admin/offload/taskrow/")
+    assert listing.status_code == 200 and len(listing.content) < 100_000

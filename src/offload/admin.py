@@ -4,9 +4,13 @@ Retry, cancel and re-enqueue call the same store methods and backend the rest of
 Offload uses; every action is recorded in the admin log (LogEntry) and shown back.
 """
 
-from django.contrib import admin, messages
+from urllib.parse import urlencode
 
-from offload.dashboard import actions
+from django.contrib import admin, messages
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+
+from offload.dashboard import actions, queries
 from offload.models import QueueState, Schedule, Server, TaskRow
 
 
@@ -34,7 +38,42 @@ class TaskRowAdmin(ReadOnly, admin.ModelAdmin):
     ordering = ("-id",)
     show_full_result_count = False  # no count(*) over a large table on every page
     actions = ("retry", "cancel", "re_enqueue")
-    readonly_fields = [f.name for f in TaskRow._meta.fields]
+    # The large fields are shown clipped, with a link to the whole text; lists never read them.
+    readonly_fields = fields = [f.name if f.name not in queries.LARGE_FIELDS else f"{f.name}_clipped"
+                                for f in TaskRow._meta.fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer(*queries.LARGE_FIELDS)
+
+    def _clipped(self, obj, field):
+        if not hasattr(obj, "_previews"):
+            obj._previews = (queries.previewed(TaskRow.objects.using(obj._state.db),
+                                               queries.LARGE_FIELDS)
+                             .values(*(f"{f}_{part}" for f in queries.LARGE_FIELDS
+                                       for part in ("head", "length"))).get(pk=obj.pk))
+        clip = queries.clip(obj._previews[f"{field}_head"], obj._previews[f"{field}_length"])
+        if clip is None:
+            return "-"
+        if not clip["more"]:
+            return clip["text"]
+        try:  # the dashboard's URLs may not be included
+            url = reverse("offload:task_field", args=[obj.pk, field])
+        except NoReverseMatch:
+            return format_html("{}<span>… {} more characters</span>", clip["text"], clip["more"])
+        return format_html('{}<span>… {} more characters</span> <a href="{}?{}">full text</a>',
+                           clip["text"], clip["more"], url, urlencode({"backend": obj.backend}))
+
+    @admin.display(description="payload")
+    def payload_clipped(self, obj):
+        return self._clipped(obj, "payload")
+
+    @admin.display(description="errors")
+    def errors_clipped(self, obj):
+        return self._clipped(obj, "errors")
+
+    @admin.display(description="return value")
+    def return_value_clipped(self, obj):
+        return self._clipped(obj, "return_value")
 
     @admin.action(description="Retry failed tasks now", permissions=["operate"])
     def retry(self, request, queryset):

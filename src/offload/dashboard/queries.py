@@ -8,10 +8,13 @@ grouped into bands so a summary stays readable::
 
 from datetime import timedelta
 
-from django.db.models import Count, Min, Q, Sum
+from django.db import DatabaseError, connections, transaction
+from django.db.models import Case, Count, Min, Q, Sum, When
+from django.db.models.functions import Length, Substr
 from django.tasks import task_backends
 
 from offload.models import QueueState, Server, TaskRow, TaskStat
+from offload.results import decode_errors
 from offload.stats import bucket_columns
 from offload.store.base import now
 
@@ -68,10 +71,80 @@ def servers(include_gone=False):
              "heartbeat_age_s": (at - s.heartbeat_at).total_seconds()} for s in rows]
 
 
+#: Characters of arguments, results and tracebacks a page shows; the rest is one click
+#: away (``offload:task_field``).
+PREVIEW_CHARS = 3000
+#: The large text fields of a task row, never read whole for a list.
+LARGE_FIELDS = ("payload", "errors", "return_value")
+#: A stored errors list up to this long is read and parsed here; a longer one is looked
+#: into by the database, which returns just the last error's start.
+ERRORS_READ_WHOLE = 64 * 1024
+
+
+def previewed(rows, fields=("payload", "return_value")):
+    """``rows`` (TaskRows) without the large fields, annotated with the first
+    PREVIEW_CHARS characters of each of ``fields`` (``payload_head``) and its length
+    (``payload_length``)."""
+    annotations = {}
+    for name in fields:
+        annotations[f"{name}_head"] = Substr(name, 1, PREVIEW_CHARS)
+        annotations[f"{name}_length"] = Length(name)
+    return rows.defer(*LARGE_FIELDS).annotate(**annotations)
+
+
+def clip(head, length):
+    """``{"text", "more"}``: a field's first characters and how many were left out."""
+    if head is None:
+        return None
+    return {"text": head, "more": max(0, (length or 0) - len(head))}
+
+
 def failures(backend="default", limit=20):
+    """The latest FAILED tasks, without their large fields: each row has ``payload_head``
+    and ``payload_length`` (see ``previewed``) and ``last_error``, None or a dict of
+    ``exception_class_path`` and ``traceback`` (a ``clip``)."""
     db = task_backends[backend].opts.DATABASE
-    return list(TaskRow.objects.using(db).filter(backend=backend, status="FAILED")
+    rows = list(previewed(TaskRow.objects.using(db).filter(backend=backend, status="FAILED"))
+                .annotate(errors_length=Length("errors"))
+                .annotate(errors_whole=Case(When(errors_length__lte=ERRORS_READ_WHOLE,
+                                                 then="errors")))
                 .order_by("-finished_at")[:limit])
+    for row in rows:
+        if row.errors_length is None or row.errors_length <= ERRORS_READ_WHOLE:
+            errors = decode_errors(row.errors_whole)
+            last = errors[-1] if errors else None
+            row.last_error = last and {
+                "exception_class_path": last.exception_class_path,
+                "traceback": clip(last.traceback[:PREVIEW_CHARS], len(last.traceback))}
+        else:
+            row.last_error = _last_error_in_database(db, row.pk)
+    return rows
+
+
+_LAST_ERROR_SQL = {
+    "postgresql": "SELECT e ->> 'exception_class_path', left(e ->> 'traceback', %s), "
+                  "length(e ->> 'traceback') "
+                  "FROM (SELECT errors::jsonb -> -1 AS e FROM offload_task WHERE id = %s) AS last",
+    "sqlite": "SELECT json_extract(e, '$.exception_class_path'), "
+              "substr(json_extract(e, '$.traceback'), 1, %s), length(json_extract(e, '$.traceback')) "
+              "FROM (SELECT json_extract(errors, '$[#-1]') AS e FROM offload_task WHERE id = %s)",
+}
+
+
+def _last_error_in_database(db, pk):
+    """The last error of a long errors list, its traceback clipped, read by the
+    database; None if the list is not valid JSON."""
+    connection = connections[db]
+    try:
+        with transaction.atomic(using=db), connection.cursor() as cursor:
+            cursor.execute(_LAST_ERROR_SQL[connection.vendor], [PREVIEW_CHARS, pk])
+            found = cursor.fetchone()
+    except DatabaseError:
+        return None
+    if not found or found[0] is None:
+        return None
+    path, head, length = found
+    return {"exception_class_path": path, "traceback": clip(head or "", length)}
 
 
 def throughput(backend="default", minutes=60):

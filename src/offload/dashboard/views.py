@@ -8,7 +8,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.tasks import task_backends
@@ -16,6 +16,8 @@ from django.views.decorators.http import require_POST
 
 from offload.dashboard import actions, queries
 from offload.models import TaskRow
+
+TEXT = "text/plain; charset=utf-8"
 
 
 def _backend(request):
@@ -34,11 +36,9 @@ def index(request):
     servers = {}
     for server in queries.servers():
         servers.setdefault((server["role"], server["release"]), []).append(server)
-    failures = []
-    for row in queries.failures(backend):
-        errors = json.loads(row.errors or "[]")
-        failures.append({"row": row, "error": errors[-1] if errors else None,
-                         "payload": row.payload})
+    failures = [{"row": row, "error": row.last_error,
+                 "payload": queries.clip(row.payload_head, row.payload_length)}
+                for row in queries.failures(backend)]
     series = queries.throughput(backend)
     peak = max([ok + failed for _, ok, failed in series] + [1])
     return render(request, "offload/dashboard.html", {
@@ -57,6 +57,38 @@ def _bar(i, minute, ok, failed, peak):
     ok_h, failed_h = ok * 100 / peak, failed * 100 / peak
     return {"x": i * 10, "minute": minute, "n_ok": ok, "n_failed": failed,
             "ok_y": 100 - ok_h, "ok_h": ok_h, "failed_y": 100 - ok_h - failed_h, "failed_h": failed_h}
+
+
+@staff_member_required
+def task_field(request, pk, field):
+    """One large field of a task, whole, as text: the arguments (``payload``, JSON), the
+    ``errors`` (each attempt's traceback) or the ``return_value`` (JSON)."""
+    backend = _backend(request)
+    if field not in queries.LARGE_FIELDS:
+        return HttpResponseNotFound(f"no field {field!r}: use one of {', '.join(queries.LARGE_FIELDS)}",
+                                    content_type=TEXT)
+    db = task_backends[backend].opts.DATABASE
+    found = TaskRow.objects.using(db).filter(backend=backend, pk=pk).values_list(field, flat=True)
+    if not found:
+        return HttpResponseNotFound(f"no task {pk} in backend {backend!r}", content_type=TEXT)
+    text = found[0]
+    if text is None:
+        return HttpResponseNotFound(f"task {pk} has no {field}", content_type=TEXT)
+    response = HttpResponse(_readable_errors(text) if field == "errors" else text, content_type=TEXT)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _readable_errors(text):
+    """Stored errors as text, one traceback after another; the stored text itself if it
+    is not a list of errors."""
+    try:
+        errors = json.loads(text)
+        blocks = [f"--- error {i} of {len(errors)}: {e['exception_class_path']}\n{e['traceback']}"
+                  for i, e in enumerate(errors, 1)]
+    except (ValueError, TypeError, KeyError):
+        return text
+    return "\n".join(blocks) or text
 
 
 @require_POST
