@@ -72,11 +72,34 @@ def decode_payload(text):
     return args, kwargs, options
 
 
-def decode_errors(text):
+def _is_entry(value):
+    return (isinstance(value, dict) and set(value) == {"exception_class_path", "traceback"}
+            and all(isinstance(v, str) for v in value.values()))
+
+
+def error_entries(text):
+    """A row's stored ``errors`` as a list of error entries; never raises.
+
+    A damaged list (not JSON, not a list of entries: a row changed outside Offload)
+    becomes one entry that says so and quotes its beginning, so the task's next error
+    can still be recorded after it."""
     try:
-        return [TaskError(**e) for e in json.loads(text or "[]")]
-    except (ValueError, TypeError):
-        return []
+        entries = json.loads(text or "[]")
+    except ValueError as exc:
+        problem = f"are not JSON ({exc})"
+    else:
+        if isinstance(entries, list) and all(map(_is_entry, entries)):
+            return entries
+        problem = f"are a JSON {type(entries).__name__}, not a list of errors"
+    return [error_entry(
+        "offload.exceptions.CorruptPayload",
+        f"offload.exceptions.CorruptPayload: the task's stored errors {problem}; the row was "
+        f"changed outside Offload. They began: {str(text)[:200]!r}\n",
+    )]
+
+
+def decode_errors(text):
+    return [TaskError(**e) for e in error_entries(text)]
 
 
 def build_result(task, *, id, status, enqueued_at, started_at, finished_at,

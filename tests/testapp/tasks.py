@@ -158,3 +158,9 @@ def waits_for(path, timeout=60.0):
 
 def plain_function():
     return 1
+
+
+@task
+def interrupts():
+    """Raises what the runner lets through (in the main thread it must stop run_inline)."""
+    raise KeyboardInterrupt

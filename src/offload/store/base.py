@@ -88,6 +88,8 @@ class Outcome:
     return_value: str | None = None  # JSON text, SUCCESSFUL only
     errors: str | None = None  # full JSON list when it changed
     age_key: float | None = None  # retries only, when ageing is on
+    #: The failure (not stored): ``task_finished`` is sent while it is being handled.
+    exception: BaseException | None = None
 
 
 def age_key(priority, available_at, rate):

@@ -19,13 +19,12 @@ from collections import Counter
 
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import TaskResultStatus
-from django.tasks.signals import task_finished
 
 from offload.exceptions import TaskTimeout
 from offload.stats import observe
 from offload.store.base import now
 from offload.results import error_entry
-from offload.worker.runner import Runner
+from offload.worker.runner import Runner, send_finished
 
 logger = logging.getLogger("offload.worker")
 
@@ -187,8 +186,6 @@ class Loop:
         the outcomes, then reserved slots with tasks at or above their priority.
         """
         general, reserved = self._free(done) if claiming else (0, 0)
-        base = {"backend": self.backend.alias, "worker": self.worker_id,
-                "lease": self.opts.LEASE_SECONDS, "server": self.server}
         full, count = False, 0
         if general and self.limited:
             finishing = {o.id for o, _ in done}
@@ -198,10 +195,10 @@ class Loop:
                 if room <= 0:
                     continue
                 if cluster is None:
-                    got = self._db("claim", queues=[name], limit=room, now=now(), **base)
+                    got = self._db("claim", **self._claim_args(queues=[name], limit=room))
                 else:
                     got = self._db("claim_limited", queue=name, cluster_max=cluster,
-                                   limit=room, now=now(), **base)
+                                   **self._claim_args(limit=room, ageing=False))
                 if got is None:
                     return None
                 self._dispatch(got, "general")
@@ -210,9 +207,7 @@ class Loop:
                 full |= len(got) == room
         claim = None
         if general:
-            claim = {**base, "queues": self.queues, "exclude": list(self.limited),
-                     "limit": general, "now": now(), "age_rate": self.opts.AGE_RATE,
-                     "age_cap": self.opts.AGE_CAP}
+            claim = self._claim_args(queues=self.queues, exclude=list(self.limited), limit=general)
         cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id,
                           observed=self._observe(done))
         if cycled is None:
@@ -223,14 +218,25 @@ class Loop:
         count += len(got)
         full |= bool(claim) and len(got) == general
         if reserved:
-            got = self._db("claim", queues=self.queues, exclude=list(self.limited),
-                           limit=reserved, min_priority=self.reserve[1], now=now(), **base)
+            got = self._db("claim", **self._claim_args(
+                queues=self.queues, exclude=list(self.limited), limit=reserved,
+                min_priority=self.reserve[1]))
             if got is None:
                 return (full, count)  # the outcomes are recorded; claim again next round
             self._dispatch(got, "reserved")
             count += len(got)
             full |= len(got) == reserved
         return full, count
+
+    def _claim_args(self, *, ageing=True, **claim):
+        """The store's claim arguments: every claim of this loop is built here, so none
+        forgets the lease, the release fence or ageing. ``claim_limited`` does not age
+        (``ageing=False``): a cluster-limited queue runs in plain priority order."""
+        args = {"backend": self.backend.alias, "worker": self.worker_id,
+                "lease": self.opts.LEASE_SECONDS, "server": self.server, "now": now(), **claim}
+        if ageing:
+            args.update(age_rate=self.opts.AGE_RATE, age_cap=self.opts.AGE_CAP)
+        return args
 
     def _dispatch(self, claimed, slot):
         for c in claimed:
@@ -279,7 +285,8 @@ class Loop:
                 object.__setattr__(result, "finished_at", outcome.finished_at)
                 if outcome.return_value is not None:
                     object.__setattr__(result, "_return_value", json.loads(outcome.return_value))
-                task_finished.send(type(self.backend), task_result=result)
+                send_finished(type(self.backend), result, outcome.exception)
+            outcome.exception = None  # let its frames go
 
     def _check_timeouts(self):
         mono = time.monotonic()
@@ -290,9 +297,10 @@ class Loop:
                 del self.deadlines[task_id]
                 self.abandoned.add(task_id)
                 seconds = self.runner.timeout_of(task)
-                message = (f"offload.exceptions.TaskTimeout: {claimed.task_path} ran longer "
-                           f"than its timeout of {seconds:g}s; its worker process was replaced.\n")
-                entry = error_entry("offload.exceptions.TaskTimeout", message)
+                message = (f"{claimed.task_path} ran longer than its timeout of {seconds:g}s; "
+                           "its worker process was replaced.")
+                entry = error_entry("offload.exceptions.TaskTimeout",
+                                    f"offload.exceptions.TaskTimeout: {message}\n")
                 outcome = self.runner.failed(claimed, TaskTimeout(message), task=task,
                                              result=result, entry=entry)
                 self.done.append((outcome, result))
@@ -318,30 +326,39 @@ class Loop:
     def _work(self):
         while (claimed := self.todo.get()) is not None:
             try:
-                prepared = self.runner.prepare(claimed)
-            except Exception as exc:
-                report = (self.runner.failed(claimed, exc, retry=False), None)
-            else:
-                timeout = self.runner.timeout_of(prepared[0])
-                if timeout:
-                    with self.lock:
-                        self.deadlines[claimed.id] = (
-                            time.monotonic() + timeout, claimed, *prepared)
-                report = self.runner.run(claimed, prepared)
+                report = self._execute(claimed)
+            except BaseException as exc:  # noqa: B036 — nothing a row holds may end this thread
+                logger.exception("%s: task id=%s could not be run or failed; recording it as "
+                                 "FAILED", self.worker_id, claimed.id)
+                report = (self.runner.broken(claimed, exc), None)
             with self.lock:
+                self.deadlines.pop(claimed.id, None)
                 if claimed.id in self.abandoned:
                     continue
-                self.deadlines.pop(claimed.id, None)
                 self.done.append(report)
             self.wake.set()
+
+    def _execute(self, claimed):
+        try:
+            prepared = self.runner.prepare(claimed)
+        except Exception as exc:  # unknown path, corrupt payload: a permanent failure
+            return self.runner.failed(claimed, exc, retry=False), None
+        timeout = self.runner.timeout_of(prepared[0])
+        if timeout:
+            with self.lock:
+                self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
+        return self.runner.run(claimed, prepared)
 
     def _heartbeat(self):
         stop = threading.Event()
         while self.alive and not stop.wait(self.opts.heartbeat):
             ids = list(self.inflight)
             if ids:
-                self._db("heartbeat", worker=self.worker_id, ids=ids,
-                         lease=self.opts.LEASE_SECONDS, now=now())
+                try:
+                    self._db("heartbeat", worker=self.worker_id, ids=ids,
+                             lease=self.opts.LEASE_SECONDS, now=now())
+                except Exception:  # a bug must not silently end the leases' renewal
+                    logger.exception("%s: heartbeat failed", self.worker_id)
 
     def _notice(self):
         self.notices += 1
@@ -364,6 +381,9 @@ class Loop:
                 logger.warning("%s: LISTEN connection lost (%s); polling until it is back",
                                self.worker_id, exc)
                 time.sleep(1.0)
+            except Exception:
+                logger.exception("%s: LISTEN failed; polling until it is back", self.worker_id)
+                time.sleep(1.0)
 
     # -- in-process use (tests, scripts) ----------------------------------------
 
@@ -372,10 +392,7 @@ class Loop:
         self.runner.cleanup = False
         count = 0
         while max_tasks is None or count < max_tasks:
-            claimed = self.store.claim(backend=self.backend.alias, queues=self.queues, limit=1,
-                                       worker=self.worker_id, lease=self.opts.LEASE_SECONDS,
-                                       now=now(), age_rate=self.opts.AGE_RATE,
-                                       age_cap=self.opts.AGE_CAP)
+            claimed = self.store.claim(**self._claim_args(queues=self.queues, limit=1))
             if not claimed:
                 break
             self.inflight[claimed[0].id] = claimed[0]

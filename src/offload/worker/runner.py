@@ -15,15 +15,30 @@ from datetime import timedelta
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResultStatus
 from django.tasks.base import TaskError
-from django.tasks.signals import task_started
+from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
 from offload.exceptions import ResultNotSerializable
-from offload.results import build_result, decode_errors, decode_payload, error_entry, resolve_task
+from offload.results import (build_result, decode_errors, decode_payload, error_entries,
+                             error_entry, resolve_task)
 from offload.scheduling.backoff import retry_delay
 from offload.store.base import Outcome, age_key, now
 
 logger = logging.getLogger("offload.worker")
+
+
+def send_finished(sender, result, exception=None):
+    """Send ``task_finished`` for a final outcome already recorded. A FAILED task's signal
+    is sent while its exception is being handled, as Django's own backends do, so
+    ``sys.exc_info()`` in a receiver (Django's logging receiver, error monitoring) sees
+    it. A receiver's error is logged (send_robust), never raised here."""
+    if exception is None:
+        task_finished.send_robust(sender, task_result=result)
+        return
+    try:
+        raise exception
+    except BaseException:  # noqa: B036 — re-raised only to be the exception being handled
+        task_finished.send_robust(sender, task_result=result)
 
 
 def _entry_for(exc):
@@ -70,7 +85,9 @@ class Runner:
             task, result = prepared or self.prepare(claimed)
         except Exception as exc:  # unknown path, corrupt payload: permanent failure
             return self.failed(claimed, exc, retry=False), None
-        task_started.send(self.sender, task_result=result)
+        # A receiver's error is logged by send_robust (logger django.dispatch); it never
+        # costs the task its thread, its lease or a run.
+        task_started.send_robust(self.sender, task_result=result)
         try:
             if task.takes_context:
                 value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
@@ -96,7 +113,7 @@ class Runner:
 
     def failed(self, claimed, exc, *, retry=True, task=None, result=None, entry=None):
         """The outcome of a failed attempt: READY again after a backoff, or FAILED."""
-        errors = json.loads(claimed.errors or "[]") if result is None else [
+        errors = error_entries(claimed.errors) if result is None else [
             {"exception_class_path": e.exception_class_path, "traceback": e.traceback}
             for e in result.errors
         ]
@@ -118,5 +135,13 @@ class Runner:
         if result is not None:
             result.errors.append(TaskError(**errors[-1]))
         return Outcome(claimed.id, claimed.token, status, finished, available_at=available,
-                       errors=json.dumps(errors),
+                       errors=json.dumps(errors), exception=exc,
                        age_key=available and age_key(claimed.priority, available, self.opts.AGE_RATE))
+
+    def broken(self, claimed, exc):
+        """FAILED, built from the claim alone: the last resort when running or failing a
+        task raised (a row whose options no code expects, a bug of ours). Nothing a row
+        contains may cost a thread."""
+        errors = error_entries(claimed.errors) + [_entry_for(exc)]
+        return Outcome(claimed.id, claimed.token, TaskResultStatus.FAILED, now(),
+                       errors=json.dumps(errors), exception=exc)
