@@ -6,6 +6,7 @@ test databases the suite created.
 """
 
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -81,6 +82,14 @@ TASKS = {
     }}},
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
+
+# Fault injection for tests/test_hardening.py: a schedule whose queue is not declared
+# (every occurrence fails to enqueue), and settings that fail only inside a worker
+# process (offload.worker.child starts workers with ``python -c``).
+if os.environ.get("OFFLOAD_TEST_BAD_PERIODIC"):
+    TASKS["periodic"]["OPTIONS"]["PERIODIC"]["tick"]["queue_name"] = "nowhere"
+if os.environ.get("OFFLOAD_TEST_BROKEN_WORKER") and sys.argv[:1] == ["-c"]:
+    raise RuntimeError("these settings fail in worker processes (OFFLOAD_TEST_BROKEN_WORKER)")
 
 MIDDLEWARE = ["offload.health.HealthMiddleware", "django.middleware.common.CommonMiddleware",
               "django.contrib.sessions.middleware.SessionMiddleware",

@@ -2,16 +2,25 @@
 every claim, supervisors that must not wedge, hang or shrink the fleet. Real worker
 processes against the test database, as in test_worker.py."""
 
+import io
 import json
+import os
 import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
+from django.db import connection
 from django.db.models import Count
 from django.tasks import TaskResultStatus
 
 from offload import bulk_enqueue
 from offload.models import TaskRow
-from tests.conftest import wait_until
+from offload.store.base import now
+from tests.conftest import ROOT, free_port, wait_until, worker_env
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -110,3 +119,295 @@ def test_reserved_slots_take_ageing_work(start_worker, tmp_path):
                message="the busy task done")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+# -- the supervisor: start-up, crash loops, maintenance, companions ---------------------
+
+
+def test_a_manage_py_without_main_guard_runs_workers(tmp_path):
+    """multiprocessing's spawn re-ran such a manage.py in every worker, which died
+    bootstrapping; the server respawned it forever and --burst never exited."""
+    manage = tmp_path / "manage.py"
+    manage.write_text("import os, sys\n"
+                      "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'tests.settings')\n"
+                      "from django.core.management import execute_from_command_line\n"
+                      "execute_from_command_line(sys.argv)\n")
+    results = bulk_enqueue(tasks.noop, [((), {})] * 3)
+    done = subprocess.run([sys.executable, str(manage), "offload", "worker", "--burst",
+                           "--processes", "1"], env=worker_env(), cwd=ROOT, timeout=60,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(tasks.noop.get_result(r.id).status == "SUCCESSFUL" for r in results)
+
+
+def test_a_killed_worker_is_replaced_at_once(start_worker):
+    """SIGKILL is not a crash loop: each killed worker, however young, is replaced at
+    once (the old back-off reached 4 s by the fourth kill)."""
+    worker = start_worker("--processes", "1", "--threads", "1")
+    pid = wait_until(lambda: worker.children(), message="a worker process")[0]
+    for kill in range(5):
+        os.kill(pid, signal.SIGKILL)
+        pid = wait_until(lambda: [p for p in worker.children() if p != pid], timeout=2.5,
+                         message=f"a replacement after kill {kill + 1}")[0]
+    result = tasks.noop.enqueue()
+    wait_until(lambda: tasks.noop.get_result(result.id).is_finished, message="still serving")
+
+
+def test_workers_that_cannot_start_stop_the_server(start_worker):
+    """Settings that fail only in a worker process: the server gives up after a few
+    starts and exits 1, in --burst and as a server, instead of respawning forever."""
+    for burst in ((), ("--burst",)):
+        worker = start_worker("--processes", "2", *burst,
+                              env={"OFFLOAD_TEST_BROKEN_WORKER": "1"})
+        assert worker.wait(60) == 1
+
+
+def test_a_maintenance_error_does_not_stop_or_wedge_the_server(start_worker):
+    """A schedule whose queue is not declared fails to enqueue at every occurrence (an
+    InvalidTask, not a database error): it used to leave the supervisor's run(), which
+    then waited forever on its workers and ignored SIGTERM."""
+    from offload.models import Schedule
+
+    worker = start_worker("--backend", "periodic", "--processes", "1",
+                          env={"OFFLOAD_TEST_BAD_PERIODIC": "1"})
+    first = wait_until(lambda: Schedule.objects.filter(backend="periodic").first(),
+                       message="the schedule seen").last_run_at
+    # Two-second cron: two occurrences come and fail; the schedule does not advance.
+    wait_until(lambda: now() > first + timedelta(seconds=4.5), timeout=10, message="time")
+    assert Schedule.objects.get(backend="periodic").last_run_at == first
+    result = tasks.periodic_tick.using(queue_name="default").enqueue()
+    wait_until(lambda: tasks.periodic_tick.get_result(result.id).is_finished,
+               message="the server still serving")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+
+
+def _group_alive(pgid):
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def test_role_all_leaves_no_web_server_behind_when_the_async_server_cannot_start(tmp_path):
+    """The async server of role "all" refuses to start (its database is not migrated
+    or not there); the command exits 1 and its gunicorn goes with it."""
+    empty = tmp_path / "empty.sqlite3" if connection.vendor == "sqlite" else "offload_no_such_db"
+    env = worker_env(OFFLOAD_DB_NAME=empty, OFFLOAD_ROLE="all",
+                     OFFLOAD_WEB_BIND=f"127.0.0.1:{free_port()}")
+    proc = subprocess.Popen([sys.executable, "-m", "django", "offload", "run"],
+                            env=env, cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.wait(60) == 1
+        assert not _group_alive(proc.pid), "a process of the role outlived it"
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_bad_profiles_are_system_check_errors():
+    from django.test import override_settings
+
+    from offload.checks import check_roles
+
+    for profile, words in (({"threads": 2, "reserve": "2:50"}, "SLOTS must be 1..1"),
+                           ({"threads": 0}, "whole number >= 1"),
+                           ({"queue_limits": {"default": 0}}, "whole numbers >= 1")):
+        with override_settings(OFFLOAD_PROFILES={"async-x": profile}):
+            [error] = check_roles()
+        assert error.id == "offload.E005" and words in error.msg, error.msg
+
+
+def test_a_periodic_schedule_into_an_undeclared_queue_is_a_check_error(settings):
+    from offload.checks import check_backends
+
+    settings.TASKS = {**settings.TASKS, "periodic": {
+        "BACKEND": "offload.backend.OffloadBackend", "OPTIONS": {"PERIODIC": {
+            "tick": {"task": "tests.testapp.tasks.periodic_tick", "cron": "* * * * *",
+                     "queue_name": "nowhere"}}}}}
+    errors = [e for e in check_backends() if e.id == "offload.E007"]
+    assert len(errors) == 1 and "'nowhere'" in errors[0].msg
+
+
+# -- the registry: outages, draining, several databases -------------------------------
+
+
+def test_a_server_marked_dead_after_a_silence_comes_back(start_worker):
+    """After a database outage longer than the silence allowed, the first server back
+    marks the others dead; they used to drain and exit 0 (a restart-on-failure policy
+    never brought them back). A server whose only fault was the database stays."""
+    from offload import registry
+    from offload.models import Server
+
+    worker = start_worker("--processes", "1")
+    worker.wait_started()
+    server = wait_until(lambda: Server.objects.filter(pid=worker.proc.pid).first(),
+                        message="the server registered")
+    Server.objects.filter(pk=server.pk).update(heartbeat_at=now() - timedelta(minutes=5))
+    assert registry.mark_dead(db="default", silent_for=60) == [server.pk]
+    wait_until(lambda: Server.objects.get(pk=server.pk).state == "running", timeout=10,
+               message="the server back to running")
+    result = tasks.noop.enqueue()
+    wait_until(lambda: tasks.noop.get_result(result.id).is_finished, message="still serving")
+    assert worker.proc.poll() is None
+
+
+def test_a_draining_server_keeps_heartbeating_and_is_healthy(start_worker, tmp_path):
+    from offload.models import Server
+
+    gate = tmp_path / "gate"
+    busy = tasks.waits_for.enqueue(str(gate))
+    worker = start_worker("--processes", "1", "--grace", "60s")
+    try:
+        wait_until(lambda: TaskRow.objects.filter(pk=busy.id, status="RUNNING").exists(),
+                   message="a task running")
+        worker.signal(signal.SIGTERM)
+        server = Server.objects.get(pid=worker.proc.pid)
+        wait_until(lambda: Server.objects.get(pk=server.pk).state == "retiring",
+                   message="the server shown draining")
+        stale = now() - timedelta(minutes=5)
+        Server.objects.filter(pk=server.pk).update(heartbeat_at=stale)
+        wait_until(lambda: Server.objects.get(pk=server.pk).heartbeat_at > stale + timedelta(minutes=4),
+                   timeout=10, message="a heartbeat while draining")
+        health = subprocess.run([sys.executable, "-m", "django", "offload", "health"],
+                                env=worker_env(), cwd=ROOT, capture_output=True, text=True)
+        assert health.returncode == 0 and "draining" in health.stdout, health.stdout + health.stderr
+    finally:
+        gate.touch()
+    assert worker.wait(30) == 0
+    assert TaskRow.objects.get(pk=busy.id).status == "SUCCESSFUL"
+
+
+def test_mark_dead_does_not_mark_a_server_that_just_heartbeat():
+    """mark_dead looked, then updated by id without re-checking the silence: a server
+    heartbeating in between was marked dead. Each mark re-checks it now."""
+    from offload import registry
+    from offload.models import Server
+
+    registry.register("racy-1", role="async", release="A", db="default", pid=1)
+    Server.objects.filter(id="racy-1").update(heartbeat_at=now() - timedelta(minutes=5))
+    real_filter = type(Server.objects.all()).filter
+    calls = []
+
+    def heartbeat_between(self, *args, **kwargs):  # the heartbeat lands after the look
+        if kwargs.get("id") == "racy-1" and not calls:
+            calls.append(1)
+            registry.beat("racy-1", db="default")
+        return real_filter(self, *args, **kwargs)
+
+    type(Server.objects.all()).filter = heartbeat_between
+    try:
+        assert registry.mark_dead(db="default", silent_for=60) == []
+    finally:
+        type(Server.objects.all()).filter = real_filter
+    assert Server.objects.get(id="racy-1").state == "running"
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "tasks"])
+def test_retire_and_listing_cover_every_task_database():
+    """A backend whose tasks live in another database registers its servers there (the
+    claim's fence reads them there); retire and the listing used to look only in
+    "default"."""
+    from offload import registry
+
+    assert registry.databases() == ["default", "tasks"]
+    registry.register("web-1", role="web", release="A", db=registry.home(), pid=1)
+    registry.register("elsewhere-1", role="async", release="A", db="tasks", pid=2)
+    assert sorted(s.id for s in registry.listing()) == ["elsewhere-1", "web-1"]
+    out = io.StringIO()
+    call_command("offload", "retire", "--keep-release", "B", stdout=out)
+    assert "Retiring 2 server(s)" in out.getvalue()
+    from offload.models import Server
+
+    assert Server.objects.using("tasks").get(id="elsewhere-1").state == "retiring"
+
+
+# -- scoping: each backend's maintenance touches only its own tasks ----------------------
+
+
+def test_prune_and_rescue_touch_only_their_backend():
+    store = tasks.noop.get_backend().store
+    mine, theirs = tasks.noop.enqueue(), tasks.other_noop.enqueue()
+    old = now() - timedelta(days=30)
+    TaskRow.objects.filter(pk__in=[mine.id, theirs.id]).update(status="SUCCESSFUL", finished_at=old)
+    assert store.prune(backend="default", before=now()) == 1
+    assert list(TaskRow.objects.values_list("backend", flat=True)) == ["other"]
+    TaskRow.objects.all().delete()
+    mine, theirs = tasks.noop.enqueue(), tasks.other_noop.enqueue()
+    TaskRow.objects.update(status="RUNNING", lease_token=1, claimed_by="w", lease_expires_at=old,
+                           rescues=3)
+    rows = store.rescue(backend="default", now=now(), max_rescues=3)  # default's MAX_RESCUES
+    assert rows == [(int(mine.id), "FAILED")]
+    assert TaskRow.objects.get(pk=theirs.id).status == "RUNNING"
+
+
+# -- PostgreSQL: sessions that outlive their client, connections the server ended --------
+
+postgres_only = pytest.mark.skipif(
+    os.environ.get("OFFLOAD_TEST_DB") != "postgres",
+    reason="PostgreSQL only: SQLite has no server-side sessions (a dead process's "
+           "transaction is rolled back by SQLite itself, and there is no connection to lose)")
+
+
+@postgres_only
+def test_a_claim_in_flight_when_its_worker_is_killed_is_taken_back_at_once(start_worker):
+    """PostgreSQL finishes a statement whose client died and commits it: a claim sent
+    just before a SIGKILL committed after the supervisor's immediate rescue, and its
+    tasks waited a whole lease. The claim here is held on the queue's advisory lock
+    (claim_limited); the supervisor now ends the dead worker's sessions first."""
+    import psycopg
+
+    results = bulk_enqueue(tasks.crm_sync, [((f"c{i}",), {}) for i in range(2)])
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: params[k] for k in ("host", "port", "user", "dbname")},
+                         autocommit=True) as blocker:
+        blocker.execute("SELECT pg_advisory_lock(hashtextextended('offload:limited:crm', 0))")
+        worker = start_worker("--backend", "limited", "--processes", "1", "--threads", "2")
+
+        def blocked_claim():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                               "AND query LIKE '%%pg_advisory_xact_lock%%'")
+                return cursor.fetchone()[0]
+
+        wait_until(blocked_claim, message="the worker's claim waiting on the lock")
+        os.kill(worker.children()[0], signal.SIGKILL)
+        wait_until(lambda: not blocked_claim(), timeout=10,
+                   message="the dead worker's session ended")
+        blocker.execute("SELECT pg_advisory_unlock(hashtextextended('offload:limited:crm', 0))")
+    # The lease is 30 s: within 15 s only a claim that never committed lets this pass.
+    wait_until(lambda: all(tasks.crm_sync.get_result(r.id).status == "SUCCESSFUL" for r in results),
+               timeout=15, message="both tasks run by the replacement")
+    assert not TaskRow.objects.filter(rescues__gt=0).exists()
+
+
+@postgres_only
+def test_the_web_role_heartbeat_reconnects_after_its_connection_is_ended(tmp_path):
+    """gunicorn_conf's heartbeat thread caught the error of a connection the server had
+    ended (a restart, a failover) but kept the broken connection: 'the connection is
+    closed' every 2 s forever, and the serving web server was marked dead."""
+    from offload.models import Server
+
+    env = worker_env(OFFLOAD_ROLE="web", OFFLOAD_WEB_BIND=f"127.0.0.1:{free_port()}",
+                     WEB_CONCURRENCY=1)
+    log = open(tmp_path / "web.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "django", "offload", "run"], env=env,
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: Server.objects.filter(pid=proc.pid, role="web").exists(),
+                   message="the web server registered")
+        with connection.cursor() as cursor:  # end every other session of this database
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        ended = now()
+        wait_until(lambda: Server.objects.get(pid=proc.pid).heartbeat_at > ended + timedelta(seconds=2),
+                   timeout=15, message="a heartbeat on a new connection")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()

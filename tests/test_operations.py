@@ -134,7 +134,7 @@ def test_metrics_match_the_database_and_survive_pruning(client):
                 if name == "offload_queue_depth" and ("state", "ready") in labels)
     assert ready == expected == 1
     # Pruning moves the totals into offload_counter: counters do not go backwards.
-    task_backends["default"].store.prune(before=now() + timedelta(days=1))
+    task_backends["default"].store.prune(backend="default", before=now() + timedelta(days=1))
     assert not TaskRow.objects.filter(status__in=["SUCCESSFUL", "FAILED"]).exists()
     after = _metrics(client, **auth)
     for name in ("offload_tasks_finished_total", "offload_task_retries_total"):
@@ -218,7 +218,7 @@ def test_histograms_match_the_database_and_survive_pruning(client, burst):
     assert waits["urgent"]["tasks"] == 2 and waits["bulk"]["tasks"] == 2  # not the cancelled one
 
     store = task_backends["default"].store
-    store.prune(before=now() + timedelta(days=1))
+    store.prune(backend="default", before=now() + timedelta(days=1))
     store.fold_stats(backend="default", before=now() + timedelta(days=1))
     assert not TaskRow.objects.exists()
     assert set(TaskStat.objects.values_list("minute", "worker").distinct()) == {(TOTALS_MINUTE, "")}

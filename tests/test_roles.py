@@ -68,7 +68,12 @@ def test_silent_servers_are_marked_dead():
     Server.objects.filter(id="quiet-1").update(heartbeat_at=now() - timedelta(minutes=5))
     registry.register("alive-1", role="async", release="A", db="default", pid=2)
     assert registry.mark_dead(db="default", silent_for=60) == ["quiet-1"]
-    assert registry.beat("quiet-1", db="default") == "dead"
+    assert Server.objects.get(id="quiet-1").state == "dead"
+    # Dead is an observation: a server that heartbeats again (its database was only
+    # unreachable) is running again, and one that drains shows as retiring.
+    assert registry.beat("quiet-1", db="default") == "running"
+    assert registry.mark_dead(db="default", silent_for=60) == []
+    assert registry.beat("alive-1", db="default", draining=True) == "retiring"
 
 
 @pytest.mark.django_db(transaction=True)

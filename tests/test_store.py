@@ -42,7 +42,7 @@ def test_only_the_lease_holder_can_complete(store):
     result = tasks.noop.enqueue()
     [old] = claim(store, "frozen", lease=1)
     later = now() + timedelta(seconds=5)
-    rescued = store.rescue(now=later, max_rescues=5)
+    rescued = store.rescue(backend="default", now=later, max_rescues=5)
     assert [r[0] for r in rescued] == [int(result.id)]
     [new] = claim(store, "fresh", at=later)
     assert new.token != old.token
@@ -56,7 +56,7 @@ def test_heartbeat_keeps_the_lease(store):
     tasks.noop.enqueue()
     [c] = claim(store, "w1", lease=1)
     assert store.heartbeat(worker="w1", ids=[c.id], lease=60, now=now()) == 1
-    assert store.rescue(now=now() + timedelta(seconds=5), max_rescues=5) == []
+    assert store.rescue(backend="default", now=now() + timedelta(seconds=5), max_rescues=5) == []
     assert store.heartbeat(worker="someone-else", ids=[c.id], lease=60, now=now()) == 0
 
 
@@ -64,7 +64,7 @@ def test_rescue_by_worker_and_the_rescue_limit(store):
     result = tasks.noop.enqueue()
     for attempt in range(3):
         claim(store, f"w{attempt}")
-        rows = store.rescue(now=now(), max_rescues=2, worker=f"w{attempt}")
+        rows = store.rescue(backend="default", now=now(), max_rescues=2, worker=f"w{attempt}")
         assert [r[1] for r in rows] == ["READY" if attempt < 2 else "FAILED"]
     row = TaskRow.objects.get(pk=result.id)
     assert row.status == "FAILED" and "offload.exceptions.WorkerLost" in row.errors
@@ -151,7 +151,7 @@ def test_prune_deletes_only_old_finished_tasks(store):
     TaskRow.objects.filter(pk__in=[old.id, recent.id]).update(status="SUCCESSFUL")
     TaskRow.objects.filter(pk=old.id).update(finished_at=now() - timedelta(days=8))
     TaskRow.objects.filter(pk=recent.id).update(finished_at=now())
-    assert store.prune(before=now() - timedelta(days=7), batch=1) == 1
+    assert store.prune(backend="default", before=now() - timedelta(days=7), batch=1) == 1
     assert set(TaskRow.objects.values_list("pk", flat=True)) == {int(recent.id), int(waiting.id)}
 
 

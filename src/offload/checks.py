@@ -6,6 +6,7 @@
     offload.E004  a periodic schedule names a task that does not import
     offload.E005  OFFLOAD_ROLE / OFFLOAD_PROFILES is not a valid role set-up
     offload.E006  an async profile takes a queue its backend does not declare
+    offload.E007  a periodic schedule enqueues into a queue its backend does not declare
     offload.W001  an SQLite task database is in memory (workers cannot share it)
 """
 
@@ -62,13 +63,22 @@ def _check_periodic(alias, backend):
 
     errors = []
     for schedule in parse_schedules(backend.opts.PERIODIC):
+        where = f"TASKS[{alias!r}]['OPTIONS']['PERIODIC'][{schedule.name!r}]"
         try:
-            import_task(schedule.task)
+            task = import_task(schedule.task)
         except ImportError as exc:
             errors.append(Error(
-                f"TASKS[{alias!r}]['OPTIONS']['PERIODIC'][{schedule.name!r}]: {exc}",
+                f"{where}: {exc}",
                 hint="Point 'task' at a function decorated with @task, as 'package.module.name'.",
                 id="offload.E004"))
+            continue
+        queue = schedule.queue_name or task.queue_name
+        if backend.queues and queue not in backend.queues:
+            errors.append(Error(
+                f"{where} enqueues into queue {queue!r}, which TASKS[{alias!r}]['QUEUES'] does "
+                "not declare: every occurrence would fail.",
+                hint=f"Declared queues: {', '.join(sorted(backend.queues))}; set the schedule's "
+                     "'queue_name' to one of them or declare the queue.", id="offload.E007"))
     return errors
 
 

@@ -33,17 +33,22 @@ def when_ready(server):
     from offload import registry
     from offload.roles import current_release
 
-    registry.register(_name(), role="web", release=current_release(), db="default", pid=os.getpid())
+    db = registry.home()
+    registry.register(_name(), role="web", release=current_release(), db=db, pid=os.getpid())
     connections.close_all()  # the workers are forked after this: no shared connection
 
     def beat():
         while not _stop.wait(2):
             try:
-                state = registry.beat(_name(), db="default")
+                # registry drops a broken connection, so the next beat reconnects
+                state = registry.beat(_name(), db=db)
+                if state is None:  # the row is gone (database restored): register again
+                    registry.register(_name(), role="web", release=current_release(), db=db,
+                                      pid=os.getpid())
             except Exception as exc:  # noqa: BLE001 — a missed heartbeat must not kill the master
                 server.log.warning("offload heartbeat failed: %s", exc)
                 continue
-            if state in ("retiring", "dead"):
+            if state == "retiring":
                 # Retired: stop gracefully (finish in-flight requests, then exit), as on SIGTERM.
                 server.log.info("offload: this web server's release was retired; shutting down")
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -57,6 +62,6 @@ def on_exit(server):
     try:
         from offload import registry
 
-        registry.set_state(_name(), "stopped", db="default")
+        registry.set_state(_name(), "stopped", db=registry.home())
     except Exception as exc:  # noqa: BLE001
         server.log.warning("offload: could not record the web server as stopped: %s", exc)

@@ -59,17 +59,36 @@ def profiles():
             raise ValueError(f"OFFLOAD_PROFILES[{name!r}] has unknown keys {sorted(unknown)}; "
                              f"allowed: {sorted(_PROFILE_KEYS)}.")
         spec = dict(spec)
+        where = f"OFFLOAD_PROFILES[{name!r}]"
+        for key in ("threads", "processes"):
+            value = spec.get(key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{where}[{key!r}] = {value!r}: use a whole number >= 1.")
         if "reserve" in spec:
-            slots, _, priority = str(spec["reserve"]).partition(":")
-            try:
-                spec["reserve"] = (int(slots), int(priority))
-            except ValueError:
-                raise ValueError(f"OFFLOAD_PROFILES[{name!r}]['reserve'] = {spec['reserve']!r}: "
-                                 "use 'SLOTS:PRIORITY', for example '2:50'.") from None
+            spec["reserve"] = parse_reserve(spec["reserve"], spec.get("threads", Profile.threads),
+                                            name=f"{where}['reserve']")
+        limits = spec.get("queue_limits") or {}
+        bad = {q: n for q, n in limits.items() if not isinstance(n, int) or isinstance(n, bool) or n < 1}
+        if bad:
+            raise ValueError(f"{where}['queue_limits'] needs whole numbers >= 1: {bad}.")
         if "grace" in spec:
-            spec["grace"] = parse_duration(spec["grace"], name=f"OFFLOAD_PROFILES[{name!r}]['grace']")
+            spec["grace"] = parse_duration(spec["grace"], name=f"{where}['grace']")
         result[name] = Profile(name=name, **spec)
     return result
+
+
+def parse_reserve(value, threads, *, name="--reserve"):
+    """``(slots, priority)`` from ``"SLOTS:PRIORITY"``; ValueError unless 1 <= SLOTS <
+    threads (a general thread must remain) and -100 <= PRIORITY <= 100."""
+    slots, _, priority = str(value).partition(":")
+    try:
+        slots, priority = int(slots), int(priority)
+    except ValueError:
+        raise ValueError(f"{name} = {value!r}: use 'SLOTS:PRIORITY', for example '2:50'.") from None
+    if not 0 < slots < threads or not -100 <= priority <= 100:
+        raise ValueError(f"{name} = {value!r}: SLOTS must be 1..{threads - 1} (fewer than the "
+                         f"{threads} threads) and PRIORITY -100..100.")
+    return slots, priority
 
 
 def resolve(name=None):

@@ -319,28 +319,35 @@ class Store:
     def hand_back(self, *, worker):
         return [r[0] for r in self.execute(self.sql("hand_back"), {"worker": worker})]
 
-    def rescue(self, *, now, max_rescues, worker=None):
-        """Take back tasks of a dead ``worker``, or (worker=None) every expired lease."""
+    def end_sessions(self, worker):
+        """End what a dead worker process left running in the database before its tasks
+        are rescued (PostgreSQL; SQLite rolls a dead process's transaction back itself)."""
+        return 0
+
+    def rescue(self, *, backend, now, max_rescues, worker=None):
+        """Take back ``backend``'s tasks of a dead ``worker``, or (worker=None) its tasks
+        whose lease expired; ``max_rescues`` is that backend's MAX_RESCUES."""
         which = "claimed_by = %(worker)s" if worker else "lease_expires_at < %(now)s"
         lost = error_entry(
             "offload.exceptions.WorkerLost",
             f"offload.exceptions.WorkerLost: the worker running this task died or froze "
             f"more than {max_rescues} times (MAX_RESCUES); it was not tried again.\n",
         )
-        params = {"now": self.db_time(now), "worker": worker, "max_rescues": max_rescues,
-                  "error": json.dumps(lost)}
+        params = {"backend": backend, "now": self.db_time(now), "worker": worker,
+                  "max_rescues": max_rescues, "error": json.dumps(lost)}
         with transaction.atomic(using=self.db_alias):
             rows = self.execute(self.sql("rescue").replace("{which}", which), params)
             self.record_rows([r[0] for r in rows], observe=False)  # RETRIED, or FAILED
         return rows
 
-    def prune(self, *, before, batch=5000):
-        """Delete finished tasks older than ``before`` in batches; return how many.
+    def prune(self, *, backend, before, batch=5000):
+        """Delete ``backend``'s finished tasks older than ``before`` in batches; return how many.
         Metrics do not change: offload_stat counted the outcomes when they were recorded."""
         deleted = 0
         while True:
             ids = [r[0] for r in self.execute(
-                self.sql("prune"), {"before": self.db_time(before), "batch": batch})]
+                self.sql("prune"), {"backend": backend, "before": self.db_time(before),
+                                    "batch": batch})]
             if ids:
                 params = {}
                 sql = self.sql("prune_delete").replace("{ids}", self.in_list("id", ids, params))

@@ -23,6 +23,13 @@ ONLY_EXPLICIT = 2**31 - 1
 _NOT_SUMMED = {"tallied": -1, "tally": "[]"}  # record.sql adds nothing
 
 
+def application_name(worker):
+    """The ``application_name`` of a worker process's sessions (at most 63 bytes: the
+    end of a long worker id is the part that is unique)."""
+    name = f"offload:{worker}"
+    return name if len(name) <= 63 else f"offload:{worker[-55:]}"
+
+
 class PostgresStore(Store):
     engine = "postgres"
     channel_prefix = "offload"
@@ -164,6 +171,20 @@ class PostgresStore(Store):
             params = {"worker": worker, "observe": observe}
             sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
             self.execute(sql, params, fetch=False)
+
+    def end_sessions(self, worker):
+        """End the sessions a dead worker process left behind and wait (up to 5 s) until
+        they are gone. PostgreSQL notices a vanished client only when it next writes to
+        it, so a claim the process had sent still commits after its death; a rescue run
+        before that would miss those tasks, and they would wait for their leases.
+        Returns how many sessions were ended."""
+        rows = self.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE application_name = %s AND pid <> pg_backend_pid()", [application_name(worker)])
+        if not all(ended for (ended,) in rows):
+            logger.warning("%s: a session of this dead worker did not end within 5 s; tasks it "
+                           "claims now wait for their leases", worker)
+        return len(rows)
 
     def listen_params(self):
         """Connection parameters for a dedicated LISTEN connection (psycopg 3)."""

@@ -13,7 +13,7 @@ nothing. Example::
 
 import logging
 
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, transaction
 
 from offload.models import Schedule
 from offload.results import import_task
@@ -30,10 +30,19 @@ class Scheduler:
         self.next_at = {}  # name -> when to look again
 
     def tick(self, now):
+        """Enqueue what is due. A schedule that cannot be enqueued (its task no longer
+        imports, its queue is not declared) is logged once per occurrence and skipped;
+        the others still run. Database errors propagate: the supervisor retries later."""
         for schedule in self.schedules:
             if schedule.name in self.next_at and now < self.next_at[schedule.name]:
                 continue
-            self._check(schedule, now)
+            try:
+                self._check(schedule, now)
+            except (DatabaseError, InterfaceError):
+                raise
+            except Exception:
+                logger.exception("periodic %s: could not enqueue %s; trying again at its next "
+                                 "occurrence", schedule.name, schedule.task)
             self.next_at[schedule.name] = schedule.following(now)
 
     def _check(self, schedule, now):

@@ -89,17 +89,14 @@ class Command(BaseCommand):
             raise CommandError(str(exc))
 
     def _reserve(self, value, threads):
+        from offload.roles import parse_reserve
+
         if not value:
             return None
         try:
-            slots, priority = (int(x) for x in value.split(":"))
-        except ValueError:
-            raise CommandError(f"--reserve {value!r}: use SLOTS:PRIORITY, for example 2:50.")
-        if not 0 < slots < threads or not -100 <= priority <= 100:
-            raise CommandError(
-                f"--reserve {value!r}: SLOTS must be 1..{threads - 1} (fewer than --threads) "
-                "and PRIORITY -100..100.")
-        return slots, priority
+            return parse_reserve(value, threads)
+        except ValueError as exc:
+            raise CommandError(str(exc))
 
     def _limits(self, values):
         limits = {}
@@ -140,7 +137,7 @@ class Command(BaseCommand):
 
         tasks_backend = self._backend(backend)
         seconds = self._duration(older_than, "--older-than")
-        deleted = tasks_backend.store.prune(before=now() - timedelta(seconds=seconds))
+        deleted = tasks_backend.store.prune(backend=backend, before=now() - timedelta(seconds=seconds))
         self.stdout.write(f"Deleted {deleted} finished task(s) older than {older_than}.")
 
     def _set_paused(self, backend, queue, paused):
@@ -196,12 +193,21 @@ class Command(BaseCommand):
         from offload.worker.supervisor import Supervisor
 
         self._logging()
-        supervisor = Supervisor(profile.backend, queues=profile.queues or None,
-                                processes=profile.processes, threads=profile.threads,
-                                grace=profile.grace, reserve=profile.reserve,
-                                queue_limits=profile.queue_limits, role=profile.name,
-                                companions=[web] if web else [])
-        code = supervisor.run()
+        try:
+            supervisor = Supervisor(profile.backend, queues=profile.queues or None,
+                                    processes=profile.processes, threads=profile.threads,
+                                    grace=profile.grace, reserve=profile.reserve,
+                                    queue_limits=profile.queue_limits, role=profile.name,
+                                    companions=[web] if web else [])
+            code = supervisor.run()
+        finally:
+            if web is not None and web.poll() is None:  # never leave gunicorn orphaned
+                web.terminate()
+                try:
+                    web.wait(float(os.environ["OFFLOAD_WEB_GRACE"]) + 5)
+                except subprocess.TimeoutExpired:
+                    web.kill()
+                    web.wait()
         if code:
             sys.exit(code)
 
@@ -235,7 +241,7 @@ class Command(BaseCommand):
     def handle_retire(self, *, keep_release, role, **_):
         from offload import registry
 
-        ids = registry.retire(keep_release=keep_release, db="default", role=role)
+        ids = registry.retire(keep_release=keep_release, role=role)
         self.stdout.write(f"Retiring {len(ids)} server(s) not on release {keep_release!r}"
                           + (f": {', '.join(ids)}" if ids else "") + ". They stop claiming now, "
                           "finish their in-flight tasks and exit.")
@@ -270,20 +276,23 @@ class Command(BaseCommand):
             pass
 
     def handle_health(self, **_):
+        """Healthy: an async server on this host heartbeats, running or draining (a
+        draining server with a long grace is still doing its work)."""
         import socket
         from datetime import timedelta
 
-        from offload.models import Server
+        from offload import registry
         from offload.store.base import now
 
-        fresh = now() - timedelta(seconds=30)
-        server = (Server.objects.filter(host=socket.gethostname(), state="running",
-                                        heartbeat_at__gte=fresh).exclude(role="web").first())
+        fresh, host = now() - timedelta(seconds=30), socket.gethostname()
+        server = next((s for s in registry.listing() if s.host == host and s.role != "web"
+                       and s.state in ("running", "retiring") and s.heartbeat_at >= fresh), None)
         if server is None:
-            self.stderr.write(f"unhealthy: no running async server on {socket.gethostname()} "
+            self.stderr.write(f"unhealthy: no running async server on {host} "
                               "has sent a heartbeat in the last 30 s")
             sys.exit(1)
-        self.stdout.write(f"healthy: {server.id} ({server.role}, release {server.release})")
+        state = "" if server.state == "running" else ", draining"
+        self.stdout.write(f"healthy: {server.id} ({server.role}, release {server.release}{state})")
 
 
 def _status_view(backend):

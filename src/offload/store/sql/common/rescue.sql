@@ -10,5 +10,5 @@ UPDATE offload_task SET
         ELSE errors END,
     rescues = rescues + 1,
     lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
-WHERE status = 'RUNNING' AND ({which})
+WHERE status = 'RUNNING' AND backend = %(backend)s AND ({which})
 RETURNING id, status
