@@ -48,11 +48,11 @@ def worker_env(**extra):
 class Worker:
     """A real ``manage.py offload worker`` process (the supervisor and its children)."""
 
-    def __init__(self, tmp_path, *args, env=None):
+    def __init__(self, tmp_path, *args, env=None, options=()):
         self.log = tmp_path / f"worker-{time.monotonic_ns()}.log"
         self._out = open(self.log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "offload", "worker", *args],
+            [sys.executable, "-m", "django", "offload", *options, "worker", *args],
             env=worker_env(**(env or {})), stdout=self._out, stderr=subprocess.STDOUT,
             cwd=ROOT,
         )
@@ -110,8 +110,8 @@ class Worker:
 def start_worker(tmp_path):
     started = []
 
-    def start(*args, env=None):
-        worker = Worker(tmp_path, *args, env=env)
+    def start(*args, env=None, options=()):
+        worker = Worker(tmp_path, *args, env=env, options=options)
         started.append(worker)
         return worker
 

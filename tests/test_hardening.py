@@ -168,8 +168,9 @@ def test_a_maintenance_error_does_not_stop_or_wedge_the_server(start_worker):
     then waited forever on its workers and ignored SIGTERM."""
     from offload.models import Schedule
 
+    # --skip-checks: system check offload.E007 would refuse this set-up at start-up
     worker = start_worker("--backend", "periodic", "--processes", "1",
-                          env={"OFFLOAD_TEST_BAD_PERIODIC": "1"})
+                          env={"OFFLOAD_TEST_BAD_PERIODIC": "1"}, options=["--skip-checks"])
     first = wait_until(lambda: Schedule.objects.filter(backend="periodic").first(),
                        message="the schedule seen").last_run_at
     # Two-second cron: two occurrences come and fail; the schedule does not advance.
@@ -232,6 +233,15 @@ def test_a_periodic_schedule_into_an_undeclared_queue_is_a_check_error(settings)
                      "queue_name": "nowhere"}}}}}
     errors = [e for e in check_backends() if e.id == "offload.E007"]
     assert len(errors) == 1 and "'nowhere'" in errors[0].msg
+
+
+def test_the_worker_refuses_a_bad_schedule_at_start_up():
+    """The backend checks read settings only, so they run with every command (they
+    were tagged as database checks, which Django runs only when an alias is named)."""
+    done = subprocess.run([sys.executable, "-m", "django", "offload", "worker", "--burst"],
+                          env=worker_env(OFFLOAD_TEST_BAD_PERIODIC="1"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "offload.E007" in done.stderr, done.stderr
 
 
 # -- the registry: outages, draining, several databases -------------------------------
