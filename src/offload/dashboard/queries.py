@@ -64,8 +64,16 @@ def paused_queues(backend="default"):
                .values_list("queue_name", flat=True))
 
 
-def servers(include_gone=False):
-    rows = Server.objects.all() if include_gone else Server.objects.exclude(state__in=["stopped", "dead"])
+def servers(include_gone=False, db=None):
+    """Registered servers (in database ``db``; by default in every registry database)."""
+    from offload import registry
+
+    if db is None:
+        rows = registry.listing(include_gone=include_gone)
+    else:
+        rows = Server.objects.using(db).all()
+        if not include_gone:
+            rows = rows.exclude(state__in=["stopped", "dead"])
     at = now()
     return [{"id": s.id, "role": s.role, "release": s.release, "state": s.state,
              "heartbeat_age_s": (at - s.heartbeat_at).total_seconds()} for s in rows]
