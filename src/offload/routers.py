@@ -7,6 +7,11 @@ Add it when a backend sets ``OPTIONS["DATABASE"]`` to an alias other than
 
 The hot path always names the alias itself; the router sends the admin's and
 tooling's ORM queries there and migrates the table only where a backend keeps it.
+
+With backends on several task databases the router can name only one (the first
+backend's): the admin shows that database's rows. The dashboard, its actions, the
+registry and the ``offload`` command name each backend's database themselves, so
+they see every one; an object already loaded stays with the database it came from.
 """
 
 
@@ -25,6 +30,9 @@ def _task_databases():
 class OffloadRouter:
     def db_for_read(self, model, **hints):
         if model._meta.app_label == "offload":
+            instance = hints.get("instance")
+            if instance is not None and instance._state.db:
+                return instance._state.db
             return _task_databases()[0]
         return None
 
