@@ -1,0 +1,1 @@
+urlpatterns = []  # the web role only answers /healthz and /readyz (offload.health)
