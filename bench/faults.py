@@ -361,6 +361,8 @@ def storm(h, r):
     v = h.verify(ids)
     r.counts(v)
     r.check("drained", drained, f"not drained within {limit}s")
+    r.check("a storm, not a breeze", kills["worker"] >= 3 and kills["supervisor"] >= 1,
+            f"only {kills['worker']} worker and {kills['supervisor']} supervisor kills before the drain")
     r.check("ran twice <= threads x kills", v["ran_twice"] <= threads * total,
             f"{v['ran_twice']} > {threads} x {total}")
     left = [p for p in h.orphans if procs.alive(p)]
