@@ -8,15 +8,16 @@ import sys
 import tracemalloc
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from offload import bulk_enqueue
 from offload.conf import Options
 from offload.dashboard.queries import PREVIEW_CHARS
 from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions, PayloadTooLarge
-from offload.models import TaskRow
+from offload.models import QueueState, TaskRow
 from offload.testing import run_until_empty
 from tests.testapp import tasks
 
@@ -158,7 +159,7 @@ def test_pages_clip_large_fields_and_link_the_whole_text(superuser_client):
     assert errors.startswith("--- error 1 of 1: builtins.ValueError\nTraceback") and "short and sweet" in errors
     assert superuser_client.get(f"/offload/task/{rows[0].pk}/errors").content.decode().startswith("{bad")
     missing = superuser_client.get(f"/offload/task/{rows[1].pk}/return_value")
-    assert missing.status_code == 404 and missing.content == f"task {rows[1].pk} has no return_value".encode()
+    assert missing.status_code == 404 and missing.content == f"task {rows[1].pk} has no return_value\n".encode()
     assert superuser_client.get(f"/offload/task/{rows[1].pk}/secret").status_code == 404
     assert superuser_client.get("/offload/task/999999/payload").status_code == 404
 
@@ -178,3 +179,177 @@ def test_the_admin_clips_large_fields_too(superuser_client):
     assert f'href="/offload/task/{done.id}/return_value?backend=default"' in page
     listing = superuser_client.get("/admin/offload/taskrow/")
     assert listing.status_code == 200 and len(listing.content) < 100_000
+
+
+def staff(client, name, *codenames):
+    """Log ``client`` in as a staff user (not a superuser) with these offload permissions."""
+    user = User.objects.create_user(name, password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="offload",
+                                                         codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+def act(client, action, **data):
+    return client.post("/offload/act/", {"action": action, **data})
+
+
+@pytest.mark.django_db(databases=["default", "tasks"])  # the metrics read every backend
+def test_dashboard_needs_the_admins_model_permissions(client):
+    """A staff user without permissions got 403 in the admin, yet could read every
+    task's arguments and cancel, retry, re-enqueue, pause and resume on /offload/."""
+    failed = tasks.boom.enqueue("secret-argument")
+    run_until_empty()
+    waiting = tasks.noop.enqueue()
+    staff(client, "nobody")
+    assert client.get("/admin/offload/taskrow/").status_code == 403
+    page = client.get("/offload/")
+    assert page.status_code == 403 and page["Content-Type"] == "text/plain; charset=utf-8"
+    assert b"needs the permission offload.view_taskrow" in page.content
+    assert b"secret-argument" not in page.content
+    assert client.get(f"/offload/task/{failed.id}/payload").status_code == 403
+    for action, data in (("retry", {"task": failed.id}), ("re_enqueue", {"task": failed.id}),
+                         ("cancel", {"task": waiting.id}), ("pause", {"queue": "emails"}),
+                         ("resume", {"queue": "emails"})):
+        response = act(client, action, **data)
+        assert response.status_code == 403, action
+    assert client.get("/metrics").status_code == 403
+    assert dict(TaskRow.objects.values_list("pk", "status")) == {int(failed.id): "FAILED",
+                                                                 int(waiting.id): "READY"}
+    assert not QueueState.objects.exists() and not LogEntry.objects.exists()
+
+    viewer = staff(Client(), "viewer", "view_taskrow")
+    page = viewer.get("/offload/").content.decode()
+    assert "secret-argument" in page and "Retry</button>" not in page and "Pause emails" not in page
+    assert b"secret-argument" in viewer.get(f"/offload/task/{failed.id}/payload").content
+    assert viewer.get("/metrics").status_code == 200
+    assert act(viewer, "retry", task=failed.id).status_code == 403
+    assert b"needs the permission offload.change_taskrow" in act(viewer, "cancel", task=waiting.id).content
+
+    operator = staff(Client(), "operator", "view_taskrow", "change_taskrow")
+    page = operator.get("/offload/").content.decode()
+    assert "Retry</button>" in page and "Cancel</button>" in page and "Pause emails" not in page
+    assert act(operator, "pause", queue="emails").status_code == 403
+    assert act(operator, "retry", task=failed.id).status_code == 302
+    assert act(operator, "cancel", task=waiting.id).status_code == 302
+    assert act(operator, "re_enqueue", task=waiting.id).status_code == 302
+    assert TaskRow.objects.get(pk=failed.id).status == "READY"
+    assert TaskRow.objects.get(pk=waiting.id).status == "FAILED"
+    assert TaskRow.objects.count() == 3
+
+    queues = staff(Client(), "queues", "view_taskrow", "change_queuestate")
+    assert "Pause emails" in queues.get("/offload/").content.decode()
+    assert act(queues, "pause", queue="emails").status_code == 302
+    assert QueueState.objects.get(queue_name="emails").paused
+    assert act(queues, "retry", task=waiting.id).status_code == 403
+
+
+def test_bad_parameters_get_a_clear_plain_text_400(superuser_client):
+    """An unknown queue was echoed unescaped as text/html, task=abc was a 500 and a
+    backend that is not Offload's an AttributeError."""
+    for data, message in (
+        ({"action": "pause", "queue": "<script>alert(1)</script>"},
+         "unknown queue '<script>alert(1)</script>' of backend 'default': use one of default, emails, reports"),
+        ({"action": "retry", "task": "abc"}, "task='abc': send the id of a task (a whole number)"),
+        ({"action": "retry"}, "task='': send the id of a task"),
+        ({"action": "cancel", "task": "99999999999999999999"}, "task='99999999999999999999': send the id"),
+        ({"action": "explode", "task": "1"}, "unknown action 'explode': use one of retry, cancel, "
+                                             "re_enqueue, pause, resume"),
+        ({"action": "pause", "queue": "x", "backend": "immediate"},
+         "backend='immediate' is not an Offload backend: use one of default, other, elsewhere"),
+        ({"action": "pause", "queue": "", "backend": "anyqueue"}, "queue='': send a queue name"),
+        ({"action": "pause", "queue": "q" * 101, "backend": "anyqueue"}, "send a queue name (1 to 100"),
+    ):
+        response = superuser_client.post("/offload/act/", data)
+        assert response.status_code == 400, (data, response.content)
+        assert response["Content-Type"] == "text/plain; charset=utf-8"
+        assert message in response.content.decode(), response.content
+    assert not QueueState.objects.exists()
+    assert superuser_client.get("/offload/?backend=immediate").status_code == 400
+    assert superuser_client.get("/offload/task/1/payload?backend=immediate").status_code == 400
+    assert superuser_client.get("/offload/task/99999999999999999999/payload").status_code == 404
+    page = superuser_client.get("/offload/").content.decode()
+    assert '<option value="default" selected>' in page and '<option value="elsewhere">' in page
+    assert 'value="immediate"' not in page
+    # Nothing to act on is said as such; an any-queue backend pauses any sane name.
+    response = superuser_client.post("/offload/act/", {"action": "retry", "task": "424242"}, follow=True)
+    assert "Nothing to do for task 424242." in response.content.decode()
+    assert superuser_client.post("/offload/act/", {"action": "pause", "queue": "adhoc",
+                                                   "backend": "anyqueue"}).status_code == 302
+    assert QueueState.objects.get(backend="anyqueue").queue_name == "adhoc"
+
+
+@pytest.mark.django_db(databases=["default", "tasks"])
+def test_dashboard_acts_on_a_backend_with_its_own_database(superuser_client):
+    """The router sends the ORM's task queries to the first backend's database, so a
+    FAILED task of "elsewhere" (database "tasks") could not be retried or cancelled."""
+    failed = tasks.elsewhere_add.enqueue("a", 1)  # str + int: TypeError
+    assert run_until_empty("elsewhere") == 1
+    # A task of "default" with the same id, in the other database.
+    at = TaskRow.objects.using("tasks").get(pk=failed.id).enqueued_at
+    TaskRow.objects.using("default").create(
+        id=int(failed.id), backend="default", queue_name="default", priority=0,
+        task_path="tests.testapp.tasks.noop", payload='{"args":[],"kwargs":{}}', status="READY",
+        enqueued_at=at, available_at=at)
+    rows = TaskRow.objects.using("tasks")
+    assert rows.get(pk=failed.id).status == "FAILED"
+    page = superuser_client.get("/offload/?backend=elsewhere").content.decode()
+    assert f'data-task="{failed.id}"' in page and "builtins.TypeError" in page
+    response = superuser_client.post("/offload/act/", {"action": "retry", "task": failed.id,
+                                                       "backend": "elsewhere"}, follow=True)
+    assert f"Task {failed.id} will run again." in response.content.decode()
+    assert rows.get(pk=failed.id).status == "READY"
+    assert TaskRow.objects.using("default").get(pk=failed.id).status == "READY"  # untouched noop
+    response = superuser_client.post("/offload/act/", {"action": "cancel", "task": failed.id,
+                                                       "backend": "elsewhere"}, follow=True)
+    assert f"Task {failed.id} cancelled." in response.content.decode()
+    assert "offload.exceptions.Cancelled" in rows.get(pk=failed.id).errors
+    logged = LogEntry.objects.filter(object_id=failed.id).values_list("change_message", "object_repr")
+    assert sorted(logged) == [("Cancelled", f"tests.testapp.tasks.elsewhere_add #{failed.id} (FAILED)"),
+                              ("Retried", f"tests.testapp.tasks.elsewhere_add #{failed.id} (READY)")]
+    superuser_client.post("/offload/act/", {"action": "re_enqueue", "task": failed.id, "backend": "elsewhere"})
+    assert rows.filter(task_path="tests.testapp.tasks.elsewhere_add").count() == 2
+    assert TaskRow.objects.using("default").filter(task_path__endswith="elsewhere_add").count() == 0
+    # The full-field view reads that database too.
+    whole = superuser_client.get(f"/offload/task/{failed.id}/payload?backend=elsewhere")
+    assert json.loads(whole.content) == {"args": ["a", 1], "kwargs": {}}
+
+
+@pytest.fixture
+def sqlite_variable_limit(db):
+    """SQLite as most builds have it: at most 32,766 variables in a statement (Debian's
+    allows 250,000; the limit is set on the real connection for the test)."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        yield
+        return
+    import sqlite3
+
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+    yield
+    raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, before)
+
+
+def test_admin_select_all_acts_on_more_rows_than_one_statement_binds(superuser_client,
+                                                                      sqlite_variable_limit):
+    """"Select all" over more than 32,766 ids broke on SQLite: too many SQL variables."""
+    from django.utils import timezone
+
+    n = 40_000
+    rows = bulk_enqueue(tasks.noop, [((), {})] * n)
+    TaskRow.objects.update(status="FAILED", finished_at=timezone.now())
+
+    def select_all(action):  # as the browser sends it: the page's rows ticked, then "select all"
+        return superuser_client.post("/admin/offload/taskrow/", {
+            "action": action, "select_across": "1", "index": "0",
+            "_selected_action": [r.id for r in rows[:100]]}, follow=True)
+
+    assert f"{n} task(s) will run again." in select_all("retry").content.decode()
+    assert TaskRow.objects.filter(status="READY").count() == n
+    assert f"{n} task(s) cancelled." in select_all("cancel").content.decode()
+    assert TaskRow.objects.filter(status="FAILED", errors__contains="Cancelled").count() == n
+    assert LogEntry.objects.filter(change_message="Retried").count() == n
+    assert LogEntry.objects.filter(change_message="Cancelled").count() == n

@@ -9,7 +9,8 @@ when tasks or old statistics are pruned. Include the view::
     path("offload/metrics", offload.metrics.view)
 
 and protect it with ``OFFLOAD_METRICS_TOKEN`` (scrapers send ``Authorization: Bearer
-<token>``); without a token only staff users may read it.
+<token>``); without the token only staff users with the permission
+``offload.view_taskrow`` may read it.
 """
 
 import hmac
@@ -24,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from offload.backend import OffloadBackend
 from offload.dashboard import queries
+from offload.dashboard.actions import may_view
 
 
 class OffloadCollector:
@@ -80,14 +82,15 @@ def _allowed(request):
         sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if hmac.compare_digest(sent.encode(), token.encode()):
             return True
-    return bool(request.user and request.user.is_active and request.user.is_staff) \
-        if hasattr(request, "user") else False
+    user = getattr(request, "user", None)
+    return bool(user and user.is_active and user.is_staff and may_view(user))
 
 
 def view(request):
     if not _allowed(request):
         return HttpResponseForbidden("metrics: send Authorization: Bearer <OFFLOAD_METRICS_TOKEN> "
-                                     "or sign in as staff\n")
+                                     "or sign in as staff with the permission offload.view_taskrow\n",
+                                     content_type="text/plain; charset=utf-8")
     registry = CollectorRegistry()
     registry.register(OffloadCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,65 +1,110 @@
 """Operator actions, shared by the dashboard and the admin: they call the same store
 methods the rest of Offload uses, and write each one to the admin log.
 
-    retry(user, TaskRow.objects.filter(pk__in=[7, 9]))
+    retry(user, TaskRow.objects.using("default").filter(pk__in=[7, 9]))
+
+Rows are acted on in the database they were read from, by the backend they belong to;
+any number of them (the store and the admin log work in chunks).
 """
 
 import logging
 
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.tasks import task_backends
 
+from offload.backend import OffloadBackend
 from offload.models import TaskRow
 from offload.results import decode_payload, resolve_task
-from offload.store.base import now
+from offload.store.base import CHUNK, chunks, now
 
 logger = logging.getLogger("offload.dashboard")
 
-
-def _record(user, rows, message):
-    rows = list(rows)
-    if rows:
-        LogEntry.objects.log_actions(user_id=user.pk, queryset=rows, action_flag=CHANGE,
-                                     change_message=message)
-        logger.info("%s by %s: %s", message, user, ", ".join(str(r.pk) for r in rows))
+#: The model permission each action needs, as in the admin (superusers have all).
+PERMISSIONS = {"retry": "offload.change_taskrow", "cancel": "offload.change_taskrow",
+               "re_enqueue": "offload.change_taskrow", "pause": "offload.change_queuestate",
+               "resume": "offload.change_queuestate"}
 
 
-def _by_backend(rows):
-    groups = {}
-    for row in rows:
-        groups.setdefault(row.backend, []).append(row.pk)
+def may_view(user):
+    """Whether ``user`` may see tasks (their arguments too): the view or the change
+    permission of tasks, as in the admin."""
+    return user.has_perm("offload.view_taskrow") or user.has_perm("offload.change_taskrow")
+
+
+def offload_backends():
+    """Aliases of the configured Offload backends, in settings order."""
+    return [alias for alias in task_backends.settings
+            if isinstance(task_backends[alias], OffloadBackend)]
+
+
+def _by_backend(pairs, db):
+    """``{alias: [item]}`` from ``(alias, item)`` pairs read from database ``db``, for the
+    Offload backends that keep their tasks there; a task id means nothing in another
+    database, so other rows are left alone (and logged)."""
+    offload, groups = set(offload_backends()), {}
+    for alias, item in pairs:
+        groups.setdefault(alias, []).append(item)
+    for alias in list(groups):
+        if alias not in offload or task_backends[alias].opts.DATABASE != db:
+            logger.warning("left %d task(s) of backend %r alone: they were read from database "
+                           "%r, which is not where that Offload backend keeps its tasks",
+                           len(groups.pop(alias)), alias, db)
     return groups
+
+
+def _record(user, db, action, entries):
+    """Write ``[(pk, message)]`` of tasks in ``db`` to the admin log, and ``action`` with
+    the ids to the logger."""
+    content_type = ContentType.objects.get_for_model(TaskRow, for_concrete_model=False)
+    for part in chunks(entries):
+        messages = dict(part)
+        rows = TaskRow.objects.using(db).filter(pk__in=messages).only("id", "task_path", "status")
+        LogEntry.objects.bulk_create([
+            LogEntry(user_id=user.pk, content_type_id=content_type.pk, object_id=str(row.pk),
+                     object_repr=str(row)[:200], action_flag=CHANGE, change_message=messages[row.pk])
+            for row in rows], batch_size=CHUNK)
+    if entries:
+        more = f" and {len(entries) - 20} more" if len(entries) > 20 else ""
+        logger.info("%s by %s: %s%s", action, user, ", ".join(str(pk) for pk, _ in entries[:20]), more)
 
 
 def retry(user, rows):
     """FAILED tasks run again now; returns how many."""
-    done = []
-    for backend, ids in _by_backend(rows.filter(status="FAILED")).items():
-        b = task_backends[backend]
-        done += b.store.retry(backend=backend, ids=ids, now=now(), age_rate=b.opts.AGE_RATE)
-    _record(user, TaskRow.objects.filter(pk__in=done), "Retried")
-    return len(done)
+    done = 0
+    for alias, ids in _by_backend(rows.filter(status="FAILED").values_list("backend", "pk"),
+                                  rows.db).items():
+        b = task_backends[alias]
+        retried = b.store.retry(backend=alias, ids=ids, now=now(), age_rate=b.opts.AGE_RATE)
+        _record(user, b.opts.DATABASE, "Retried", [(pk, "Retried") for pk in retried])
+        done += len(retried)
+    return done
 
 
 def cancel(user, rows):
     """READY tasks become FAILED with a Cancelled error; returns how many."""
-    done = []
-    for backend, ids in _by_backend(rows.filter(status="READY")).items():
-        done += task_backends[backend].store.cancel(backend=backend, ids=ids, now=now(),
-                                                    reason=f"cancelled by {user}")
-    _record(user, TaskRow.objects.filter(pk__in=done), "Cancelled")
-    return len(done)
+    done = 0
+    for alias, ids in _by_backend(rows.filter(status="READY").values_list("backend", "pk"),
+                                  rows.db).items():
+        b = task_backends[alias]
+        cancelled = b.store.cancel(backend=alias, ids=ids, now=now(), reason=f"cancelled by {user}")
+        _record(user, b.opts.DATABASE, "Cancelled", [(pk, "Cancelled") for pk in cancelled])
+        done += len(cancelled)
+    return done
 
 
 def re_enqueue(user, rows):
     """A new task with the same task, priority, queue and arguments; returns the new ids."""
     created = []
-    for row in rows:
-        args, kwargs, options = decode_payload(row.payload)
-        task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
-                            run_after=None, backend=row.backend, options=options)
-        created.append(task.enqueue(*args, **kwargs).id)
-    _record(user, rows, f"Enqueued again as {', '.join(created)}")
+    for alias, found in _by_backend(((row.backend, row) for row in rows), rows.db).items():
+        entries = []
+        for row in found:
+            args, kwargs, options = decode_payload(row.payload)
+            task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
+                                run_after=None, backend=alias, options=options)
+            created.append(task.enqueue(*args, **kwargs).id)
+            entries.append((row.pk, f"Enqueued again as {created[-1]}"))
+        _record(user, task_backends[alias].opts.DATABASE, "Enqueued again", entries)
     return created
 
 

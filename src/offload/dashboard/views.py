@@ -1,17 +1,25 @@
 """The dashboard: one page for the state of queues, servers and failures, and POST
-actions (CSRF-protected, staff only, logged). Include it in the project's URLs::
+actions (CSRF-protected, logged). Include it in the project's URLs::
 
     path("offload/", include("offload.dashboard.urls"))
+
+Staff only, with the admin's model permissions: ``offload.view_taskrow`` (or
+``change_taskrow``) to see, ``offload.change_taskrow`` to retry, cancel and enqueue a
+copy, ``offload.change_queuestate`` to pause and resume. Every query names the chosen
+backend's database.
 """
 
 import json
+import re
+from functools import wraps
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.tasks import task_backends
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from offload.dashboard import actions, queries
@@ -20,21 +28,63 @@ from offload.models import TaskRow
 TEXT = "text/plain; charset=utf-8"
 
 
+#: The largest id a task row can have (a bigint).
+MAX_ID = 2**63 - 1
+
+
+class Refused(Exception):
+    """A request the dashboard answers with ``status`` and a plain-text ``message``."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+def answers_refusals(view):
+    """Turn ``Refused`` into a plain-text response (never HTML: messages quote input)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except Refused as refused:
+            return HttpResponse(f"{refused}\n", status=refused.status, content_type=TEXT)
+
+    return wrapper
+
+
 def _backend(request):
-    alias = request.GET.get("backend") or request.POST.get("backend") or "default"
-    if alias not in task_backends.settings:
-        alias = "default"
+    """The chosen Offload backend's alias (``backend=``), by default ``default`` or the
+    first Offload backend."""
+    aliases = actions.offload_backends()
+    if not aliases:
+        raise Refused("no Offload backend in TASKS: add one with "
+                      "'BACKEND': 'offload.backend.OffloadBackend'", status=404)
+    alias = request.GET.get("backend") or request.POST.get("backend")
+    if not alias:
+        return "default" if "default" in aliases else aliases[0]
+    if alias not in aliases:
+        raise Refused(f"backend={alias!r} is not an Offload backend: use one of {', '.join(aliases)}")
     return alias
 
 
+def _require(request, allowed, permission, doing):
+    if not allowed:
+        raise Refused(f"{request.user} may not {doing}: that needs the permission {permission} "
+                      "(given in the admin's users and groups, as for the task admin)", status=403)
+
+
 @staff_member_required
+@answers_refusals
 def index(request):
+    _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
     backend = _backend(request)
+    db = task_backends[backend].opts.DATABASE
     summary = queries.summary(backend)
     declared = sorted(set(task_backends[backend].queues) | {r["queue"] for r in summary})
     paused = queries.paused_queues(backend)
     servers = {}
-    for server in queries.servers():
+    for server in queries.servers(db=db):
         servers.setdefault((server["role"], server["release"]), []).append(server)
     failures = [{"row": row, "error": row.last_error,
                  "payload": queries.clip(row.payload_head, row.payload_length)}
@@ -42,7 +92,9 @@ def index(request):
     series = queries.throughput(backend)
     peak = max([ok + failed for _, ok, failed in series] + [1])
     return render(request, "offload/dashboard.html", {
-        "backend": backend, "backends": list(task_backends.settings), "summary": summary,
+        "backend": backend, "backends": actions.offload_backends(), "summary": summary,
+        "may_change_tasks": request.user.has_perm(actions.PERMISSIONS["retry"]),
+        "may_change_queues": request.user.has_perm(actions.PERMISSIONS["pause"]),
         "queues": [{"name": q, "paused": q in paused} for q in declared],
         "servers": sorted(servers.items()), "failures": failures,
         "waiting": queries.waiting(backend), "waits": queries.waits_by_band(backend),
@@ -60,20 +112,21 @@ def _bar(i, minute, ok, failed, peak):
 
 
 @staff_member_required
+@answers_refusals
 def task_field(request, pk, field):
     """One large field of a task, whole, as text: the arguments (``payload``, JSON), the
     ``errors`` (each attempt's traceback) or the ``return_value`` (JSON)."""
+    _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
     backend = _backend(request)
     if field not in queries.LARGE_FIELDS:
-        return HttpResponseNotFound(f"no field {field!r}: use one of {', '.join(queries.LARGE_FIELDS)}",
-                                    content_type=TEXT)
+        raise Refused(f"no field {field!r}: use one of {', '.join(queries.LARGE_FIELDS)}", status=404)
     db = task_backends[backend].opts.DATABASE
     found = TaskRow.objects.using(db).filter(backend=backend, pk=pk).values_list(field, flat=True)
     if not found:
-        return HttpResponseNotFound(f"no task {pk} in backend {backend!r}", content_type=TEXT)
+        raise Refused(f"no task {pk} in backend {backend!r}", status=404)
     text = found[0]
     if text is None:
-        return HttpResponseNotFound(f"task {pk} has no {field}", content_type=TEXT)
+        raise Refused(f"task {pk} has no {field}", status=404)
     response = HttpResponse(_readable_errors(text) if field == "errors" else text, content_type=TEXT)
     response["X-Content-Type-Options"] = "nosniff"
     return response
@@ -91,26 +144,47 @@ def _readable_errors(text):
     return "\n".join(blocks) or text
 
 
+def _task_id(request):
+    text = request.POST.get("task", "")
+    if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > MAX_ID:
+        raise Refused(f"task={text[:40]!r}: send the id of a task (a whole number)")
+    return int(text)
+
+
+def _queue(request, backend):
+    queue = request.POST.get("queue", "")
+    declared = task_backends[backend].queues
+    if declared and queue not in declared:
+        raise Refused(f"unknown queue {queue[:100]!r} of backend {backend!r}: use one of "
+                      f"{', '.join(sorted(declared))}")
+    if not 0 < len(queue) <= 100 or "\x00" in queue:
+        raise Refused(f"queue={queue[:100]!r}: send a queue name (1 to 100 characters, no NUL)")
+    return queue
+
+
 @require_POST
 @staff_member_required
+@answers_refusals
 def act(request):
     backend = _backend(request)
-    action = request.POST.get("action")
+    action = request.POST.get("action", "")
+    if action not in actions.PERMISSIONS:
+        raise Refused(f"unknown action {action[:40]!r}: use one of {', '.join(actions.PERMISSIONS)}")
+    permission = actions.PERMISSIONS[action]
+    _require(request, request.user.has_perm(permission), permission, action.replace("_", "-"))
     if action in ("pause", "resume"):
-        queue = request.POST.get("queue", "")
-        if task_backends[backend].queues and queue not in task_backends[backend].queues:
-            return HttpResponseBadRequest(f"unknown queue {queue!r}")
+        queue = _queue(request, backend)
         actions.set_paused(request.user, backend, queue, action == "pause")
         messages.success(request, f"Queue {queue} {'paused' if action == 'pause' else 'resumed'}.")
-    elif action in ("retry", "cancel", "re_enqueue"):
-        rows = TaskRow.objects.filter(backend=backend, pk=request.POST.get("task") or 0)
-        result = getattr(actions, action)(request.user, rows)
-        if action == "re_enqueue":
+    else:
+        task_id = _task_id(request)
+        db = task_backends[backend].opts.DATABASE
+        result = getattr(actions, action)(request.user,
+                                          TaskRow.objects.using(db).filter(backend=backend, pk=task_id))
+        if not result:
+            messages.warning(request, f"Nothing to do for task {task_id}.")
+        elif action == "re_enqueue":
             messages.success(request, f"Enqueued a copy: task {', '.join(result)}.")
         else:
-            done = "will run again" if action == "retry" else "cancelled"
-            messages.success(request, f"Task {request.POST.get('task')} {done}." if result
-                             else f"Nothing to do for task {request.POST.get('task')}.")
-    else:
-        return HttpResponseBadRequest("unknown action")
-    return redirect(f"{reverse('offload:dashboard')}?backend={backend}")
+            messages.success(request, f"Task {task_id} {'will run again' if action == 'retry' else 'cancelled'}.")
+    return redirect(f"{reverse('offload:dashboard')}?{urlencode({'backend': backend})}")

@@ -109,6 +109,16 @@ def now():
     return datetime.now(UTC)
 
 
+#: Ids per statement when a caller passes any number: SQLite allows 32,766 variables
+#: in one statement and PostgreSQL 65,535 parameters.
+CHUNK = 1000
+
+
+def chunks(values, size=CHUNK):
+    """``values`` (a sequence) in lists of at most ``size``."""
+    return [list(values[i:i + size]) for i in range(0, len(values), size)]
+
+
 def as_aware(value):
     """A datetime from the database as an aware UTC datetime (SQLite returns naive or text)."""
     if value is None or isinstance(value, datetime) and value.tzinfo is not None:
@@ -226,24 +236,29 @@ class Store:
         return bool(found)
 
     def retry(self, *, backend, ids, now, age_rate=0.0):
-        """FAILED → READY now; returns the ids that changed."""
-        if not ids:
-            return []
-        params = {"backend": backend, "now": self.db_time(now), "age_rate": float(age_rate),
-                  "age_now": age_rate * now.timestamp()}
-        sql = self.sql("retry").replace("{ids}", self.in_list("id", ids, params))
-        return [r[0] for r in self.execute(sql, params)]
+        """FAILED → READY now; returns the ids that changed (any number of ids, in one
+        transaction)."""
+        retried = []
+        with transaction.atomic(using=self.db_alias):
+            for part in chunks(ids):
+                params = {"backend": backend, "now": self.db_time(now), "age_rate": float(age_rate),
+                          "age_now": age_rate * now.timestamp()}
+                sql = self.sql("retry").replace("{ids}", self.in_list("id", part, params))
+                retried += [r[0] for r in self.execute(sql, params)]
+        return retried
 
     def cancel(self, *, backend, ids, now, reason):
-        """READY → FAILED with an ``offload.exceptions.Cancelled`` error; returns the ids."""
-        if not ids:
-            return []
+        """READY → FAILED with an ``offload.exceptions.Cancelled`` error; returns the ids
+        (any number of ids, in one transaction)."""
         error = error_entry("offload.exceptions.Cancelled", f"offload.exceptions.Cancelled: {reason}\n")
-        params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error)}
-        sql = self.sql("cancel").replace("{ids}", self.in_list("id", ids, params))
+        cancelled = []
         with transaction.atomic(using=self.db_alias):
-            cancelled = [r[0] for r in self.execute(sql, params)]
-            self.record_rows(cancelled, observe=False)
+            for part in chunks(ids):
+                params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error)}
+                sql = self.sql("cancel").replace("{ids}", self.in_list("id", part, params))
+                done = [r[0] for r in self.execute(sql, params)]
+                self.record_rows(done, observe=False)
+                cancelled += done
         return cancelled
 
     def pause(self, *, backend, queue, paused, now):

@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -52,7 +52,11 @@ class Command(BaseCommand):
         if not User.objects.filter(username="staff").exists():
             User.objects.create_superuser("staff", "staff@example.com", staff_password)
         if not User.objects.filter(username="underwriter").exists():
-            User.objects.create_user("underwriter", "underwriter@example.com", staff_password, is_staff=True)
+            underwriter = User.objects.create_user("underwriter", "underwriter@example.com",
+                                                   staff_password, is_staff=True)
+            # The task dashboard: see tasks and retry a failed credit check (not pause queues).
+            underwriter.user_permissions.add(*Permission.objects.filter(
+                content_type__app_label="offload", codename__in=["view_taskrow", "change_taskrow"]))
         if if_empty and Application.objects.exists():
             self.stdout.write("Demo data already loaded.")
         else:
