@@ -353,3 +353,56 @@ def test_admin_select_all_acts_on_more_rows_than_one_statement_binds(superuser_c
     assert TaskRow.objects.filter(status="FAILED", errors__contains="Cancelled").count() == n
     assert LogEntry.objects.filter(change_message="Retried").count() == n
     assert LogEntry.objects.filter(change_message="Cancelled").count() == n
+
+
+@pytest.fixture
+def refusing_database(db):
+    """A database alias that really refuses connections: PostgreSQL on a closed port,
+    SQLite in a directory that does not exist. Registered as a connection only (not in
+    DATABASES), so the test case neither creates nor guards it."""
+    from django.db import connections
+    from django.db.utils import load_backend
+
+    from tests.conftest import free_port
+
+    settings = dict(connections["default"].settings_dict)
+    if settings["ENGINE"].endswith("postgresql"):
+        settings.update(HOST="127.0.0.1", PORT=free_port(), PASSWORD="hunter2")
+        detail = str(settings["PORT"])
+    else:
+        settings["NAME"] = "/nonexistent-offload-dir/tasks.sqlite3"
+        detail = "unable to open database file"
+    connections["down"] = load_backend(settings["ENGINE"]).DatabaseWrapper(settings, "down")
+    yield "down", detail
+    connections["down"].close()
+    del connections["down"]
+
+
+def test_readyz_says_database_unavailable_and_logs_the_details(refusing_database, caplog):
+    """/readyz is unauthenticated; it returned the driver's error with host and port."""
+    from django.test import RequestFactory
+
+    from offload.health import HealthMiddleware
+
+    alias, detail = refusing_database
+    for ready_before in (False, True):  # starting up, and after it had been ready
+        middleware = HealthMiddleware(lambda request: None, db=alias)
+        middleware.ready = ready_before
+        caplog.clear()
+        response = middleware(RequestFactory().get("/readyz"))
+        assert response.status_code == 503
+        assert json.loads(response.content) == {"ready": False, "reason": "database unavailable"}
+        assert detail not in response.content.decode()
+        [record] = [r for r in caplog.records if r.name == "offload.health"]
+        assert record.levelname == "WARNING" and detail in record.getMessage()
+    assert HealthMiddleware(lambda request: None)(RequestFactory().get("/readyz")).status_code == 200
+
+
+@pytest.mark.django_db(databases=["default", "tasks"])
+def test_metrics_token_needs_the_bearer_scheme(client):
+    assert client.get("/metrics", HTTP_AUTHORIZATION="scrape-me").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Basic scrape-me").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearerscrape-me").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me!").status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+    assert client.get("/metrics", HTTP_AUTHORIZATION="bearer scrape-me").status_code == 200  # RFC 9110

@@ -12,31 +12,52 @@ server of a release whose migrations have not run.
 """
 
 import json
+import logging
 
 from django.db import Error, connections
 from django.http import HttpResponse
 
+logger = logging.getLogger("offload.health")
 
-def readiness(db="default"):
-    """``(ok, reason)`` for the database alias ``db``."""
-    from django.db.migrations.executor import MigrationExecutor
+#: What an unauthenticated probe is told when the database does not answer; the
+#: driver's error (host, port, user) goes to the "offload.health" logger only.
+UNAVAILABLE = "database unavailable"
 
+
+def _database_answers(db):
     try:
         with connections[db].cursor() as cursor:
             cursor.execute("SELECT 1")
+    except Error as exc:
+        logger.warning("database %r does not answer: %s", db, exc)
+        return False
+    return True
+
+
+def readiness(db="default"):
+    """``(ok, reason)`` for the database alias ``db``; the reason gives no connection
+    details (they are logged)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    if not _database_answers(db):
+        return False, UNAVAILABLE
+    try:
         executor = MigrationExecutor(connections[db])
         pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except Error as exc:
-        return False, f"database {db!r} unreachable ({exc}); is it up?"
+        logger.warning("cannot read the migrations of database %r: %s", db, exc)
+        return False, UNAVAILABLE
     if pending:
-        return False, (f"database {db!r} has {len(pending)} unapplied migration(s) (first: "
-                       f"{pending[0][0]}); run 'manage.py offload release'")
+        logger.warning("database %r has %d unapplied migration(s), the first %s", db,
+                       len(pending), pending[0][0])
+        return False, (f"{len(pending)} unapplied migration(s); run 'manage.py offload release'")
     return True, "ok"
 
 
 class HealthMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response, db="default"):
         self.get_response = get_response
+        self.db = db
         self.ready = False  # once ready, only the database is checked again
 
     def __call__(self, request):
@@ -44,14 +65,10 @@ class HealthMiddleware:
             return HttpResponse("ok\n", content_type="text/plain")
         if request.path == "/readyz":
             if self.ready:
-                try:
-                    with connections["default"].cursor() as cursor:
-                        cursor.execute("SELECT 1")
-                    ok, reason = True, "ok"
-                except Error as exc:
-                    ok, reason = False, f"database unreachable: {exc}"
+                ok = _database_answers(self.db)
+                reason = "ok" if ok else UNAVAILABLE
             else:
-                ok, reason = readiness()
+                ok, reason = readiness(self.db)
                 self.ready = ok
             body = json.dumps({"ready": ok, "reason": reason})
             return HttpResponse(body, status=200 if ok else 503, content_type="application/json")

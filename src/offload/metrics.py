@@ -79,8 +79,9 @@ class OffloadCollector:
 def _allowed(request):
     token = getattr(settings, "OFFLOAD_METRICS_TOKEN", None)
     if token:
-        sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if hmac.compare_digest(sent.encode(), token.encode()):
+        scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 9110); the token alone is not accepted.
+        if scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode()):
             return True
     user = getattr(request, "user", None)
     return bool(user and user.is_active and user.is_staff and may_view(user))
