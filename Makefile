@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-priority bench-isolation clean
+.PHONY: run test bench bench-priority bench-isolation faults clean
 
 $(STAMP): requirements.lock pyproject.toml tools/package-lock.json
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench-priority: $(STAMP)
 # Web latency idle / split roles / monolith (the Back Office under locust); see docs/backoffice.md.
 bench-isolation: $(STAMP)
 	$(PY) bench/isolation.py --db both --pin-postgres --chart docs/isolation.png
+
+# Real-process fault scenarios on SQLite and a private PostgreSQL cluster; writes the
+# table to docs/reliability.md. FAULTS_ARGS=--quick for the CI sizes (see bench/faults.py).
+faults: $(STAMP)
+	FAULTS_MAKE=1 FAULTS_ARGS="$(FAULTS_ARGS)" $(PY) bench/faults.py --write docs/reliability.md $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) var backoffice/var backoffice/static-collected
