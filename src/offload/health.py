@@ -50,11 +50,13 @@ def readiness(db="default"):
     if pending:
         logger.warning("database %r has %d unapplied migration(s), the first %s", db,
                        len(pending), pending[0][0])
-        return False, (f"{len(pending)} unapplied migration(s); run 'manage.py offload release'")
+        return False, f"{len(pending)} unapplied migration(s); run 'manage.py offload release'"
     return True, "ok"
 
 
 class HealthMiddleware:
+    """Answers /healthz and /readyz; ``db`` is the database alias /readyz checks."""
+
     def __init__(self, get_response, db="default"):
         self.get_response = get_response
         self.db = db

@@ -69,12 +69,17 @@ def _record(user, db, action, entries):
         logger.info("%s by %s: %s%s", action, user, ", ".join(str(pk) for pk, _ in entries[:20]), more)
 
 
+def _ids_by_backend(rows, status):
+    """``(alias, backend, ids)`` of the ``rows`` with ``status``, per backend."""
+    for alias, ids in _by_backend(rows.filter(status=status).values_list("backend", "pk"),
+                                  rows.db).items():
+        yield alias, task_backends[alias], ids
+
+
 def retry(user, rows):
     """FAILED tasks run again now; returns how many."""
     done = 0
-    for alias, ids in _by_backend(rows.filter(status="FAILED").values_list("backend", "pk"),
-                                  rows.db).items():
-        b = task_backends[alias]
+    for alias, b, ids in _ids_by_backend(rows, "FAILED"):
         retried = b.store.retry(backend=alias, ids=ids, now=now(), age_rate=b.opts.AGE_RATE)
         _record(user, b.opts.DATABASE, "Retried", [(pk, "Retried") for pk in retried])
         done += len(retried)
@@ -84,9 +89,7 @@ def retry(user, rows):
 def cancel(user, rows):
     """READY tasks become FAILED with a Cancelled error; returns how many."""
     done = 0
-    for alias, ids in _by_backend(rows.filter(status="READY").values_list("backend", "pk"),
-                                  rows.db).items():
-        b = task_backends[alias]
+    for alias, b, ids in _ids_by_backend(rows, "READY"):
         cancelled = b.store.cancel(backend=alias, ids=ids, now=now(), reason=f"cancelled by {user}")
         _record(user, b.opts.DATABASE, "Cancelled", [(pk, "Cancelled") for pk in cancelled])
         done += len(cancelled)
@@ -96,6 +99,7 @@ def cancel(user, rows):
 def re_enqueue(user, rows):
     """A new task with the same task, priority, queue and arguments; returns the new ids."""
     created = []
+    rows = rows.defer(None).defer("errors", "return_value")  # the payload only (the admin defers it)
     for alias, found in _by_backend(((row.backend, row) for row in rows), rows.db).items():
         entries = []
         for row in found:

@@ -71,7 +71,7 @@ def _backend(request):
 def _require(request, allowed, permission, doing):
     if not allowed:
         raise Refused(f"{request.user} may not {doing}: that needs the permission {permission} "
-                      "(given in the admin's users and groups, as for the task admin)", status=403)
+                      "(grant it in the admin, to the user or a group)", status=403)
 
 
 @staff_member_required
