@@ -29,6 +29,7 @@ def test_summary_groups_queues_by_priority_band():
     assert [t.pk for t in queries.failures()] == [int(failed.id)]
 
 
+@pytest.mark.django_db(databases=["default", "tasks"])  # servers of every task database
 def test_status_command_prints_the_summary():
     tasks.noop.enqueue()
     out = io.StringIO()
