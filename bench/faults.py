@@ -66,7 +66,7 @@ class Harness:
 
     def q(self, sql, params=(), *, fetch=True, deadline=90.0):
         """Run SQL on the harness's own connection, riding out a database restart."""
-        from django.db import DatabaseError, InterfaceError, connection
+        from django.db import InterfaceError, OperationalError, connection
 
         end = time.monotonic() + deadline
         while True:
@@ -74,7 +74,7 @@ class Harness:
                 with connection.cursor() as cursor:
                     cursor.execute(sql, params)
                     return cursor.fetchall() if fetch else cursor.rowcount
-            except (DatabaseError, InterfaceError):
+            except (OperationalError, InterfaceError):  # the database is restarting or down
                 connection.close()
                 if time.monotonic() > end:
                     raise
@@ -841,6 +841,8 @@ def main():
     if args.db == "both":
         rows = []
         for db in ("sqlite", "postgres"):
+            if args.only and not any(db in dbs for name, dbs, _ in SCENARIOS if name in args.only):
+                continue
             with tempfile.NamedTemporaryFile(suffix=".json") as out:
                 cmd = [sys.executable, __file__, "--db", db, "--json", out.name]
                 cmd += ["--quick"] * args.quick + (["--only", ",".join(args.only)] if args.only else [])
