@@ -421,3 +421,13 @@ def test_the_web_role_heartbeat_reconnects_after_its_connection_is_ended(tmp_pat
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+@pytest.mark.django_db(databases=["default", "tasks"])  # servers of every task database
+def test_status_shows_a_failure_whose_stored_errors_are_damaged():
+    """offload status read each failure's errors whole and json.loads'ed them."""
+    failed = tasks.boom.enqueue()
+    TaskRow.objects.filter(pk=failed.id).update(status="FAILED", finished_at=now(), errors="{bad")
+    out = io.StringIO()
+    call_command("offload", "status", stdout=out)
+    assert f"{failed.id} " in out.getvalue() and "CorruptPayload" in out.getvalue()

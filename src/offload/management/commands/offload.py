@@ -5,7 +5,6 @@
     manage.py offload run            # the web role and the async server together (local use)
 """
 
-import json
 import logging
 import os
 import subprocess
@@ -318,9 +317,8 @@ def _status_view(backend):
     failed = Table(title="Recent failures")
     for col in ("id", "task", "finished", "error"):
         failed.add_column(col)
-    for row in queries.failures(backend, limit=5):
-        errors = json.loads(row.errors or "[]")
-        last = errors[-1]["exception_class_path"] if errors else ""
+    for row in queries.failures(backend, limit=5):  # never reads the large fields whole
+        last = row.last_error["exception_class_path"] if row.last_error else ""
         failed.add_row(str(row.pk), row.task_path, f"{row.finished_at:%H:%M:%S}", last)
     return Group(queues, servers, failed)
 
