@@ -62,7 +62,8 @@ TASKS = {
     "default": {
         "BACKEND": "offload.backend.OffloadBackend",
         "QUEUES": ["default", "emails", "reports"],
-        "OPTIONS": {"RETRY_BACKOFF": 0, "LEASE_SECONDS": float(os.environ.get("OFFLOAD_TEST_LEASE", 30))},
+        "OPTIONS": {"RETRY_BACKOFF": 0, "LEASE_SECONDS": float(os.environ.get("OFFLOAD_TEST_LEASE", 30)),
+                    "MAX_RESCUES": int(os.environ.get("OFFLOAD_TEST_MAX_RESCUES", 5))},
     },
     "other": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": ["default"]},
     "elsewhere": {

@@ -99,6 +99,22 @@ def test_task_finished_of_a_failure_is_sent_while_its_exception_is_handled(start
         f"finished:{late.id}:FAILED:TaskTimeout"}
 
 
+def test_a_task_failed_for_its_lost_worker_sends_task_finished_with_worker_lost(
+        start_worker, tmp_path):
+    """MAX_RESCUES = 0: the worker running the task is SIGKILLed, the supervisor's rescue
+    fails the task, and sends task_finished while a WorkerLost is being handled."""
+    busy = tasks.waits_for.enqueue(str(tmp_path / "never"))
+    worker = start_worker("--processes", "1", env={"OFFLOAD_TEST_RECEIVERS": "record",
+                                                   "OFFLOAD_TEST_MAX_RESCUES": 0})
+    wait_until(lambda: TaskRow.objects.filter(pk=busy.id, status="RUNNING").exists(),
+               message="the task running")
+    os.kill(worker.children()[0], signal.SIGKILL)
+    wait_until(lambda: Run.objects.filter(key=f"finished:{busy.id}:FAILED:WorkerLost").exists(),
+               timeout=15, message="task_finished with WorkerLost")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
 def test_reserved_slots_take_ageing_work(start_worker, tmp_path):
     """With ageing on, a fresh task carries an age key until it reaches the cap; the
     reserved slot's claim used to pass no ageing parameters and so saw none of them
