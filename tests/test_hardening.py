@@ -169,6 +169,28 @@ def test_a_killed_worker_is_replaced_at_once(start_worker):
     wait_until(lambda: tasks.noop.get_result(result.id).is_finished, message="still serving")
 
 
+def test_a_worker_started_as_its_supervisor_dies_stops_by_itself(monkeypatch):
+    """The loop took its parent's pid when it started; a worker started just as its
+    supervisor was SIGKILLed had already been adopted, so it never saw it was orphaned
+    (seen by the fault suite's storm). The supervisor now passes its own pid."""
+    from offload.worker import child
+
+    for name, value in worker_env().items():
+        monkeypatch.setenv(name, value)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    popen, fd = child.spawn({"alias": "default", "queues": ["default"], "threads": 1,
+                             "worker_id": "orphan-1", "grace": 1.0, "burst": False,
+                             "reserve": None, "queue_limits": {}, "server": "",
+                             "parent": gone.pid})
+    try:
+        assert popen.wait(30) == 0
+    finally:
+        os.close(fd)
+        if popen.poll() is None:
+            popen.kill()
+
+
 def test_workers_that_cannot_start_stop_the_server(start_worker):
     """Settings that fail only in a worker process: the server gives up after a few
     starts and exits 1, in --burst and as a server, instead of respawning forever."""

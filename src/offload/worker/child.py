@@ -76,7 +76,8 @@ def main():
 
     if task_backends[spec["alias"]].store.engine == "postgres":
         _name_connections(spec["worker_id"])
-    loop = Loop(task_backends[spec.pop("alias")], **{**spec, "reserve": spec["reserve"] and tuple(spec["reserve"])})
+    reserve = spec.pop("reserve")
+    loop = Loop(task_backends[spec.pop("alias")], reserve=reserve and tuple(reserve), **spec)
     signal.signal(signal.SIGTERM, lambda *_: loop.request_stop("drain"))
     signal.signal(signal.SIGUSR1, lambda *_: loop.request_stop("now"))
     os.write(ready_fd, b"1")  # the fd stays open until exit: its end-of-file is the exit

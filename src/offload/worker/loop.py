@@ -42,7 +42,7 @@ def limits_for(queues, local, cluster):
 
 class Loop:
     def __init__(self, backend, *, queues, threads, worker_id, grace=30.0, burst=False,
-                 reserve=None, queue_limits=None, server=""):
+                 reserve=None, queue_limits=None, server="", parent=None):
         self.backend = backend
         self.store = backend.store
         self.opts = backend.opts
@@ -74,7 +74,9 @@ class Loop:
         self.maybe_more = True
         self.notices = 0  # NOTIFYs received (PostgreSQL)
         self.alive = True
-        self.parent = os.getppid()
+        #: The supervisor's pid, as it gave it: a worker started just as its supervisor
+        #: died has already been adopted when it looks (os.getppid() would be the adopter).
+        self.parent = parent or os.getppid()
 
     # -- control --------------------------------------------------------------
 

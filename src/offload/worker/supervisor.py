@@ -115,6 +115,7 @@ class Supervisor:
             "worker_id": worker_id, "grace": self.grace, "burst": self.burst,
             "reserve": list(self.reserve) if self.reserve else None,
             "queue_limits": self.queue_limits, "server": self.name if self.register else "",
+            "parent": os.getpid(),
         })
         self.children[worker_id] = _Worker(worker_id, popen, fd)
 
@@ -226,6 +227,11 @@ class Supervisor:
         store = self.backend.store
         try:
             store.end_sessions(worker_id)
+        except _DB_ERRORS as exc:  # e.g. no right to end another role's sessions
+            logger.warning("could not end the sessions of %s (%s); a claim it had in flight "
+                           "waits for its lease", worker_id, exc)
+            connections[store.db_alias].close()
+        try:
             rows = store.rescue(backend=self.alias, now=now(),
                                 max_rescues=self.backend.opts.MAX_RESCUES, worker=worker_id)
         except _DB_ERRORS as exc:
