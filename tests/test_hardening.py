@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, F
 from django.tasks import TaskResultStatus
 
 from offload import bulk_enqueue
@@ -447,8 +447,10 @@ def test_the_web_role_heartbeat_reconnects_after_its_connection_is_ended(tmp_pat
     proc = subprocess.Popen([sys.executable, "-m", "django", "offload", "run"], env=env,
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: Server.objects.filter(pid=proc.pid, role="web").exists(),
-                   message="the web server registered")
+        # a heartbeat after the registration: the heartbeat thread has its connection
+        wait_until(lambda: Server.objects.filter(pid=proc.pid, role="web",
+                                                 heartbeat_at__gt=F("started_at")).exists(),
+                   message="the web server registered and heartbeating")
         with connection.cursor() as cursor:  # end every other session of this database
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
