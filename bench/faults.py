@@ -786,9 +786,21 @@ def print_table(rows):
                 print(f"  {row['scenario']} ({row['db']}): {c['name']}: {c['detail']}".rstrip())
 
 
+def code_version():
+    """The commit the servers ran, and whether src/ had uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    if src := os.environ.get("FAULTS_SRC"):
+        return f"Offload from `{src}`"
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = " with uncommitted changes in src/" if git("status", "--porcelain", "--", "src") else ""
+    return f"commit {commit}{dirty}"
+
+
 def markdown(rows, command, started, seconds):
     lines = [f"Reproduced with `{command}` on {started:%Y-%m-%d} ({started:%H:%M} UTC), "
-             f"{seconds / 60:.1f} min in all:", "",
+             f"{code_version()}, {seconds / 60:.1f} min in all:", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in _cells(row)) + " |")
