@@ -331,7 +331,7 @@ def test_a_draining_server_keeps_heartbeating_and_is_healthy(start_worker, tmp_p
     assert TaskRow.objects.get(pk=busy.id).status == "SUCCESSFUL"
 
 
-def test_mark_dead_does_not_mark_a_server_that_just_heartbeat():
+def test_mark_dead_does_not_mark_a_server_that_just_heartbeat(monkeypatch):
     """mark_dead looked, then updated by id without re-checking the silence: a server
     heartbeating in between was marked dead. Each mark re-checks it now."""
     from offload import registry
@@ -339,7 +339,8 @@ def test_mark_dead_does_not_mark_a_server_that_just_heartbeat():
 
     registry.register("racy-1", role="async", release="A", db="default", pid=1)
     Server.objects.filter(id="racy-1").update(heartbeat_at=now() - timedelta(minutes=5))
-    real_filter = type(Server.objects.all()).filter
+    queryset = type(Server.objects.all())
+    real_filter = queryset.filter
     calls = []
 
     def heartbeat_between(self, *args, **kwargs):  # the heartbeat lands after the look
@@ -348,12 +349,10 @@ def test_mark_dead_does_not_mark_a_server_that_just_heartbeat():
             registry.beat("racy-1", db="default")
         return real_filter(self, *args, **kwargs)
 
-    type(Server.objects.all()).filter = heartbeat_between
-    try:
-        assert registry.mark_dead(db="default", silent_for=60) == []
-    finally:
-        type(Server.objects.all()).filter = real_filter
-    assert Server.objects.get(id="racy-1").state == "running"
+    monkeypatch.setattr(queryset, "filter", heartbeat_between)
+    assert registry.mark_dead(db="default", silent_for=60) == []
+    monkeypatch.undo()
+    assert calls and Server.objects.get(id="racy-1").state == "running"
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "tasks"])

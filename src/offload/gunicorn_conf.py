@@ -33,8 +33,12 @@ def when_ready(server):
     from offload import registry
     from offload.roles import current_release
 
-    db = registry.home()
-    registry.register(_name(), role="web", release=current_release(), db=db, pid=os.getpid())
+    db, release = registry.home(), current_release()
+
+    def register():
+        registry.register(_name(), role="web", release=release, db=db, pid=os.getpid())
+
+    register()
     connections.close_all()  # the workers are forked after this: no shared connection
 
     def beat():
@@ -43,8 +47,7 @@ def when_ready(server):
                 # registry drops a broken connection, so the next beat reconnects
                 state = registry.beat(_name(), db=db)
                 if state is None:  # the row is gone (database restored): register again
-                    registry.register(_name(), role="web", release=current_release(), db=db,
-                                      pid=os.getpid())
+                    register()
             except Exception as exc:  # noqa: BLE001 — a missed heartbeat must not kill the master
                 server.log.warning("offload heartbeat failed: %s", exc)
                 continue

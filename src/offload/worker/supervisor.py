@@ -35,6 +35,7 @@ from offload.stats import KEEP_MINUTES
 from offload.store.base import now
 from offload.worker import child
 from offload.worker.loop import EXIT_REPLACE
+from offload.worker.runner import send_finished
 
 logger = logging.getLogger("offload.server")
 
@@ -124,16 +125,19 @@ class Supervisor:
 
     # -- maintenance -------------------------------------------------------------
 
-    def _maintain(self, force=False):
+    def _maintain(self, force=False, draining=False):
         """Every tick: heartbeat the registry, enqueue due periodic tasks, stop ageing
         tasks at their cap; every half lease: rescue expired leases; every 10 minutes:
         fold old statistics minutes into their totals; hourly: prune old results.
+        While ``draining``, only the heartbeat (a server with a long grace is alive).
 
         Each step stands alone: a database error skips the rest of the round (the
         connection is dropped and reopened next time); any other error is logged with
         its traceback and the other steps still run. Nothing here stops the server."""
-        for step in (self._registry_tick, self._rescue_expired, self._tick_schedules,
-                     self._cap_aged, self._fold, self._prune):
+        steps = (self._registry_tick,) if draining else (
+            self._registry_tick, self._rescue_expired, self._tick_schedules, self._cap_aged,
+            self._fold, self._prune)
+        for step in steps:
             try:
                 step(force)
             except _DB_ERRORS as exc:
@@ -205,8 +209,6 @@ class Supervisor:
     def _lost(self, rows):
         """``task_finished`` for the rescued tasks that were FAILED (MAX_RESCUES), sent
         while a WorkerLost is being handled, as the worker does for its failures."""
-        from offload.worker.runner import send_finished
-
         for task_id, status in rows:
             if status != "FAILED":
                 continue
@@ -368,10 +370,7 @@ class Supervisor:
                     logger.error("worker pid %s did not stop in time; killing it", worker.popen.pid)
                     worker.popen.kill()
                 kill_at = None
-            if sent:
-                self._heartbeat_only()
-            else:
-                self._maintain()
+            self._maintain(draining=sent > 0)
 
     def _stop_children(self, now):
         for companion in self.companions:
@@ -382,16 +381,6 @@ class Supervisor:
         for worker in self.children.values():
             if worker.popen.poll() is None:
                 worker.popen.send_signal(signal.SIGUSR1 if now else signal.SIGTERM)
-
-    def _heartbeat_only(self):
-        """While draining, keep heartbeating (a server with a long grace is still alive)."""
-        try:
-            self._registry_tick(False)
-        except _DB_ERRORS as exc:
-            logger.warning("heartbeat skipped, database error: %s", exc)
-            connections[self.backend.store.db_alias].close()
-        except Exception:
-            logger.exception("heartbeat failed")
 
     def _kill_leftovers(self):
         """If ``run`` is left by an error, stop what it started: workers (SIGTERM, then
