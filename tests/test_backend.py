@@ -190,8 +190,14 @@ def test_non_json_argument_names_the_argument():
         tasks.echo.enqueue("ok", [{1, 2}])
     with pytest.raises(ArgumentsNotSerializable, match="finite float"):
         tasks.echo.enqueue(float("nan"))
-    with pytest.raises(TypeError):  # a TypeError, as Django's own backends raise
-        tasks.echo.enqueue(object())
+    with pytest.raises(TypeError, match=r"args\[0\] is an object \(<object"):  # a TypeError,
+        tasks.echo.enqueue(object())  # as Django's own backends raise; "an", not "a object"
+    from uuid import uuid4
+
+    with pytest.raises(ArgumentsNotSerializable, match=r"kwargs\['ref'\] is a UUID"):
+        tasks.echo.enqueue(ref=uuid4())
+    with pytest.raises(InvalidTaskOptions, match="unique_key=7: is an int;"):
+        tasks.noop.using(unique_key=7)
     assert not TaskRow.objects.exists()
 
 

@@ -115,6 +115,14 @@ def _unstorable(value, depth):
     return [], value, None
 
 
+def _a(value):
+    """``value``'s type name with its indefinite article: "a Decimal", "an object",
+    "a UUID" (an initial U said "you" takes "a")."""
+    name = type(value).__name__
+    vowel = name[:1].lower() in "aeiou" and not name.lower().startswith(("uu", "uni", "use", "usu", "eu"))
+    return f"{'an' if vowel else 'a'} {name}"
+
+
 def _bad_value(value, path):
     """The first ``(path, culprit, problem)`` inside ``value`` that JSON cannot carry
     faithfully (see ``_unstorable``), or None."""
@@ -144,7 +152,7 @@ def encode_payload(task, args, kwargs, *, max_bytes=None):
         if problem:
             raise ArgumentsNotSerializable(f"Cannot enqueue {task.module_path}: {path} is {problem}.")
         raise ArgumentsNotSerializable(
-            f"Cannot enqueue {task.module_path}: {path} is a {type(value).__name__} "
+            f"Cannot enqueue {task.module_path}: {path} is {_a(value)} "
             f"({value!r:.60}), which cannot be stored as JSON. Task arguments must be str, "
             "int, finite float, bool, None, list or dict with str keys: pass a primary key "
             "instead of a model instance, str(value) for a Decimal or UUID, "
@@ -170,7 +178,7 @@ def _check_text(name, value, max_length):
     if isinstance(value, str) and 0 < len(value) <= max_length and "\x00" not in value:
         return
     if not isinstance(value, str):
-        problem = f"is a {type(value).__name__}"
+        problem = f"is {_a(value)}"
     elif not value:
         problem = "is empty"
     elif len(value) > max_length:
