@@ -26,6 +26,15 @@ def wait_until(predicate, timeout=30.0, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def offload_checks(*ids):
+    """Offload's system check messages (those with ``ids`` if given), run as ``manage.py
+    check`` runs them (Django's task checks call ``OffloadBackend.check``)."""
+    from django.core.checks import run_checks
+
+    return [m for m in run_checks() if m.id and m.id.startswith("offload.")
+            and (not ids or m.id in ids)]
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:

@@ -20,7 +20,7 @@ from django.tasks import TaskResultStatus
 from offload import bulk_enqueue
 from offload.models import TaskRow
 from offload.store.base import now
-from tests.conftest import ROOT, free_port, wait_until, worker_env
+from tests.conftest import ROOT, free_port, offload_checks, wait_until, worker_env
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -263,13 +263,11 @@ def test_bad_profiles_are_system_check_errors():
 
 
 def test_a_periodic_schedule_into_an_undeclared_queue_is_a_check_error(settings):
-    from offload.checks import check_backends
-
     settings.TASKS = {**settings.TASKS, "periodic": {
         "BACKEND": "offload.backend.OffloadBackend", "OPTIONS": {"PERIODIC": {
             "tick": {"task": "tests.testapp.tasks.periodic_tick", "cron": "* * * * *",
                      "queue_name": "nowhere"}}}}}
-    errors = [e for e in check_backends() if e.id == "offload.E007"]
+    errors = [e for e in offload_checks() if e.id == "offload.E007"]
     assert len(errors) == 1 and "'nowhere'" in errors[0].msg
 
 

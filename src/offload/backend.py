@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.tasks import Task, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
@@ -205,10 +207,32 @@ class OffloadBackend(BaseTaskBackend):
 
     def __init__(self, alias, params):
         super().__init__(alias, params)
-        self.opts = Options.from_params(alias, self.options)
+        self.params = params
+        # A bad OPTIONS is reported by check() (offload.E009) with every other mistake,
+        # and raised by the first use of the backend: constructing never fails.
+        try:
+            self._opts, self.config_error = Options.from_params(alias, self.options), None
+        except ImproperlyConfigured as exc:
+            self._opts, self.config_error = None, exc
+
+    @property
+    def opts(self):
+        if self._opts is None:
+            raise ImproperlyConfigured(str(self.config_error))
+        return self._opts
+
+    def check(self, **kwargs):
+        from offload.checks import backend_errors
+
+        return backend_errors(self, self.params, self.config_error)
 
     @cached_property
     def store(self):
+        if not apps.is_installed("offload"):
+            from offload.checks import MISSING_APP_HINT
+
+            raise ImproperlyConfigured(f"TASKS[{self.alias!r}] uses Offload, but 'offload' is not "
+                                       f"in INSTALLED_APPS. {MISSING_APP_HINT}")
         return get_store(self.opts.DATABASE)
 
     def validate_task(self, task):
@@ -295,7 +319,7 @@ class OffloadBackend(BaseTaskBackend):
             pk = int(result_id)
         except (TypeError, ValueError):
             raise TaskResultDoesNotExist(result_id) from None
-        return TaskRow.objects.using(self.opts.DATABASE).filter(pk=pk, backend=self.alias)
+        return TaskRow.objects.using(self.store.db_alias).filter(pk=pk, backend=self.alias)
 
     def _to_result(self, row, result_id):
         if row is None:
@@ -316,6 +340,16 @@ class OffloadBackend(BaseTaskBackend):
 
     async def aget_result(self, result_id):
         return self._to_result(await self._rows(result_id).afirst(), result_id)
+
+
+def offload_backends():
+    """Aliases of the Offload backends in TASKS, in settings order, leaving out any whose
+    OPTIONS are invalid (``offload.E009`` reports those; using one raises)."""
+    from django.tasks import task_backends
+
+    return [alias for alias in task_backends.settings
+            if isinstance(task_backends[alias], OffloadBackend)
+            and task_backends[alias].config_error is None]
 
 
 def bulk_enqueue(task, calls, *, batch_size=BULK_BATCH):

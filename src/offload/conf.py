@@ -23,6 +23,12 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
 
+def did_you_mean(word, choices):
+    """`` Did you mean 'X'?`` for the closest of ``choices`` to a mistyped ``word``, or ""."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def parse_duration(value, *, name="duration"):
     """Seconds from ``30``, ``"30s"``, ``"15m"``, ``"7d"`` or a ``timedelta``."""
     if isinstance(value, timedelta):
@@ -74,10 +80,8 @@ class Options:
         values = {}
         for key, value in (raw or {}).items():
             if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                extra = f" Did you mean {hint[0]!r}?" if hint else ""
                 raise ImproperlyConfigured(
-                    f"TASKS[{alias!r}]['OPTIONS'] has an unknown key {key!r}.{extra} "
+                    f"TASKS[{alias!r}]['OPTIONS'] has an unknown key {key!r}.{did_you_mean(key, known)} "
                     f"Known keys: {', '.join(sorted(known))}."
                 )
             values[key] = value

@@ -1,7 +1,9 @@
 """Health endpoints for the web role, answered before anything else looks at the request.
 
-Put the middleware first in ``MIDDLEWARE``: probes often arrive without the public
-``Host`` header, and ``ALLOWED_HOSTS`` (or an SSL redirect) would turn them away::
+``offload run`` (the web role) answers them itself, before the project's application
+(see ``offload.web``). Under another WSGI/ASGI server, put the middleware first in
+``MIDDLEWARE``: probes often arrive without the public ``Host`` header, and
+``ALLOWED_HOSTS`` (or an SSL redirect) would turn them away::
 
     MIDDLEWARE = ["offload.health.HealthMiddleware", ...]
 
@@ -54,24 +56,41 @@ def readiness(db="default"):
     return True, "ok"
 
 
-class HealthMiddleware:
-    """Answers /healthz and /readyz; ``db`` is the database alias /readyz checks."""
+class Probe:
+    """The answers to /healthz and /readyz, for the middleware and for the web role's
+    WSGI wrapper (``offload.web``); ``db`` is the database alias /readyz checks."""
 
-    def __init__(self, get_response, db="default"):
-        self.get_response = get_response
+    PATHS = ("/healthz", "/readyz")
+
+    def __init__(self, db="default"):
         self.db = db
         self.ready = False  # once ready, only the database is checked again
 
+    def answer(self, path):
+        """``(status, content_type, body)`` for a probe path, else None."""
+        if path == "/healthz":
+            return 200, "text/plain", "ok\n"
+        if path != "/readyz":
+            return None
+        if self.ready:
+            ok = _database_answers(self.db)
+            reason = "ok" if ok else UNAVAILABLE
+        else:
+            ok, reason = readiness(self.db)
+            self.ready = ok
+        return 200 if ok else 503, "application/json", json.dumps({"ready": ok, "reason": reason})
+
+
+class HealthMiddleware:
+    """Answers /healthz and /readyz before the rest of the middleware; ``db`` is the
+    database alias /readyz checks."""
+
+    def __init__(self, get_response, db="default"):
+        self.get_response = get_response
+        self.probe = Probe(db)
+
     def __call__(self, request):
-        if request.path == "/healthz":
-            return HttpResponse("ok\n", content_type="text/plain")
-        if request.path == "/readyz":
-            if self.ready:
-                ok = _database_answers(self.db)
-                reason = "ok" if ok else UNAVAILABLE
-            else:
-                ok, reason = readiness(self.db)
-                self.ready = ok
-            body = json.dumps({"ready": ok, "reason": reason})
-            return HttpResponse(body, status=200 if ok else 503, content_type="application/json")
+        if request.path in Probe.PATHS:
+            status, content_type, body = self.probe.answer(request.path)
+            return HttpResponse(body, status=status, content_type=content_type)
         return self.get_response(request)

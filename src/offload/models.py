@@ -48,6 +48,7 @@ class TaskRow(models.Model):
     age_key = models.FloatField(null=True, blank=True)
 
     class Meta:
+        app_label = "offload"  # importable, and so diagnosable, without the app installed
         db_table = "offload_task"
         verbose_name = "task"
         indexes = [
@@ -112,6 +113,7 @@ class QueueState(models.Model):
     changed_at = models.DateTimeField()
 
     class Meta:
+        app_label = "offload"
         db_table = "offload_queue"
         constraints = [models.UniqueConstraint(fields=["backend", "queue_name"], name="offload_queue_unique")]
 
@@ -127,6 +129,7 @@ class Schedule(models.Model):
     last_run_at = models.DateTimeField()
 
     class Meta:
+        app_label = "offload"
         db_table = "offload_schedule"
         constraints = [models.UniqueConstraint(fields=["backend", "name"], name="offload_schedule_unique")]
 
@@ -152,6 +155,7 @@ class Server(models.Model):
     state = models.CharField(max_length=10, default=RUNNING)
 
     class Meta:
+        app_label = "offload"
         db_table = "offload_server"
         ordering = ["role", "release", "id"]
 
@@ -189,6 +193,7 @@ class TaskStat(models.Model):
     run_sum = models.FloatField(default=0.0)
 
     class Meta:
+        app_label = "offload"
         db_table = "offload_stat"
         verbose_name = "task statistic"
         constraints = [

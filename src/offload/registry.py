@@ -34,14 +34,12 @@ def databases():
     """Every database alias that holds Offload tasks, the default backend's first."""
     from django.tasks import task_backends
 
-    from offload.backend import OffloadBackend
+    from offload.backend import offload_backends
 
-    aliases = sorted(task_backends.settings, key=lambda alias: alias != "default")
     found = []
-    for alias in aliases:
-        backend = task_backends[alias]
-        if isinstance(backend, OffloadBackend) and backend.opts.DATABASE not in found:
-            found.append(backend.opts.DATABASE)
+    for alias in sorted(offload_backends(), key=lambda alias: alias != "default"):
+        if task_backends[alias].opts.DATABASE not in found:
+            found.append(task_backends[alias].opts.DATABASE)
     return found or ["default"]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from offload.conf import parse_duration
+from offload.conf import did_you_mean, parse_duration
 
 WEB, ASYNC, ALL = "web", "async", "all"
 _PROFILE_KEYS = {"backend", "queues", "processes", "threads", "reserve", "queue_limits", "grace"}
@@ -54,10 +54,16 @@ def profiles():
     for name, spec in declared.items():
         if name in (WEB, ALL):
             raise ValueError(f"OFFLOAD_PROFILES[{name!r}]: {name!r} is a built-in role, not a profile name.")
-        unknown = set(spec) - _PROFILE_KEYS
-        if unknown:
-            raise ValueError(f"OFFLOAD_PROFILES[{name!r}] has unknown keys {sorted(unknown)}; "
-                             f"allowed: {sorted(_PROFILE_KEYS)}.")
+        if not isinstance(spec, dict):
+            raise ValueError(f"OFFLOAD_PROFILES[{name!r}] = {spec!r}: a profile is a dict such as "
+                             "{'queues': ['reports'], 'threads': 2}.")
+        for key in sorted(set(spec) - _PROFILE_KEYS):
+            raise ValueError(f"OFFLOAD_PROFILES[{name!r}] has an unknown key {key!r}."
+                             f"{did_you_mean(key, _PROFILE_KEYS)} Allowed: {', '.join(sorted(_PROFILE_KEYS))}.")
+        queues = spec.get("queues", [])
+        if isinstance(queues, str) or not all(isinstance(q, str) and q for q in queues):
+            raise ValueError(f"OFFLOAD_PROFILES[{name!r}]['queues'] = {queues!r}: use a list of "
+                             "queue names, for example ['reports'].")
         spec = dict(spec)
         where = f"OFFLOAD_PROFILES[{name!r}]"
         for key in ("threads", "processes"):

@@ -18,13 +18,9 @@ they see every one; an object already loaded stays with the database it came fro
 def _task_databases():
     from django.tasks import task_backends
 
-    from offload.backend import OffloadBackend
+    from offload.backend import offload_backends
 
-    return [
-        task_backends[alias].opts.DATABASE
-        for alias in task_backends.settings
-        if isinstance(task_backends[alias], OffloadBackend)
-    ] or ["default"]
+    return [task_backends[alias].opts.DATABASE for alias in offload_backends()] or ["default"]
 
 
 class OffloadRouter:

@@ -13,7 +13,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.tasks import task_backends
 
-from offload.backend import OffloadBackend
+from offload.backend import offload_backends
 from offload.models import TaskRow
 from offload.results import decode_payload, resolve_task
 from offload.store.base import CHUNK, chunks, now
@@ -30,12 +30,6 @@ def may_view(user):
     """Whether ``user`` may see tasks (their arguments too): the view or the change
     permission of tasks, as in the admin."""
     return user.has_perm("offload.view_taskrow") or user.has_perm("offload.change_taskrow")
-
-
-def offload_backends():
-    """Aliases of the configured Offload backends, in settings order."""
-    return [alias for alias in task_backends.settings
-            if isinstance(task_backends[alias], OffloadBackend)]
 
 
 def _by_backend(pairs, db):

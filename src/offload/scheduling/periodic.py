@@ -12,6 +12,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
+from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
+
+from offload.conf import did_you_mean
 
 #: With missed="skip", an occurrence older than this when noticed is not enqueued.
 SKIP_AFTER = timedelta(minutes=1)
@@ -61,9 +64,22 @@ def parse_schedules(raw):
         if not isinstance(spec, dict) or "task" not in spec or "cron" not in spec:
             raise ValueError(f"{where} needs at least 'task' (a dotted path) and 'cron' "
                              "(for example '0 2 * * *').")
-        unknown = set(spec) - _KEYS
-        if unknown:
-            raise ValueError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}.")
+        for key in sorted(set(spec) - _KEYS):
+            raise ValueError(f"{where} has an unknown key {key!r}.{did_you_mean(key, _KEYS)} "
+                             f"Allowed: {', '.join(sorted(_KEYS))}.")
+        priority = spec.get("priority")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                     or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY):
+            raise ValueError(f"{where}: priority {priority!r} is not a whole number from "
+                             f"{TASK_MIN_PRIORITY} to {TASK_MAX_PRIORITY} (higher runs first).")
+        queue = spec.get("queue_name")
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ValueError(f"{where}: queue_name {queue!r} is not a queue name (a non-empty string).")
+        if not isinstance(spec.get("args", []), (list, tuple)):
+            raise ValueError(f"{where}: args must be a list, for example [42].")
+        kwargs = spec.get("kwargs", {})
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise ValueError(f"{where}: kwargs must be a dict with str keys, for example {{'days': 7}}.")
         if not croniter.is_valid(spec["cron"]):
             raise ValueError(f"{where}: {spec['cron']!r} is not a cron expression "
                              "(five fields: minute hour day month weekday).")
