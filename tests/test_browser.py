@@ -7,14 +7,15 @@ import pytest
 from django.contrib.auth.models import User
 
 from offload.models import TaskRow
+from offload.testing import run_until_empty
 from tests.conftest import wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
 
 
-def login(browser, live_server, username, password):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def login(browser, live_server, username, password, width=1400):
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(f"{live_server.url}/admin/login/?next=/offload/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
@@ -59,3 +60,76 @@ def test_non_staff_is_refused(browser, live_server):
     page = login(browser, live_server, "visitor", "pw")
     assert "/admin/login/" in page.url  # sent back to the login form
     assert page.get_by_role("button", name="Pause emails").count() == 0
+
+
+def test_the_throughput_chart_labels_its_axes_legibly(browser, live_server):
+    """At a laptop's 1366 px the chart shows a time label every 10 minutes and the task
+    counts, inside the chart and not over each other (it had no axis labels at all)."""
+    User.objects.create_superuser("ops", "ops@example.com", "pw")
+    for _ in range(3):
+        tasks.noop.enqueue()
+    run_until_empty()
+    page = login(browser, live_server, "ops", "pw", width=1366)
+    chart = page.locator("#throughput svg")
+    box = chart.bounding_box()
+    labels = [t.bounding_box() for t in chart.locator("text.x-tick").all()]
+    assert len(labels) == 7
+    for left, right in zip(labels, labels[1:]):
+        assert left["x"] + left["width"] < right["x"]  # no overlap
+    for label in labels + [t.bounding_box() for t in chart.locator("text.y-tick, text.axis-title").all()]:
+        assert box["x"] <= label["x"] and label["x"] + label["width"] <= box["x"] + box["width"]
+        assert box["y"] <= label["y"] and label["y"] + label["height"] <= box["y"] + box["height"]
+    assert chart.locator("text.y-tick").all_text_contents() == ["0", "2", "4"]
+    if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
+        page.locator("#throughput").screenshot(
+            path=os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], "throughput.png"))
+
+
+@pytest.fixture(scope="module")
+def backoffice(tmp_path_factory):
+    from tests.test_backoffice import BackOffice
+
+    server = BackOffice(tmp_path_factory.mktemp("backoffice"))
+    yield server
+    server.stop()
+
+
+def test_the_back_office_timeline_fits_its_card_at_1366_px(backoffice, browser, tmp_path):
+    """On a 1366 px laptop screen the task timeline's last column (the wait and run bars)
+    stuck out of its card once a task had retried (the error's dotted class path cannot
+    wrap) and waits were long ("168003.2 ms" did not wrap either)."""
+    import json
+
+    from tests.test_backoffice import PG, _scored
+
+    pk = _scored(backoffice, tmp_path, "Wide Screen Ltd")
+    # As after a backlog: every task waited 168 s; the credit check failed three times first.
+    shift = ("enqueued_at - interval '168 seconds'" if PG else
+             "strftime('%Y-%m-%d %H:%M:%f', enqueued_at, '-168 seconds')")
+    backoffice.sql(f"UPDATE offload_task SET enqueued_at = {shift} WHERE id IN "
+                   "(SELECT CAST(task_id AS INTEGER) FROM loans_tasklink WHERE application_id = ?)", pk)
+    error = {"exception_class_path": "loans.bureau.BureauUnavailable",
+             "traceback": "Traceback (most recent call last):\n  ...\nloans.bureau.BureauUnavailable: "
+                          "credit bureau: 503 Service Unavailable (try again later)\n"}
+    backoffice.sql("UPDATE offload_task SET errors = ?, attempts = 4 WHERE id IN (SELECT CAST(task_id AS "
+                   "INTEGER) FROM loans_tasklink WHERE application_id = ? AND name = 'check_credit')",
+                   json.dumps([error] * 3), pk)
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    page.goto(backoffice.url + "/accounts/login/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", "s3cret-pass")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{backoffice.url}/staff/")
+    page.goto(f"{backoffice.url}/staff/applications/{pk}/")
+    timeline = page.locator("#timeline")
+    assert timeline.locator(".error").count() == 3
+    card = page.locator(".card", has=timeline).bounding_box()
+    last_cells = timeline.locator("tr > :last-child")
+    assert last_cells.count() == 6  # the header and a row per task
+    for cell in last_cells.all():
+        box = cell.bounding_box()
+        assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card["width"], (box, card)
+    assert "2 min 48 s" in timeline.locator("tr", has_text="score_application").inner_text()  # waited
+    if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
+        page.locator(".card", has=timeline).screenshot(
+            path=os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], "timeline-1366.png"))

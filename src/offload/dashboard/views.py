@@ -89,8 +89,7 @@ def index(request):
     failures = [{"row": row, "error": row.last_error,
                  "payload": queries.clip(row.payload_head, row.payload_length)}
                 for row in queries.failures(backend)]
-    series = queries.throughput(backend)
-    peak = max([ok + failed for _, ok, failed in series] + [1])
+    chart = throughput_chart(queries.throughput(backend))
     return render(request, "offload/dashboard.html", {
         "backend": backend, "backends": actions.offload_backends(), "summary": summary,
         "may_change_tasks": request.user.has_perm(actions.PERMISSIONS["retry"]),
@@ -99,16 +98,47 @@ def index(request):
         "servers": sorted(servers.items()), "failures": failures,
         "waiting": queries.waiting(backend), "waits": queries.waits_by_band(backend),
         "schedules": queries.schedules(backend),
-        "bars": [_bar(i, minute, ok, failed, peak) for i, (minute, ok, failed) in enumerate(series)],
-        "peak": peak,
+        "chart": chart,
     })
 
 
-def _bar(i, minute, ok, failed, peak):
-    """One minute of the throughput chart: successful stacked under failed, 100 px high."""
-    ok_h, failed_h = ok * 100 / peak, failed * 100 / peak
-    return {"x": i * 10, "minute": minute, "n_ok": ok, "n_failed": failed,
-            "ok_y": 100 - ok_h, "ok_h": ok_h, "failed_y": 100 - ok_h - failed_h, "failed_h": failed_h}
+#: The throughput chart's plot area in SVG units: left edge, top, height; a bar per minute
+#: every BAR_STEP units. Room is left for the y labels and, below, the time labels.
+CHART_LEFT, CHART_TOP, CHART_HEIGHT, BAR_STEP = 44, 8, 100, 10
+
+
+def _nice_ceiling(peak):
+    """The smallest of 1, 2, 4, 6, 8, 10, 20, 40, ... that is at least ``peak`` (so the
+    middle grid line is a whole number)."""
+    scale = 1
+    while True:
+        for step in (1, 2, 4, 6, 8):
+            if step * scale >= peak:
+                return step * scale
+        scale *= 10
+
+
+def throughput_chart(series):
+    """The throughput chart's geometry from ``[(minute, successful, failed)]``: bars
+    (successful stacked under failed), y grid lines with their task counts, and a time
+    label every 10 minutes and at the current minute."""
+    peak = max([ok + failed for _, ok, failed in series] + [0])
+    top = _nice_ceiling(max(peak, 1))
+    base = CHART_TOP + CHART_HEIGHT
+
+    def y(count):
+        return base - count * CHART_HEIGHT / top
+
+    bars = [{"x": CHART_LEFT + i * BAR_STEP + 1, "minute": minute, "n_ok": ok, "n_failed": failed,
+             "ok_y": y(ok), "ok_h": base - y(ok), "failed_y": y(ok + failed), "failed_h": y(ok) - y(ok + failed)}
+            for i, (minute, ok, failed) in enumerate(series)]
+    last = len(series) - 1
+    x_ticks = [{"x": CHART_LEFT + i * BAR_STEP + BAR_STEP / 2, "minute": series[i][0],
+                "ago": last - i} for i in sorted({*range(0, last, 10), last}) if last >= 0]
+    y_ticks = [{"y": y(v), "value": v} for v in ((0, top // 2, top) if top > 1 else (0, 1))]
+    return {"bars": bars, "x_ticks": x_ticks, "y_ticks": y_ticks, "peak": peak,
+            "left": CHART_LEFT, "right": CHART_LEFT + len(series) * BAR_STEP, "top": CHART_TOP,
+            "base": base, "width": CHART_LEFT + len(series) * BAR_STEP + 24}
 
 
 @staff_member_required
