@@ -1,19 +1,25 @@
 # Two entry points: `make run` (the Back Office, web + async on SQLite) and `make test`.
 VENV := .venv
 PY := $(VENV)/bin/python
+# What running needs (requirements.lock); make test adds the test and lint tools.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench bench-priority bench-isolation faults clean
+.PHONY: run test venv bench bench-priority bench-isolation faults clean
 
-$(STAMP): requirements.lock pyproject.toml tools/package-lock.json
+$(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
-	@if command -v npm >/dev/null; then cd tools && npm ci --silent --no-audit --no-fund; \
-	else echo "npm not found: the workflow lint test will be skipped (required under CI=true)"; fi
 	@touch $(STAMP)
 
-venv: $(STAMP)
+$(DEV_STAMP): $(STAMP) requirements-dev.lock tools/package-lock.json
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.lock
+	@if command -v npm >/dev/null; then cd tools && npm ci --silent --no-audit --no-fund; \
+	else echo "npm not found: the workflow lint test will be skipped (required under CI=true)"; fi
+	@touch $(DEV_STAMP)
+
+venv: $(DEV_STAMP)
 
 run: $(STAMP)
 	cd backoffice && ../$(PY) manage.py offload release && ../$(PY) manage.py collectstatic --noinput -v0 \
@@ -22,7 +28,7 @@ run: $(STAMP)
 # The whole suite: once on an SQLite file, once on PostgreSQL.
 # Outside CI the PostgreSQL half is skipped (with a notice) when no server answers;
 # under CI=true it is required.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	scripts/run-tests
 
 bench: $(STAMP)
