@@ -13,6 +13,7 @@ the test creates and drops) in the PostgreSQL pass.
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,9 +40,14 @@ def venv(tmp_path_factory):
     """A fresh virtualenv with the wheel built from this checkout (pins from
     requirements.lock as constraints, so the versions are the tested ones)."""
     root = tmp_path_factory.mktemp("quickstart")
-    wheels = root / "wheels"
+    source, wheels = root / "source", root / "wheels"
+    # Built from a copy of what ships, so the build leaves nothing in the checkout.
+    shutil.copytree(ROOT / "src", source / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir",
-                    str(wheels), str(ROOT)], check=True, timeout=600)
+                    str(wheels), str(source)], check=True, timeout=600)
     [wheel] = wheels.glob("django_offload-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True, timeout=120)
     return root / "venv", wheel
