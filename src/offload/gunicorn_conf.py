@@ -1,12 +1,17 @@
 """Gunicorn configuration used by ``offload run`` for the web role.
 
 Registers the web server (the gunicorn master) in the server registry with its role
-and release, heartbeats it, and records it as stopped on exit. Bind address and
-worker count come from ``OFFLOAD_WEB_BIND`` and ``WEB_CONCURRENCY``.
+and release, heartbeats it, and records it as stopped on exit. If it cannot register
+(the database does not answer, does not exist, is not migrated), the master logs one
+line naming the fix and exits 1. Bind address and worker count come from
+``OFFLOAD_WEB_BIND`` and ``WEB_CONCURRENCY``. Example::
+
+    gunicorn -c python:offload.gunicorn_conf mysite.wsgi:application
 """
 
 import os
 import signal
+import sys
 import threading
 
 bind = os.environ.get("OFFLOAD_WEB_BIND", "127.0.0.1:8000")
@@ -28,7 +33,7 @@ def when_ready(server):
     import django
 
     django.setup()
-    from django.db import connections
+    from django.db import Error, connections
 
     from offload import registry
     from offload.roles import current_release
@@ -38,7 +43,15 @@ def when_ready(server):
     def register():
         registry.register(_name(), role="web", release=release, db=db, pid=os.getpid())
 
-    register()
+    try:
+        register()
+    except Error as exc:
+        # Gunicorn would print the traceback (some 80 lines) and exit 1; one line says it
+        # all. No worker is started yet, so leaving here leaves nothing behind.
+        from offload import dbcheck
+
+        server.log.error("offload: the web server cannot start: %s", dbcheck.explain(db, exc))
+        sys.exit(1)
     connections.close_all()  # the workers are forked after this: no shared connection
 
     def beat():

@@ -8,12 +8,14 @@ when tasks or old statistics are pruned. Include the view::
 
     path("offload/metrics", offload.metrics.view)
 
-and protect it with ``OFFLOAD_METRICS_TOKEN`` (scrapers send ``Authorization: Bearer
-<token>``); without the token only staff users with the permission
-``offload.view_taskrow`` may read it.
+and protect it with a token, ``OFFLOAD_METRICS_TOKEN``: the environment variable, or
+else the setting of that name (the environment wins, so each deploy sets its own);
+scrapers send ``Authorization: Bearer <token>``. Without the token only staff users
+with the permission ``offload.view_taskrow`` may read it.
 """
 
 import hmac
+import os
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseForbidden
@@ -76,12 +78,17 @@ class OffloadCollector:
         yield from (depth, oldest, finished, retries, waits, runs, servers)
 
 
+def token():
+    """``$OFFLOAD_METRICS_TOKEN`` if set and not empty, else ``settings.OFFLOAD_METRICS_TOKEN``."""
+    return os.environ.get("OFFLOAD_METRICS_TOKEN") or getattr(settings, "OFFLOAD_METRICS_TOKEN", None)
+
+
 def _allowed(request):
-    token = getattr(settings, "OFFLOAD_METRICS_TOKEN", None)
-    if token:
+    token_ = token()
+    if token_:
         scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
         # The scheme is case-insensitive (RFC 9110); the token alone is not accepted.
-        if scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode()):
+        if scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token_.encode()):
             return True
     user = getattr(request, "user", None)
     return bool(user and user.is_active and user.is_staff and may_view(user))

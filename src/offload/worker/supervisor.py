@@ -284,12 +284,14 @@ class Supervisor:
     # -- the server ------------------------------------------------------------------
 
     def _check_database(self):
-        from offload.health import readiness
+        """The database answers and every migration is applied; else one line, naming
+        the problem and the fix (``offload.dbcheck``), and False."""
+        from offload import dbcheck
 
-        ok, reason = readiness(self.backend.opts.DATABASE)
-        if not ok:
-            logger.error("cannot start: %s", reason)
-        return ok
+        problem = dbcheck.problem(self.backend.opts.DATABASE, migrations=dbcheck.ALL)
+        if problem:
+            logger.error("cannot start: %s", problem)
+        return problem is None
 
     def _register(self):
         from offload import registry

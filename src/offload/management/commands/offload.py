@@ -1,12 +1,20 @@
-"""``manage.py offload <command>``: thin argument parsing over Offload's parts.
+"""``manage.py offload <command>`` (or the ``offload`` console script): thin argument
+parsing over Offload's parts. ``offload --help`` lists the commands, ``offload COMMAND
+--help`` their flags; docs/cli.md is generated from this parser (``python -m
+offload.clidoc``). Example::
 
-    manage.py offload worker [--queues a,b] [--processes N] [--threads N] [--grace S] [--burst]
+    manage.py offload worker [--queues a,b] [--processes N] [--threads N] [--grace 30s] [--burst]
     manage.py offload prune --older-than 7d
     manage.py offload run            # the web role and the async server together (local use)
+
+A database that does not answer, does not exist or is not migrated is one line on
+stderr naming the fix (``offload.dbcheck``), for every command, and exit status 1.
 """
 
+import argparse
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -14,21 +22,36 @@ from django.core.management.base import BaseCommand, CommandError
 from django.tasks import task_backends
 from django.tasks.exceptions import InvalidTaskBackend
 
+from offload import dbcheck
 from offload.conf import parse_duration
 
 
 class Command(BaseCommand):
-    help = "Offload's async server and tools: worker, prune, run."
+    help = ("Offload: run the async server and the web role, and look after queues, tasks, "
+            "servers and releases.")
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND")
+        # The console script runs this command as "offload offload", python -m django as
+        # "__main__.py offload": say "offload worker ..." and "python -m django offload ...".
+        words = parser.prog.split()
+        if words[:2] == ["offload", "offload"]:
+            parser.prog = "offload"
+        elif words[:1] == ["__main__.py"]:
+            parser.prog = " ".join(["python -m django", *words[1:]])
+        parser.epilog = f"'{parser.prog} COMMAND --help' shows the flags of a command."
+        sub = parser.add_subparsers(dest="action", required=True, metavar="COMMAND", title="commands")
 
-        worker = sub.add_parser("worker", help="Run the async server (supervisor + worker processes).")
-        worker.add_argument("--backend", default="default", help="TASKS alias (default: %(default)s).")
+        def command(name, text):
+            return sub.add_parser(name, help=text, description=text)
+
+        worker = command("worker", "Run the async server (supervisor + worker processes).")
+        worker.add_argument("--backend", default="default",
+                            help="TASKS alias of an Offload backend (default: %(default)s).")
         worker.add_argument("--queues", help="Comma-separated queues (default: every queue the backend declares).")
         worker.add_argument("--processes", type=int, default=None, help="Worker processes (default: CPU count).")
         worker.add_argument("--threads", type=int, default=4, help="Task threads per process (default: %(default)s).")
-        worker.add_argument("--grace", default="30s", help="Time to finish in-flight tasks on SIGTERM (default: %(default)s).")
+        worker.add_argument("--grace", default="30s", metavar="DURATION",
+                            help="Time to finish in-flight tasks on SIGTERM: 30s, 2m; a bare number is seconds (default: %(default)s).")
         worker.add_argument("--burst", action="store_true", help="Exit 0 once no runnable task is left.")
         worker.add_argument("--reserve", metavar="SLOTS:PRIORITY",
                             help="Per process, keep SLOTS threads for tasks of at least PRIORITY (e.g. 2:50).")
@@ -36,36 +59,75 @@ class Command(BaseCommand):
                             help="At most N tasks of QUEUE at once in each process (repeatable).")
         worker.add_argument("--role", default="async", help="Role recorded in the server registry.")
 
-        for name, text in (("pause", "Stop every server from starting tasks of a queue."),
+        backend_help = "TASKS alias of an Offload backend (default: %(default)s)."
+        for name, text in (("pause", "Stop every server from starting tasks of a queue (they stay queued)."),
                            ("resume", "Let servers start tasks of a paused queue again.")):
-            cmd = sub.add_parser(name, help=text)
-            cmd.add_argument("queue")
-            cmd.add_argument("--backend", default="default")
-        queues = sub.add_parser("queues", help="List queues: ready, running, paused, limits.")
-        queues.add_argument("--backend", default="default")
+            cmd = command(name, text)
+            cmd.add_argument("queue", help=f"The queue to {name}, one of the backend's QUEUES.")
+            cmd.add_argument("--backend", default="default", help=backend_help)
+        queues = command("queues", "List queues: ready, running, paused or active, cluster limit.")
+        queues.add_argument("--backend", default="default", help=backend_help)
 
-        prune = sub.add_parser("prune", help="Delete finished tasks older than a given age.")
-        prune.add_argument("--backend", default="default")
-        prune.add_argument("--older-than", required=True, help="Age such as 7d, 12h, 30m.")
+        prune = command("prune", "Delete finished tasks older than an age.")
+        prune.add_argument("--backend", default="default", help=backend_help)
+        prune.add_argument("--older-than", required=True, metavar="AGE",
+                           help="Age with a unit: 7d, 12h, 30m or 90s (a bare number is refused).")
 
-        run = sub.add_parser("run", help="Start this process's role (OFFLOAD_ROLE): web, async, all or a profile.")
+        run = command("run", "Start this process's role (OFFLOAD_ROLE): web, async, all or a profile.")
         run.add_argument("--role", help="Override OFFLOAD_ROLE.")
         run.add_argument("--addr", default=None, help="Web bind address (default: OFFLOAD_WEB_BIND or 127.0.0.1:8000).")
 
-        servers = sub.add_parser("servers", help="List registered servers: role, release, heartbeat, state.")
+        servers = command("servers", "List registered servers: role, release, state, heartbeat age.")
         servers.add_argument("--all", action="store_true", help="Include stopped and dead servers.")
-        retire = sub.add_parser("retire", help="Tell every server of another release to finish its work and exit.")
-        retire.add_argument("--keep-release", required=True)
-        retire.add_argument("--role", help="Only servers of this role.")
-        sub.add_parser("release", help="Apply migrations once, under a lock (the deploy's release step).")
-        sub.add_parser("health", help="Exit 0 if this host's async server is running and heartbeating.")
-        status = sub.add_parser("status", help="Queues by priority band, servers and recent failures.")
-        status.add_argument("--backend", default="default")
+        retire = command("retire", "Tell every server of another release to finish its work and exit.")
+        retire.add_argument("--keep-release", required=True, metavar="RELEASE",
+                            help="The release that stays (OFFLOAD_RELEASE, or the git commit, of the new servers).")
+        retire.add_argument("--role", help="Only servers of this role (web, async or a profile).")
+        command("release", "Apply migrations once, under a lock (the deploy's release step).")
+        command("health", "Exit 0 if an async server on this host is running and heartbeating, else 1.")
+        status = command("status", "Queues by priority band, servers and recent failures.")
+        status.add_argument("--backend", default="default", help=backend_help)
         status.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
                             help="Refresh every SECONDS (default 2) until Ctrl-C.")
+        for cmd in sub.choices.values():
+            _accept_django_options(cmd)
 
     def handle(self, *args, action, **options):
-        return getattr(self, f"handle_{action}")(**options)
+        """Check the databases the command needs, then run it. A database error on the
+        way is explained in one line too (say it went away during ``status --watch``)."""
+        from django.db import Error
+
+        needs, any_one = self._databases(action, options)
+        if action not in ("worker", "run"):  # those check at start, however started
+            problems = [p for p in (dbcheck.problem(alias, migrations=m) for alias, m in needs) if p]
+            if problems and (len(problems) == len(needs) or not any_one):
+                raise CommandError(problems[0])
+        try:
+            return getattr(self, f"handle_{action}")(**options)
+        except Error as exc:
+            from django.db import connections
+
+            for alias, migrations in needs:
+                if connections[alias].in_atomic_block:
+                    break  # called inside a transaction (call_command): the error as it is
+                if problem := dbcheck.problem(alias, migrations=migrations):
+                    raise CommandError(problem) from exc
+            raise
+
+    def _databases(self, action, options):
+        """``([(alias, migrations)], any_one)``: the databases ``action`` uses; with
+        ``any_one``, the registry's: one that cannot be read is skipped (and logged) as
+        long as another can."""
+        from offload import registry
+
+        if action in ("servers", "retire", "health"):
+            return [(db, dbcheck.OFFLOAD) for db in registry.databases()], True
+        if action == "release":
+            return [("default", None)], False  # migrate creates what is missing
+        if action == "run":
+            return [(registry.home(), dbcheck.ALL)], False
+        migrations = dbcheck.ALL if action == "worker" else dbcheck.OFFLOAD
+        return [(self._backend(options["backend"]).opts.DATABASE, migrations)], False
 
     def _backend(self, alias):
         from offload.backend import OffloadBackend
@@ -86,6 +148,18 @@ class Command(BaseCommand):
             return parse_duration(value, name=flag)
         except ValueError as exc:
             raise CommandError(str(exc))
+
+    def _age(self, value, flag):
+        """Seconds from an age with its unit: ``prune --older-than 7`` once deleted what
+        finished more than 7 *seconds* ago, so a bare number is refused."""
+        forms = "7d (days), 12h (hours), 30m (minutes) or 90s (seconds)"
+        text = str(value).strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            raise CommandError(f"{flag} {text} has no unit: write {forms}.")
+        try:
+            return parse_duration(text, name=flag)
+        except ValueError:
+            raise CommandError(f"{flag} {value!r} is not a duration: write {forms}.") from None
 
     def _reserve(self, value, threads):
         from offload.roles import parse_reserve
@@ -135,9 +209,10 @@ class Command(BaseCommand):
         from offload.store.base import now
 
         tasks_backend = self._backend(backend)
-        seconds = self._duration(older_than, "--older-than")
-        deleted = tasks_backend.store.prune(backend=backend, before=now() - timedelta(seconds=seconds))
-        self.stdout.write(f"Deleted {deleted} finished task(s) older than {older_than}.")
+        before = now() - timedelta(seconds=self._age(older_than, "--older-than"))
+        deleted = tasks_backend.store.prune(backend=backend, before=before)
+        self.stdout.write(f"Deleted {deleted} finished task(s) older than {older_than.strip()} "
+                          f"(finished before {before:%Y-%m-%d %H:%M:%S} UTC).")
 
     def _set_paused(self, backend, queue, paused):
         from offload.store.base import now
@@ -250,8 +325,12 @@ class Command(BaseCommand):
         from django.core.management import call_command
         from django.db import connection
 
-        self.stdout.write("Release step: waiting for the migration lock")
-        with _migration_lock(connection):
+        def waiting():
+            self.stdout.write("Release step: waiting for the migration lock "
+                              "(another release step holds it)")
+            self.stdout.flush()
+
+        with _migration_lock(connection, on_wait=waiting):
             call_command("migrate", interactive=False, verbosity=1, stdout=self.stdout)
         self.stdout.write("Release step done: every migration is applied.")
 
@@ -294,6 +373,22 @@ class Command(BaseCommand):
         self.stdout.write(f"healthy: {server.id} ({server.role}, release {server.release}{state})")
 
 
+#: Django's own options (``--settings`` ...) go before the command; these copies let them
+#: come after it too (``offload worker --settings mysite.settings``). SUPPRESS: a copy
+#: not given leaves the value parsed before the command alone.
+_DJANGO_OPTIONS = ((("-v", "--verbosity"), {"type": int, "choices": [0, 1, 2, 3]}),
+                   (("--settings",), {}), (("--pythonpath",), {}),
+                   (("--traceback",), {"action": "store_true"}),
+                   (("--no-color",), {"action": "store_true"}),
+                   (("--force-color",), {"action": "store_true"}),
+                   (("--skip-checks",), {"action": "store_true"}))
+
+
+def _accept_django_options(parser):
+    for flags, kwargs in _DJANGO_OPTIONS:
+        parser.add_argument(*flags, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
 def _status_view(backend):
     from rich.console import Group
     from rich.table import Table
@@ -325,24 +420,39 @@ def _status_view(backend):
 
 class _migration_lock:
     """PostgreSQL: a session advisory lock. SQLite: an exclusive lock on a file beside
-    the database (one machine shares an SQLite file)."""
+    the database (one machine shares an SQLite file). Tried without waiting first:
+    ``on_wait()`` is called only when another process holds it."""
 
     KEY = 0x0FF10AD  # any constant; the same in every release
 
-    def __init__(self, connection):
+    def __init__(self, connection, on_wait=lambda: None):
         self.connection = connection
+        self.on_wait = on_wait
         self.file = None
 
     def __enter__(self):
+        if not self._take(block=False):
+            self.on_wait()
+            self._take(block=True)
+        return self
+
+    def _take(self, block):
         if self.connection.vendor == "postgresql":
             with self.connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s)", [self.KEY])
-        else:
-            import fcntl
+                if block:
+                    cursor.execute("SELECT pg_advisory_lock(%s)", [self.KEY])
+                    return True
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.KEY])
+                return cursor.fetchone()[0]
+        import fcntl
 
+        if self.file is None:
             self.file = open(f"{self.connection.settings_dict['NAME']}.release-lock", "w")
-            fcntl.flock(self.file, fcntl.LOCK_EX)
-        return self
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
 
     def __exit__(self, *exc):
         if self.file is not None:
