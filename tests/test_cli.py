@@ -135,12 +135,15 @@ def test_the_web_role_that_cannot_register_exits_with_one_error_line(empty_datab
 # -- item 6: prune needs a unit -------------------------------------------------------------
 
 @pytest.mark.django_db
-def test_prune_refuses_a_bare_number_and_shows_the_forms():
+def test_prune_refuses_a_bare_number_and_shows_the_forms(missing_database):
     with pytest.raises(CommandError) as raised:
         call_command("offload", "prune", "--older-than", "7")
     message = str(raised.value)
     assert message.startswith("--older-than 7 has no unit")
     assert all(form in message for form in ("7d", "12h", "30m", "90s"))
+    # the flag is checked first: the same line without a database
+    proc = offload("prune", "--older-than", "7", env={"OFFLOAD_DB_NAME": missing_database})
+    assert one_line(proc) == f"CommandError: {message}"
 
 
 @pytest.mark.django_db

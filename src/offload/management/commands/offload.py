@@ -97,6 +97,8 @@ class Command(BaseCommand):
         way is explained in one line too (say it went away during ``status --watch``)."""
         from django.db import Error
 
+        if action == "prune":  # a bad flag is reported before a database problem
+            self._age(options["older_than"], "--older-than")
         needs, any_one = self._databases(action, options)
         if action not in ("worker", "run"):  # those check at start, however started
             problems = [p for p in (dbcheck.problem(alias, migrations=m) for alias, m in needs) if p]
