@@ -232,3 +232,13 @@ TASKS["periodic"]["OPTIONS"]["PERIODIC"]["tick"]["priority"] = 500
 """)
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
     assert "offload.E009" in done.stderr and "PERIODIC['tick']: priority 500" in done.stderr
+
+
+def test_the_console_script_without_the_app_names_the_missing_line(tmp_path):
+    """manage.py would say "Unknown command: 'offload'"; the console script says why."""
+    (tmp_path / "case_settings.py").write_text(NO_APP_SETTINGS)
+    done = subprocess.run([sys.executable, "-c", "from offload.cli import main; raise SystemExit(main(['status']))"],
+                          env=worker_env(DJANGO_SETTINGS_MODULE="case_settings", PYTHONPATH=f"{tmp_path}:{ROOT}"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "'offload' is not in INSTALLED_APPS of case_settings" in done.stderr

@@ -36,7 +36,25 @@ def main(argv=None):
         )
         return 2
     sys.path.insert(0, os.getcwd())
+    if os.environ.get("DJANGO_SETTINGS_MODULE") and (problem := _not_installed()):
+        sys.stderr.write(f"offload: {problem}\n")
+        return 1
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(["offload", "offload", *argv])
     return 0
+
+
+def _not_installed():
+    """Why the ``offload`` command cannot exist in these settings (Django would say
+    "Unknown command: 'offload'"), or None."""
+    import django
+    from django.apps import apps
+    from django.conf import settings
+
+    django.setup()
+    if apps.is_installed("offload"):
+        return None
+    from offload.checks import MISSING_APP_HINT
+
+    return f"'offload' is not in INSTALLED_APPS of {settings.SETTINGS_MODULE}. {MISSING_APP_HINT}"
