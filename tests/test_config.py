@@ -242,3 +242,11 @@ def test_the_console_script_without_the_app_names_the_missing_line(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
     assert "'offload' is not in INSTALLED_APPS of case_settings" in done.stderr
+
+
+def test_did_you_mean():
+    from offload.conf import did_you_mean
+
+    assert did_you_mean("QUEUE", ["BACKEND", "QUEUES", "OPTIONS"]) == " Did you mean 'QUEUES'?"
+    assert did_you_mean("LEASE", ["LEASE_SECONDS", "RETAIN"]) == " Did you mean 'LEASE_SECONDS'?"
+    assert did_you_mean("zzz", ["LEASE_SECONDS", "RETAIN"]) == ""

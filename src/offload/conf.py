@@ -25,7 +25,10 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None
 
 def did_you_mean(word, choices):
     """`` Did you mean 'X'?`` for the closest of ``choices`` to a mistyped ``word``, or ""."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    choices = sorted(str(c) for c in choices)
+    word = str(word)
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6) or [
+        c for c in choices if len(word) >= 3 and c.upper().startswith(word.upper())][:1]
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
