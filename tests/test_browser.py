@@ -104,15 +104,16 @@ def test_the_back_office_timeline_fits_its_card_at_1366_px(backoffice, browser, 
 
     pk = _scored(backoffice, tmp_path, "Wide Screen Ltd")
     # As after a backlog: every task waited 168 s; the credit check failed three times first.
+    # (RETURNING: the helper fetches rows, on PostgreSQL only from a statement that has some.)
     shift = ("enqueued_at - interval '168 seconds'" if PG else
              "strftime('%Y-%m-%d %H:%M:%f', enqueued_at, '-168 seconds')")
     backoffice.sql(f"UPDATE offload_task SET enqueued_at = {shift} WHERE id IN "
-                   "(SELECT CAST(task_id AS INTEGER) FROM loans_tasklink WHERE application_id = ?)", pk)
+                   "(SELECT CAST(task_id AS INTEGER) FROM loans_tasklink WHERE application_id = ?) RETURNING id", pk)
     error = {"exception_class_path": "loans.bureau.BureauUnavailable",
              "traceback": "Traceback (most recent call last):\n  ...\nloans.bureau.BureauUnavailable: "
                           "credit bureau: 503 Service Unavailable (try again later)\n"}
     backoffice.sql("UPDATE offload_task SET errors = ?, attempts = 4 WHERE id IN (SELECT CAST(task_id AS "
-                   "INTEGER) FROM loans_tasklink WHERE application_id = ? AND name = 'check_credit')",
+                   "INTEGER) FROM loans_tasklink WHERE application_id = ? AND name = 'check_credit') RETURNING id",
                    json.dumps([error] * 3), pk)
     page = browser.new_page(viewport={"width": 1366, "height": 900})
     page.goto(backoffice.url + "/accounts/login/")

@@ -1,0 +1,1 @@
+"""``myapp`` of docs/testing.md: the guide's examples run against this package."""
