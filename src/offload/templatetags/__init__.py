@@ -1,0 +1,2 @@
+"""Offload's template filters: ``{% load offload_format %}`` then ``{{ seconds|duration }}``
+(see ``offload_format``)."""
