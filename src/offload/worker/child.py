@@ -72,7 +72,10 @@ def main():
     django.setup()
     from django.tasks import task_backends
 
+    from offload.logs import configure
     from offload.worker.loop import Loop
+
+    configure()  # the server process's log format (see offload.logs)
 
     if task_backends[spec["alias"]].store.engine == "postgres":
         _name_connections(spec["worker_id"])

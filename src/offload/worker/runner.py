@@ -127,8 +127,10 @@ class Runner:
                 cap=self.option(task, "retry_backoff_max", "RETRY_BACKOFF_MAX"),
                 jitter=self.option(task, "retry_jitter", "RETRY_JITTER"),
             )
+            # Its traceback here: no task_finished (nor Django's log line) for an attempt.
             logger.warning("Task id=%s path=%s failed (attempt %d of %d); retrying in %.1fs",
-                           claimed.id, claimed.task_path, len(errors), max_attempts, delay)
+                           claimed.id, claimed.task_path, len(errors), max_attempts, delay,
+                           exc_info=exc)
             status, finished, available = TaskResultStatus.READY, None, at + timedelta(seconds=delay)
         else:
             status, finished, available = TaskResultStatus.FAILED, at, None

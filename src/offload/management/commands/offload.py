@@ -6,13 +6,13 @@ offload.clidoc``). Example::
     manage.py offload worker [--queues a,b] [--processes N] [--threads N] [--grace 30s] [--burst]
     manage.py offload prune --older-than 7d
     manage.py offload run            # the web role and the async server together (local use)
+    manage.py offload worker --reload  # restart on code changes (the default under DEBUG)
 
 A database that does not answer, does not exist or is not migrated is one line on
 stderr naming the fix (``offload.dbcheck``), for every command, and exit status 1.
 """
 
 import argparse
-import logging
 import os
 import re
 import subprocess
@@ -24,6 +24,7 @@ from django.tasks.exceptions import InvalidTaskBackend
 
 from offload import dbcheck
 from offload.conf import parse_duration
+from offload.worker import reload as devloop
 
 
 class Command(BaseCommand):
@@ -58,6 +59,7 @@ class Command(BaseCommand):
         worker.add_argument("--queue-limit", metavar="QUEUE=N", action="append", default=[],
                             help="At most N tasks of QUEUE at once in each process (repeatable).")
         worker.add_argument("--role", default="async", help="Role recorded in the server registry.")
+        _reload_flags(worker, "; not with --burst")
 
         backend_help = "TASKS alias of an Offload backend (default: %(default)s)."
         for name, text in (("pause", "Stop every server from starting tasks of a queue (they stay queued)."),
@@ -76,6 +78,7 @@ class Command(BaseCommand):
         run = command("run", "Start this process's role (OFFLOAD_ROLE): web, async, all or a profile.")
         run.add_argument("--role", help="Override OFFLOAD_ROLE.")
         run.add_argument("--addr", default=None, help="Web bind address (default: OFFLOAD_WEB_BIND or 127.0.0.1:8000).")
+        _reload_flags(run, "; roles all and async: the web role never reloads, use runserver")
 
         servers = command("servers", "List registered servers: role, release, state, heartbeat age.")
         servers.add_argument("--all", action="store_true", help="Include stopped and dead servers.")
@@ -183,7 +186,7 @@ class Command(BaseCommand):
         return limits
 
     def handle_worker(self, *, backend, queues, processes, threads, grace, burst, reserve,
-                      queue_limit, role, **_):
+                      queue_limit, role, reload, **_):
         from offload.worker.supervisor import Supervisor
 
         tasks_backend = self._backend(backend)
@@ -196,12 +199,15 @@ class Command(BaseCommand):
             )
         if threads < 1 or (processes is not None and processes < 1):
             raise CommandError("--processes and --threads must be at least 1.")
+        options = dict(grace=self._duration(grace, "--grace"), reserve=self._reserve(reserve, threads),
+                       queue_limits=self._limits(queue_limit))
         self._logging()
+        reloading = self._reloading(reload, burst)
+        if reloading and not devloop.is_child():  # this process only restarts the one that serves
+            sys.exit(devloop.restart_loop(self._why(reload)))
         supervisor = Supervisor(backend, queues=chosen, processes=processes, threads=threads,
-                                grace=self._duration(grace, "--grace"), burst=burst,
-                                reserve=self._reserve(reserve, threads),
-                                queue_limits=self._limits(queue_limit), role=role)
-        code = supervisor.run()
+                                burst=burst, role=role, **options)
+        code = devloop.serve(supervisor) if reloading else supervisor.run()
         if code:
             sys.exit(code)
 
@@ -250,17 +256,26 @@ class Command(BaseCommand):
             self.stdout.write(f"{queue:<20}{ready:>8}{running:>9}  {state:<8} "
                               f"{limits.get(queue, '-')}")
 
-    def handle_run(self, *, role, addr, **_):
-        """Start what OFFLOAD_ROLE says: gunicorn (web), the async server, or both (all)."""
+    def handle_run(self, *, role, addr, reload, **_):
+        """Start what OFFLOAD_ROLE says: gunicorn (web), the async server, or both (all).
+        Under ``--reload`` (DEBUG's default) a code change restarts all of it, web included."""
         from offload import roles
 
         try:
             kind, profile = roles.resolve(role)
         except ValueError as exc:
             raise CommandError(str(exc))
+        if kind == roles.WEB and reload:
+            raise CommandError("--reload: the web role runs gunicorn, which offload run does "
+                               "not restart; in development use manage.py runserver (it "
+                               "reloads) or OFFLOAD_ROLE=all.")
+        reloading = kind != roles.WEB and self._reloading(reload)
         if addr:
             os.environ["OFFLOAD_WEB_BIND"] = addr
         os.environ.setdefault("OFFLOAD_ROLE", role or roles.role_name())
+        if reloading and not devloop.is_child():  # this process only restarts the one that serves
+            self._logging()
+            sys.exit(devloop.restart_loop(self._why(reload)))
         web = None
         if kind in (roles.WEB, roles.ALL):
             web = self._gunicorn(exec_=kind == roles.WEB)
@@ -275,7 +290,7 @@ class Command(BaseCommand):
                                     grace=profile.grace, reserve=profile.reserve,
                                     queue_limits=profile.queue_limits, role=profile.name,
                                     companions=[web] if web else [])
-            code = supervisor.run()
+            code = devloop.serve(supervisor) if reloading else supervisor.run()
         finally:
             if web is not None and web.poll() is None:  # never leave gunicorn orphaned
                 web.terminate()
@@ -303,8 +318,23 @@ class Command(BaseCommand):
         return subprocess.Popen(argv)
 
     def _logging(self):
-        if not logging.getLogger("offload").handlers and not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        """One format for Offload's and Django's task lines where the project's LOGGING
+        does not configure them (see offload.logs); worker processes do the same."""
+        from offload.logs import configure
+
+        configure()
+
+    def _reloading(self, reload, burst=False):
+        """--reload / --noreload, else on when settings.DEBUG is True (not with --burst)."""
+        from django.conf import settings
+
+        if reload and burst:
+            raise CommandError("--reload and --burst: --burst exits once the queue is empty, "
+                               "--reload keeps restarting the server; drop one of them.")
+        return settings.DEBUG and not burst if reload is None else reload
+
+    def _why(self, reload):
+        return " (on because settings.DEBUG is True)" if reload is None else ""
 
     def handle_servers(self, *, all, **_):
         from offload.dashboard import queries
@@ -386,6 +416,16 @@ _DJANGO_OPTIONS = ((("-v", "--verbosity"), {"type": int, "choices": [0, 1, 2, 3]
                    (("--skip-checks",), {"action": "store_true"}))
 
 
+def _reload_flags(parser, note):
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--reload", action="store_true", default=None,
+                       help="Restart when code changes, with Django's autoreloader: the server "
+                            "drains as on SIGTERM, then starts with the new code (default: on "
+                            f"when settings.DEBUG is True, like runserver{note}).")
+    group.add_argument("--noreload", dest="reload", action="store_false", default=None,
+                       help="Never restart on code changes.")
+
+
 def _accept_django_options(parser):
     for flags, kwargs in _DJANGO_OPTIONS:
         parser.add_argument(*flags, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
@@ -396,6 +436,7 @@ def _status_view(backend):
     from rich.table import Table
 
     from offload.dashboard import queries
+    from offload.templatetags.offload_format import format_duration
 
     queues = Table(title=f"Queues ({backend})", expand=False)
     for col in ("queue", "band", "ready", "scheduled", "running", "failed", "oldest wait", "state"):
@@ -404,13 +445,13 @@ def _status_view(backend):
         wait = row["oldest_wait_s"]
         queues.add_row(row["queue"], row["band"], str(row["ready"]), str(row["scheduled"]),
                        str(row["running"]), str(row["failed"]),
-                       "-" if wait is None else f"{wait:.1f}s",
+                       "-" if wait is None else format_duration(wait),
                        "[yellow]paused[/]" if row["paused"] else "active")
     servers = Table(title="Servers")
     for col in ("server", "role", "release", "state", "heartbeat"):
         servers.add_column(col)
     for s in queries.servers():
-        servers.add_row(s["id"], s["role"], s["release"], s["state"], f"{s['heartbeat_age_s']:.0f}s ago")
+        servers.add_row(s["id"], s["role"], s["release"], s["state"], f"{format_duration(s['heartbeat_age_s'])} ago")
     failed = Table(title="Recent failures")
     for col in ("id", "task", "finished", "error"):
         failed.add_column(col)
