@@ -128,6 +128,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"offload": {"handlers": ["console"], "level": "INFO"},
-                # Django logs every task's state change at INFO; Offload logs failures.
-                "django.tasks": {"level": "WARNING"}},
+                # Django logs every task's state change at INFO, failures (with their
+                # traceback) at ERROR: keep those, in the same format.
+                "django.tasks": {"handlers": ["console"], "level": "WARNING", "propagate": False}},
 }

@@ -303,12 +303,12 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def _gunicorn(self, exec_):
-        """Start gunicorn on the project's WSGI application; exec it for the web role."""
+        """Start gunicorn on the project's WSGI application, with the role's probes and
+        static files (``offload.web``); exec it for the web role."""
         from django.conf import settings
 
-        module, _, attr = settings.WSGI_APPLICATION.rpartition(".")
         argv = [sys.executable, "-m", "gunicorn", "-c", "python:offload.gunicorn_conf",
-                f"{module}:{attr}"]
+                "offload.web:application"]
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)
         # The web role's drain budget, declared once in settings (see deploy/render.py).
         os.environ.setdefault("OFFLOAD_WEB_GRACE", str(getattr(settings, "OFFLOAD_WEB_GRACE", 20)))
