@@ -199,7 +199,7 @@ def test_schedule_validation():
         parse_schedules({"x": {"task": "a.b", "cron": "every day"}})
     with pytest.raises(ValueError, match="timezone"):
         parse_schedules({"x": {"task": "a.b", "cron": "0 2 * * *", "timezone": "Mars/Base"}})
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key 'every'"):
         parse_schedules({"x": {"task": "a.b", "cron": "0 2 * * *", "every": 1}})
 
 

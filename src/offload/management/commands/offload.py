@@ -100,8 +100,11 @@ class Command(BaseCommand):
         way is explained in one line too (say it went away during ``status --watch``)."""
         from django.db import Error
 
-        if action == "prune":  # a bad flag is reported before a database problem
+        # A bad argument is reported before a database problem.
+        if action == "prune":
             self._age(options["older_than"], "--older-than")
+        if action in ("pause", "resume"):
+            self._declared(options["backend"], options["queue"])
         needs, any_one = self._databases(action, options)
         if action not in ("worker", "run"):  # those check at start, however started
             problems = [p for p in (dbcheck.problem(alias, migrations=m) for alias, m in needs) if p]
@@ -222,13 +225,20 @@ class Command(BaseCommand):
         self.stdout.write(f"Deleted {deleted} finished task(s) older than {older_than.strip()} "
                           f"(finished before {before:%Y-%m-%d %H:%M:%S} UTC).")
 
-    def _set_paused(self, backend, queue, paused):
-        from offload.store.base import now
+    def _declared(self, backend, queue):
+        """The backend, if it declares ``queue`` (or takes any queue)."""
+        from offload.conf import did_you_mean
 
         tasks_backend = self._backend(backend)
         if tasks_backend.queues and queue not in tasks_backend.queues:
             raise CommandError(f"{queue!r} is not one of TASKS[{backend!r}]['QUEUES']: "
-                               f"{', '.join(sorted(tasks_backend.queues))}.")
+                               f"{', '.join(sorted(tasks_backend.queues))}.{did_you_mean(queue, tasks_backend.queues)}")
+        return tasks_backend
+
+    def _set_paused(self, backend, queue, paused):
+        from offload.store.base import now
+
+        tasks_backend = self._declared(backend, queue)
         tasks_backend.store.pause(backend=backend, queue=queue, paused=paused, now=now())
         self.stdout.write(f"Queue {queue!r} {'paused' if paused else 'resumed'}: "
                           f"{'no server starts its tasks; they stay queued' if paused else 'servers take its tasks again'}.")
