@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test venv bench bench-priority bench-isolation faults clean
+.PHONY: run test venv image bench bench-priority bench-isolation faults clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $$(scripts/find-python) -m venv $(VENV)
@@ -30,6 +30,11 @@ run: $(STAMP)
 # under CI=true it is required.
 test: $(DEV_STAMP)
 	scripts/run-tests
+
+# The one image of every role, with docker, podman or buildah (IMAGE, BASE, BUILDER:
+# see deploy/build-image; docs/deployment.md).
+image:
+	deploy/build-image
 
 bench: $(STAMP)
 	$(PY) bench/run.py

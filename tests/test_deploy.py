@@ -111,6 +111,8 @@ def test_pipeline_approves_once_and_deploys_one_digest():
         text = json.dumps(jobs[name])
         assert "needs.build.outputs.digest" in text and "build-push" not in text
     assert set(jobs["retire"]["needs"]) == {"deploy-web", "deploy-async"}
+    # CI builds the image with the step the image test runs (tests/test_image.py).
+    assert [s.get("run") for s in jobs["build"]["steps"] if "make image" in s.get("run", "")] == ["make image"]
     assert jobs["smoke"]["needs"] == "retire"
 
 
