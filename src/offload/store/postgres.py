@@ -195,3 +195,9 @@ class PostgresStore(Store):
         params.pop("server_side_binding", None)
         params.pop("prepare_threshold", None)
         return params
+
+    def wakeups(self, backend, name):
+        """How a worker learns of new work: LISTEN/NOTIFY (store/wakeups.py)."""
+        from offload.store.wakeups import Listen
+
+        return Listen(self, backend, name)

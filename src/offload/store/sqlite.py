@@ -36,6 +36,12 @@ class SqliteStore(Store):
             cursor.execute("PRAGMA data_version")
             return cursor.fetchone()[0]
 
+    def wakeups(self, backend, name):
+        """How a worker learns of new work: ``data_version`` (store/wakeups.py)."""
+        from offload.store.wakeups import DataVersion
+
+        return DataVersion(self)
+
     def _insert(self, backend, rows, *, now, age_rate):
         inserted = []
         step = _MAX_PARAMS // 8

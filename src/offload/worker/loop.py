@@ -1,18 +1,22 @@
-"""One worker process: a claim loop in the main thread feeding task threads.
+"""One worker process: a claim loop in the main thread feeding an executor.
 
-The loop claims at most as many tasks as it has idle threads (never more, so a task
-claimed here never waits behind another one locally: priority order holds), hands
-them to the threads, and records their outcomes in one statement per batch. It wakes
-on a finished task, on a NOTIFY (PostgreSQL) or a changed ``data_version`` (SQLite),
-and otherwise polls every ``POLL_SECONDS``. Example::
+Each round is *plan → claim → dispatch → record*: the planner (``worker/planner.py``)
+says which claims the free slots allow, the loop makes them (recording the outcomes
+reported since the last round in the same statement), hands what it got to the
+executor (``worker/executor.py``: one thread per slot), and returns how long to wait
+before the next round. It claims at most as many tasks as it has free slots, so a task
+claimed here never waits behind another one locally: priority order holds. It wakes on
+a finished task, on news from the store's wake-up source (NOTIFY on PostgreSQL, a
+changed ``data_version`` on SQLite: ``store/wakeups.py``), and otherwise polls every
+``POLL_SECONDS``. Example::
 
     code = Loop(backend, queues=["default"], threads=4, worker_id="host-1").run()
 """
 
+import enum
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections import Counter
@@ -21,9 +25,12 @@ from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import TaskResultStatus
 
 from offload.exceptions import TaskTimeout
+from offload.results import error_entry
 from offload.stats import observe
 from offload.store.base import now
-from offload.results import error_entry
+from offload.worker import planner
+from offload.worker.executor import ThreadExecutor
+from offload.worker.planner import GENERAL, RESERVED, limits_for
 from offload.worker.runner import Runner, send_finished
 
 logger = logging.getLogger("offload.worker")
@@ -33,11 +40,50 @@ EXIT_REPLACE = 75
 _FINAL = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 _DB_ERRORS = (DatabaseError, InterfaceError)
 
+__all__ = ["EXIT_REPLACE", "Lifecycle", "Loop"]
 
-def limits_for(queues, local, cluster):
-    """``{queue: (local_max, cluster_max)}`` for the limited queues among ``queues``."""
-    names = (set(local) | set(cluster)) & set(queues) if queues else set(local) | set(cluster)
-    return {q: (local.get(q), cluster.get(q)) for q in sorted(names)}
+
+class Lifecycle(enum.Enum):
+    """Where a worker process is in its life. Only RUNNING claims; the others finish
+    (DRAINING, REPLACING: until nothing runs or the grace ends) or stop at once."""
+
+    RUNNING = "running"
+    #: Asked to stop (SIGTERM, the supervisor gone): finish in-flight tasks, exit 0.
+    DRAINING = "draining"
+    #: A task overran its timeout: finish the others, exit EXIT_REPLACE.
+    REPLACING = "replacing"
+    #: Asked to stop now (the grace is over): record what is done, hand back the rest.
+    STOPPING_NOW = "stopping now"
+
+    def next(self, event):
+        """The state after ``event`` ("drain", "now" or "replace"): stopping now wins,
+        a requested drain outranks a replacement (the process is not replaced, it stops)."""
+        if event == "now" or self is Lifecycle.STOPPING_NOW:
+            return Lifecycle.STOPPING_NOW
+        if event == "drain":
+            return Lifecycle.DRAINING
+        return Lifecycle.REPLACING if self is Lifecycle.RUNNING else self
+
+
+class _Pace:
+    """When the loop claims: when more work is likely (the last claim filled every free
+    slot, news from the wake-up source, a retry just recorded), when the poll is due, or
+    in burst mode to see whether anything is left."""
+
+    def __init__(self):
+        self.maybe_more = True
+        self.last_claim = 0.0
+        self.idle = 0.002  # SQLite's idle poll: 2 ms, doubling up to 10 ms
+
+    def due(self, mono, poll, burst_idle):
+        return self.maybe_more or mono - self.last_claim >= poll or burst_idle
+
+    def claimed(self, count):
+        if count:
+            self.idle = 0.002
+
+    def slept(self):
+        self.idle = min(self.idle * 2, 0.01)
 
 
 class Loop:
@@ -48,31 +94,32 @@ class Loop:
         self.opts = backend.opts
         self.queues = sorted(queues)
         self.threads = threads
-        #: (slots, min_priority): slots that only tasks of at least that priority may use.
-        self.reserve = reserve or (0, 100)
-        if self.reserve[0] >= threads:
-            raise ValueError(f"reserve of {self.reserve[0]} slots needs more than {threads} threads")
-        #: queue -> (limit on this server or None, limit across the cluster or None)
-        self.limited = limits_for(self.queues, queue_limits or {}, self.opts.QUEUE_LIMITS)
-        self.slot_of = {}  # task id -> "reserved" | "general"
+        reserve = reserve or (0, 100)
+        if reserve[0] >= threads:
+            raise ValueError(f"reserve of {reserve[0]} slots needs more than {threads} threads")
+        self.rules = planner.Rules(queues=tuple(self.queues), reserve=reserve,
+                                   limited=limits_for(self.queues, queue_limits or {},
+                                                      self.opts.QUEUE_LIMITS))
         #: The registered server this process belongs to: the release fence.
         self.server = server
         self.worker_id = worker_id
         self.grace = grace
         self.burst = burst
         self.runner = Runner(backend, worker_id)
+        self.executor = ThreadExecutor(threads, execute=self._execute, finished=self._report)
+        self.wakeups = self.store.wakeups(backend.alias, worker_id)
+        self.pace = _Pace()
         self.wake = threading.Event()
-        self.lock = threading.Lock()  # guards done, deadlines, abandoned
-        self.todo = queue.SimpleQueue()
+        # Shared with the executor's threads, under the lock: done, deadlines, abandoned.
+        # The loop's own (main thread only): inflight, slot_of, pace, lifecycle's deadline.
+        self.lock = threading.Lock()
         self.done = []  # (outcome, result) reported by task threads
-        self.inflight = {}  # id -> Claimed, until its outcome is recorded
         self.deadlines = {}  # id -> (monotonic deadline, claimed, task, result)
         self.abandoned = set()  # ids whose thread overran its timeout
-        self.stop_mode = None  # None | "drain" | "now"
-        self.stop_at = None
-        self.replace = False
-        self.maybe_more = True
-        self.notices = 0  # NOTIFYs received (PostgreSQL)
+        self.inflight = {}  # id -> Claimed, until its outcome is recorded
+        self.slot_of = {}  # id -> GENERAL | RESERVED
+        self.lifecycle = Lifecycle.RUNNING
+        self.stop_at = None  # monotonic end of the grace, once not RUNNING
         self.alive = True
         #: The supervisor's pid, as it gave it: a worker started just as its supervisor
         #: died has already been adopted when it looks (os.getppid() would be the adopter).
@@ -82,11 +129,13 @@ class Loop:
 
     def request_stop(self, mode="drain"):
         """Safe to call from a signal handler: only sets fields, wakes via a thread."""
-        if mode == "now" or self.stop_mode is None:
-            self.stop_mode = mode
-        if self.stop_at is None:
-            self.stop_at = time.monotonic() + self.grace
+        self._become(mode, time.monotonic())
         threading.Thread(target=self.wake.set, daemon=True).start()
+
+    def _become(self, event, mono):
+        self.lifecycle = self.lifecycle.next(event)
+        if self.stop_at is None:
+            self.stop_at = mono + self.grace
 
     def _db(self, what, *args, **kwargs):
         """Call a store method; on a database error log it, drop the connection, return None."""
@@ -100,134 +149,117 @@ class Loop:
     # -- the loop --------------------------------------------------------------
 
     def run(self):
-        if self.store.engine == "sqlite":
-            self.store.prepare()
-        for i in range(self.threads):
-            threading.Thread(target=self._work, name=f"offload-task-{i}", daemon=True).start()
+        self.wakeups.start(news=self._news)
+        self.executor.start()
         threading.Thread(target=self._heartbeat, name="offload-heartbeat", daemon=True).start()
-        if self.store.engine == "postgres":
-            threading.Thread(target=self._listen, name="offload-listen", daemon=True).start()
-        version = None
-        idle = 0.002
-        last_claim = 0.0
         logger.info("%s: taking queues %s with %d threads", self.worker_id,
                     ",".join(self.queues) or "(every queue)", self.threads)
-        while True:
-            self.wake.clear()
-            if self.stop_mode is None and os.getppid() != self.parent:
-                logger.warning("%s: supervisor is gone; stopping", self.worker_id)
-                self.request_stop("drain")
-            self._check_timeouts()
-            with self.lock:
-                done, self.done = self.done, []
-            mono = time.monotonic()
-            stopping = self.stop_mode or self.replace
-            claiming = False
-            if not stopping and any(self._free(done)):
-                if self.store.engine == "sqlite":
-                    current = self._db("data_version")
-                    if current != version:
-                        version, self.maybe_more = current, True
-                # Claim when more work is likely (the last claim filled every free
-                # slot, a NOTIFY/data_version change, a retry just recorded), when the
-                # poll is due, or — in burst mode — to see whether anything is left.
-                if (self.maybe_more or mono - last_claim >= self.opts.POLL_SECONDS
-                        or (self.burst and not self.inflight)):
-                    last_claim, seen, claiming = mono, self.notices, True
-            failed = False
-            if done or claiming:
-                got = self._round(done, claiming)
-                if got is None:  # database error: keep the outcomes, retry shortly
-                    with self.lock:
-                        self.done[:0] = done
-                    failed = True
-                elif claiming:
-                    full, count = got
-                    self.maybe_more = full or self.notices != seen
-                    if count:
-                        idle = 0.002
-                    elif (self.burst and not self.inflight and not self.done
-                          and self._db("runnable", backend=self.backend.alias,
-                                       queues=self.queues, now=now()) is False):
-                        break
-            # A stop request is honoured whatever the database does: while it fails,
-            # stopping retries the outcomes until the grace ends, then exits; what could
-            # not be recorded (or handed back) is left for its lease to expire.
-            if self.stop_mode == "now":
-                break
-            if stopping:
-                live = [i for i in self.inflight if i not in self.abandoned]
-                if not live or mono >= self.stop_at:
-                    break
-                self.wake.wait(max(0.0, min(0.5, self.stop_at - mono)))
-                continue
-            if failed:
-                self.wake.wait(0.5)
-                continue
-            if claiming and self.maybe_more and len(self.inflight) < self.threads:
-                continue
-            self.wake.wait(self._sleep(idle, mono))
-            idle = min(idle * 2, 0.01)
+        while (delay := self.step()) is not None:
+            if delay:
+                self.wake.wait(delay)
         return self._finish()
+
+    def step(self):
+        """One round: record what finished, claim what the free slots allow, and say how
+        long to wait for the next round (0: at once) or None to exit."""
+        self.wake.clear()
+        if self.lifecycle is Lifecycle.RUNNING and os.getppid() != self.parent:
+            logger.warning("%s: supervisor is gone; stopping", self.worker_id)
+            self.request_stop("drain")
+        self._check_timeouts()
+        with self.lock:
+            done, self.done = self.done, []
+        mono = time.monotonic()
+        running = self.lifecycle is Lifecycle.RUNNING
+        claiming = running and any(self._free(done)) and self._claim_due(mono)
+        failed = False
+        if done or claiming:
+            got = self._round(done, claiming)
+            if got is None:  # database error: keep the outcomes, retry shortly
+                with self.lock:
+                    self.done[:0] = done
+                failed = True
+            elif claiming:
+                full, count = got
+                self.pace.maybe_more = full or self.wakeups.news_since_claim()
+                self.pace.claimed(count)
+                if (not count and self.burst and not self.inflight and not self.done
+                        and self._db("runnable", backend=self.backend.alias,
+                                     queues=self.queues, now=now()) is False):
+                    return None
+        # A stop request is honoured whatever the database does: while it fails,
+        # stopping retries the outcomes until the grace ends, then exits; what could
+        # not be recorded (or handed back) is left for its lease to expire.
+        if self.lifecycle is Lifecycle.STOPPING_NOW:
+            return None
+        if not running:
+            live = [i for i in self.inflight if i not in self.abandoned]
+            if not live or mono >= self.stop_at:
+                return None
+            return max(0.0, min(0.5, self.stop_at - mono))
+        if failed:
+            return 0.5
+        if claiming and self.pace.maybe_more and len(self.inflight) < self.threads:
+            return 0
+        delay = self._sleep(mono)
+        self.pace.slept()
+        return delay
+
+    def _claim_due(self, mono):
+        if self.wakeups.look(self._db):
+            self.pace.maybe_more = True
+        if self.pace.due(mono, self.opts.POLL_SECONDS, self.burst and not self.inflight):
+            self.pace.last_claim = mono
+            self.wakeups.claiming()
+            return True
+        return False
+
+    def _news(self):
+        """The wake-up source's news (from its thread): claim in the next round."""
+        self.pace.maybe_more = True
+        self.wake.set()
 
     def _free(self, done):
         """Free ``(general, reserved)`` slots, counting ``done`` tasks as free."""
         finishing = {o.id for o, _ in done}
         reserved = sum(1 for i, kind in self.slot_of.items()
-                       if kind == "reserved" and i not in finishing)
+                       if kind == RESERVED and i not in finishing)
         general = len(self.inflight) - len(finishing) - reserved
-        slots, _ = self.reserve
-        return max(0, self.threads - slots - general), max(0, slots - reserved)
+        return planner.free_slots(self.threads, self.rules.reserve, busy_general=general,
+                                  busy_reserved=reserved)
 
     def _round(self, done, claiming):
-        """Record ``done`` and, if ``claiming``, fill free slots. One round trip when only
-        the general claim runs; ``None`` if the database is unreachable.
-
-        Order: limited queues first (up to their limits, so a busy backlog elsewhere
-        cannot starve them), then every other queue in priority order together with
-        the outcomes, then reserved slots with tasks at or above their priority.
-        """
+        """Record ``done`` and, if ``claiming``, make the planner's claims in order;
+        ``(filled a claim, tasks claimed)``, or None if the database is unreachable
+        before the outcomes were recorded. One round trip when only the general claim
+        (the ``cycle`` request) runs."""
         general, reserved = self._free(done) if claiming else (0, 0)
-        full, count = False, 0
-        if general and self.limited:
-            finishing = {o.id for o, _ in done}
-            running = Counter(c.queue_name for i, c in self.inflight.items() if i not in finishing)
-            for name, (local, cluster) in self.limited.items():
-                room = min(general, local - running[name] if local is not None else general)
-                if room <= 0:
-                    continue
-                if cluster is None:
-                    got = self._db("claim", **self._claim_args(queues=[name], limit=room))
-                else:
-                    got = self._db("claim_limited", queue=name, cluster_max=cluster,
-                                   **self._claim_args(limit=room, ageing=False))
-                if got is None:
+        finishing = {o.id for o, _ in done}
+        running = Counter(c.queue_name for i, c in self.inflight.items() if i not in finishing)
+        left = {GENERAL: general, RESERVED: reserved}
+        full, count, recorded = False, 0, False
+        for request in planner.plan(self.rules, general=general, reserved=reserved, running=running):
+            limit = min(request.limit, left[request.pool])
+            if request.kind == "cycle":
+                claim = self._claim_args(**request.store_args(limit)) if limit else None
+                cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id,
+                                  observed=self._observe(done))
+                if cycled is None:
                     return None
-                self._dispatch(got, "general")
-                general -= len(got)
-                count += len(got)
-                full |= len(got) == room
-        claim = None
-        if general:
-            claim = self._claim_args(queues=self.queues, exclude=list(self.limited), limit=general)
-        cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id,
-                          observed=self._observe(done))
-        if cycled is None:
-            return None
-        accepted, got = cycled
-        self._finished(done, accepted)
-        self._dispatch(got, "general")
-        count += len(got)
-        full |= bool(claim) and len(got) == general
-        if reserved:
-            got = self._db("claim", **self._claim_args(
-                queues=self.queues, exclude=list(self.limited), limit=reserved,
-                min_priority=self.reserve[1]))
-            if got is None:
-                return (full, count)  # the outcomes are recorded; claim again next round
-            self._dispatch(got, "reserved")
+                accepted, got = cycled
+                self._finished(done, accepted)
+                recorded = True
+            elif limit <= 0:
+                continue
+            else:
+                got = self._db(request.kind, **self._claim_args(
+                    ageing=request.kind == "claim", **request.store_args(limit)))
+                if got is None:  # after the cycle the outcomes are recorded: claim next round
+                    return (full, count) if recorded else None
+            self._dispatch(got, request.pool)
+            left[request.pool] -= len(got)
             count += len(got)
-            full |= len(got) == reserved
+            full |= bool(limit) and len(got) == limit
         return full, count
 
     def _claim_args(self, *, ageing=True, **claim):
@@ -244,10 +276,10 @@ class Loop:
         for c in claimed:
             self.inflight[c.id] = c
             self.slot_of[c.id] = slot
-            self.todo.put(c)
+            self.executor.submit(c)
 
-    def _sleep(self, idle, mono):
-        sleep = idle if self.store.engine == "sqlite" else self.opts.POLL_SECONDS
+    def _sleep(self, mono):
+        sleep = self.wakeups.idle_sleep(self.pace.idle, self.opts.POLL_SECONDS)
         if self.burst and not self.inflight:
             sleep = min(sleep, 0.05)  # look again soon: exit, or take what a limit released
         with self.lock:
@@ -281,7 +313,7 @@ class Loop:
                     "elsewhere", self.worker_id, outcome.status, outcome.id)
                 continue
             if outcome.status == TaskResultStatus.READY:  # a retry: runnable again, maybe now
-                self.maybe_more = True
+                self.pace.maybe_more = True
             if result is not None and outcome.status in _FINAL:
                 object.__setattr__(result, "status", outcome.status)
                 object.__setattr__(result, "finished_at", outcome.finished_at)
@@ -308,9 +340,7 @@ class Loop:
                 self.done.append((outcome, result))
                 logger.error("%s: task id=%s timed out after %gs; replacing this process",
                              self.worker_id, task_id, seconds)
-                self.replace = True
-                if self.stop_at is None:
-                    self.stop_at = mono + self.grace
+                self._become("replace", mono)
 
     def _finish(self):
         self._flush()
@@ -319,37 +349,36 @@ class Loop:
             logger.warning("%s: handed back %d unfinished task(s): %s", self.worker_id,
                            len(handed), ",".join(map(str, handed)))
         self.alive = False
-        for _ in range(self.threads):
-            self.todo.put(None)
-        return EXIT_REPLACE if self.replace and self.stop_mode is None else 0
+        self.wakeups.stop()
+        self.executor.shutdown()
+        return EXIT_REPLACE if self.lifecycle is Lifecycle.REPLACING else 0
 
-    # -- threads ---------------------------------------------------------------
-
-    def _work(self):
-        while (claimed := self.todo.get()) is not None:
-            try:
-                report = self._execute(claimed)
-            except BaseException as exc:  # noqa: B036 — nothing a row holds may end this thread
-                logger.exception("%s: task id=%s could not be run or failed; recording it as "
-                                 "FAILED", self.worker_id, claimed.id)
-                report = (self.runner.broken(claimed, exc), None)
-            with self.lock:
-                self.deadlines.pop(claimed.id, None)
-                if claimed.id in self.abandoned:
-                    continue
-                self.done.append(report)
-            self.wake.set()
+    # -- the executor's side (task threads) -------------------------------------
 
     def _execute(self, claimed):
+        """Run one claimed task; whatever happens, a report ``(outcome, result)``."""
         try:
-            prepared = self.runner.prepare(claimed)
-        except Exception as exc:  # unknown path, corrupt payload: a permanent failure
-            return self.runner.failed(claimed, exc, retry=False), None
-        timeout = self.runner.timeout_of(prepared[0])
-        if timeout:
-            with self.lock:
-                self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
-        return self.runner.run(claimed, prepared)
+            try:
+                prepared = self.runner.prepare(claimed)
+            except Exception as exc:  # unknown path, corrupt payload: a permanent failure
+                return self.runner.failed(claimed, exc, retry=False), None
+            timeout = self.runner.timeout_of(prepared[0])
+            if timeout:
+                with self.lock:
+                    self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
+            return self.runner.run(claimed, prepared)
+        except BaseException as exc:  # noqa: B036 — nothing a row holds may end a thread
+            logger.exception("%s: task id=%s could not be run or failed; recording it as "
+                             "FAILED", self.worker_id, claimed.id)
+            return self.runner.broken(claimed, exc), None
+
+    def _report(self, claimed, report):
+        with self.lock:
+            self.deadlines.pop(claimed.id, None)
+            if claimed.id in self.abandoned:
+                return
+            self.done.append(report)
+        self.wake.set()
 
     def _heartbeat(self):
         stop = threading.Event()
@@ -361,31 +390,6 @@ class Loop:
                              lease=self.opts.LEASE_SECONDS, now=now())
                 except Exception:  # a bug must not silently end the leases' renewal
                     logger.exception("%s: heartbeat failed", self.worker_id)
-
-    def _notice(self):
-        self.notices += 1
-        self.maybe_more = True
-        self.wake.set()
-
-    def _listen(self):
-        import psycopg
-
-        channel = self.store.channel(self.backend.alias)
-        while self.alive:
-            try:
-                with psycopg.connect(**self.store.listen_params(), autocommit=True) as conn:
-                    conn.execute(f'LISTEN "{channel}"')
-                    self._notice()  # anything enqueued while we were not listening
-                    while self.alive:
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._notice()
-            except psycopg.Error as exc:
-                logger.warning("%s: LISTEN connection lost (%s); polling until it is back",
-                               self.worker_id, exc)
-                time.sleep(1.0)
-            except Exception:
-                logger.exception("%s: LISTEN failed; polling until it is back", self.worker_id)
-                time.sleep(1.0)
 
     # -- in-process use (tests, scripts) ----------------------------------------
 

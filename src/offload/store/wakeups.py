@@ -1,0 +1,106 @@
+"""Wake-up sources: how a worker's loop learns that new work may be there, per engine.
+
+Each store gives one (``store.wakeups(backend, name)``), so the loop never asks which
+engine it runs on. PostgreSQL: a thread LISTENs on the backend's channel and every
+NOTIFY (sent by enqueue) is news; the loop may sleep a whole ``POLL_SECONDS`` between
+polls. SQLite: no notifications, but ``PRAGMA data_version`` changes when another
+connection commits, and reading it is cheap, so the loop looks before each claim and
+polls every few milliseconds while idle. Example::
+
+    source = store.wakeups("default", "host-1-w0")
+    source.start(news=on_news)        # on_news() may be called from another thread
+    if source.look(call):             # before a claim, with free slots
+        ...
+"""
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("offload.worker")
+
+
+class DataVersion:
+    """SQLite: news is a changed ``PRAGMA data_version`` (another connection committed)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.version = None
+
+    def start(self, news):
+        self.store.prepare()
+
+    def look(self, call):
+        """Whether there is news since the last look; ``call`` runs a store method the
+        loop's way (a database error is logged and gives None)."""
+        current = call("data_version")
+        if current != self.version:
+            self.version = current
+            return True
+        return False
+
+    def claiming(self):
+        pass
+
+    def news_since_claim(self):
+        return False  # another look would be a query: the next round looks
+
+    def idle_sleep(self, idle, poll):
+        return idle
+
+    def stop(self):
+        pass
+
+
+class Listen:
+    """PostgreSQL: news is a NOTIFY on the backend's channel, received by a thread."""
+
+    def __init__(self, store, backend, name):
+        self.store = store
+        self.backend = backend
+        self.name = name
+        self.notices = 0
+        self.seen = 0
+        self.alive = True
+
+    def start(self, news):
+        threading.Thread(target=self._listen, args=(news,), name="offload-listen", daemon=True).start()
+
+    def look(self, call):
+        return False  # news arrives through the thread
+
+    def claiming(self):
+        self.seen = self.notices
+
+    def news_since_claim(self):
+        return self.notices != self.seen
+
+    def idle_sleep(self, idle, poll):
+        return poll  # a NOTIFY wakes the loop sooner
+
+    def stop(self):
+        self.alive = False
+
+    def _notice(self, news):
+        self.notices += 1
+        news()
+
+    def _listen(self, news):
+        import psycopg
+
+        channel = self.store.channel(self.backend)
+        while self.alive:
+            try:
+                with psycopg.connect(**self.store.listen_params(), autocommit=True) as conn:
+                    conn.execute(f'LISTEN "{channel}"')
+                    self._notice(news)  # anything enqueued while we were not listening
+                    while self.alive:
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._notice(news)
+            except psycopg.Error as exc:
+                logger.warning("%s: LISTEN connection lost (%s); polling until it is back",
+                               self.name, exc)
+                time.sleep(1.0)
+            except Exception:
+                logger.exception("%s: LISTEN failed; polling until it is back", self.name)
+                time.sleep(1.0)
