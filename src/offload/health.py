@@ -19,6 +19,8 @@ import logging
 from django.db import Error, connections
 from django.http import HttpResponse
 
+__all__ = ["HealthMiddleware", "Probe", "UNAVAILABLE", "readiness"]
+
 logger = logging.getLogger("offload.health")
 
 #: What an unauthenticated probe is told when the database does not answer; the

@@ -30,6 +30,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+__all__ = ["FORMAT", "JSONFormatter", "configure"]
+
 #: The line format of the records Offload's servers print when the project has not
 #: configured logging for them.
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"

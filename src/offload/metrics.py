@@ -19,15 +19,16 @@ import os
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseForbidden
-from django.tasks import task_backends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
 from prometheus_client.utils import floatToGoString
 
-from offload.backend import OffloadBackend
+from offload.backend import offload_backends
 from offload.dashboard import queries
 from offload.dashboard.actions import may_view
+
+__all__ = ["OffloadCollector", "token", "view"]
 
 
 class OffloadCollector:
@@ -49,10 +50,7 @@ class OffloadCollector:
         runs = HistogramMetricFamily("offload_task_run_seconds",
                                      "Started to finished (the last attempt), of tasks a worker finished.",
                                      labels=["backend", "queue", "band"])
-        for alias in task_backends.settings:
-            backend = task_backends[alias]
-            if not isinstance(backend, OffloadBackend):
-                continue
+        for alias in offload_backends():
             for row in queries.summary(alias):
                 for state in ("ready", "scheduled", "running", "failed"):
                     depth.add_metric([alias, row["queue"], row["band"], state], row[state])

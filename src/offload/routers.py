@@ -14,6 +14,8 @@ registry and the ``offload`` command name each backend's database themselves, so
 they see every one; an object already loaded stays with the database it came from.
 """
 
+__all__ = ["OffloadRouter"]
+
 
 def _task_databases():
     from django.tasks import task_backends

@@ -13,6 +13,8 @@ from django.tasks import task_backends
 
 from offload.worker.loop import Loop
 
+__all__ = ["run_until_empty"]
+
 
 def run_until_empty(backend="default", *, queues=None, max_tasks=None):
     """Run runnable tasks of ``backend`` one by one; return how many ran."""

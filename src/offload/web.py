@@ -24,6 +24,8 @@ from django.db import close_old_connections
 
 from offload.health import Probe
 
+__all__ = ["Probes", "application", "build", "static_files"]
+
 logger = logging.getLogger("offload.web")
 
 _WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
