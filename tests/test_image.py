@@ -117,7 +117,14 @@ class Container:
             self.remove()
 
     def remove(self):
+        """Kill whatever of the container still runs (its processes first: killing
+        buildah alone leaves them running), then delete the working container."""
         if self.proc.poll() is None:
+            for pid in reversed(_descendants(self.proc.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.kill()
             self.proc.wait()
         subprocess.run(["buildah", "rm", self.id], capture_output=True)
