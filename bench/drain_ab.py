@@ -1,8 +1,10 @@
-"""Drain throughput before and after a change: bench/drain.py of a base revision and of
-this working tree, run in turns (so both see the same machine load), steady tasks/s
-per database as median and range.
+"""Drain throughput and pickup latency before and after a change: bench/drain.py (and,
+with ``--pickup``, bench/latency.py) of a base revision and of this working tree, run in
+turns (so both see the same machine load); steady drain tasks/s and pickup p50 per
+database, as median and range over the rounds.
 
     .venv/bin/python bench/drain_ab.py 26bdf97 --rounds 6
+    .venv/bin/python bench/drain_ab.py 26bdf97 --rounds 4 --pickup --samples 100
 
 The base revision is exported to a temporary folder; a link ``offload -> src/offload``
 at its root puts its package ahead of this tree's (bench/ puts the root on sys.path).
@@ -20,14 +22,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _runs(tree, args):
+    """``{(db, metric): value}`` of one round in ``tree``."""
+    found = {}
+    out = subprocess.run([sys.executable, "bench/drain.py", "--db", args.db, "--tasks", str(args.tasks)],
+                         cwd=tree, check=True, capture_output=True, text=True, env=os.environ).stdout
+    for line in out.splitlines():
+        r = json.loads(line)
+        found[(r["db"], "drain tasks/s")] = r["tasks"] / r["first_start_to_last_finish_s"]
+    if args.pickup:
+        out = subprocess.run([sys.executable, "bench/latency.py", "--db", args.db, "--samples",
+                              str(args.samples)], cwd=tree, check=True, capture_output=True,
+                             text=True, env=os.environ).stdout
+        for line in out.splitlines():
+            r = json.loads(line)
+            found[(r["db"], "pickup p50 ms")] = r["p50_ms"]
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="git revision to compare against")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--pickup", action="store_true", help="also measure pickup latency")
+    parser.add_argument("--samples", type=int, default=100, help="pickup probes per round")
     args = parser.parse_args()
-    steady = {}
+    values = {}
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.base],
                                  check=True, capture_output=True).stdout
@@ -36,20 +58,17 @@ def main():
         for n in range(args.rounds):
             for label, tree in (("before", Path(tmp)), ("after", ROOT)):
                 print(f"round {n + 1}/{args.rounds}: {label}", file=sys.stderr, flush=True)
-                out = subprocess.run(
-                    [sys.executable, "bench/drain.py", "--db", args.db, "--tasks", str(args.tasks)],
-                    cwd=tree, check=True, capture_output=True, text=True, env=os.environ).stdout
-                for line in out.splitlines():
-                    r = json.loads(line)
-                    steady.setdefault((r["db"], label), []).append(
-                        r["tasks"] / r["first_start_to_last_finish_s"])
-    for db in sorted({db for db, _ in steady}):
-        before, after = statistics.median(steady[(db, "before")]), statistics.median(steady[(db, "after")])
-        print(json.dumps({"db": db, "rounds": args.rounds, "tasks": args.tasks,
-                          "before_median": round(before), "after_median": round(after),
-                          "before_range": [round(min(steady[(db, "before")])), round(max(steady[(db, "before")]))],
-                          "after_range": [round(min(steady[(db, "after")])), round(max(steady[(db, "after")]))],
-                          "change_pct": round((after / before - 1) * 100, 1)}))
+                for (db, metric), value in _runs(tree, args).items():
+                    values.setdefault((db, metric, label), []).append(value)
+    for db, metric in sorted({(db, metric) for db, metric, _ in values}):
+        before, after = values[(db, metric, "before")], values[(db, metric, "after")]
+        b, a = statistics.median(before), statistics.median(after)
+        digits = 0 if metric.startswith("drain") else 2
+        print(json.dumps({"db": db, "metric": metric, "rounds": args.rounds,
+                          "before_median": round(b, digits), "after_median": round(a, digits),
+                          "before_range": [round(min(before), digits), round(max(before), digits)],
+                          "after_range": [round(min(after), digits), round(max(after), digits)],
+                          "change_pct": round((a / b - 1) * 100, 1)}))
 
 
 if __name__ == "__main__":
