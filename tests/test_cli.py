@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
-from offload.management.commands.offload import _migration_lock
+from offload.commands.release import MigrationLock
 from offload.models import TaskRow
 from offload.store.base import now
 from tests.conftest import ROOT, free_port, wait_until, worker_env
@@ -205,6 +205,13 @@ def test_every_command_and_flag_has_help():
                 assert action.help and action.help.strip(), f"offload {name} {action.dest}"
 
 
+def test_every_command_dispatches_to_its_module():
+    from offload.management.commands.offload import HANDLERS
+
+    assert sorted(HANDLERS) == sorted(COMMANDS)
+    assert all(f.__module__.startswith("offload.commands.") for f in HANDLERS.values())
+
+
 def test_django_options_may_follow_the_command():
     proc = offload("status", "--settings", "tests.settings", "--skip-checks")
     assert proc.returncode == 0, proc.stderr
@@ -249,7 +256,7 @@ class _held:
     def __enter__(self):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_lock(%s)", [_migration_lock.KEY])
+                cursor.execute("SELECT pg_advisory_lock(%s)", [MigrationLock.KEY])
         else:
             self.file = open(f"{connection.settings_dict['NAME']}.release-lock", "w")
             fcntl.flock(self.file, fcntl.LOCK_EX)
@@ -257,7 +264,7 @@ class _held:
     def __exit__(self, *exc):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [_migration_lock.KEY])
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [MigrationLock.KEY])
         else:
             self.file.close()
 
