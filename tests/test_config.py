@@ -250,3 +250,14 @@ def test_did_you_mean():
     assert did_you_mean("QUEUE", ["BACKEND", "QUEUES", "OPTIONS"]) == " Did you mean 'QUEUES'?"
     assert did_you_mean("LEASE", ["LEASE_SECONDS", "RETAIN"]) == " Did you mean 'LEASE_SECONDS'?"
     assert did_you_mean("zzz", ["LEASE_SECONDS", "RETAIN"]) == ""
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_sqlite_without_immediate_transactions_is_a_warning_with_the_options(settings):
+    settings.DATABASES = {**settings.DATABASES, "default": {
+        **settings.DATABASES["default"], "OPTIONS": {}}}
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        pytest.skip("SQLite only")
+    settings.TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend"}}
+    [warning] = offload_checks("offload.W002")
+    assert "database is locked" in warning.msg and '"transaction_mode": "IMMEDIATE"' in warning.hint

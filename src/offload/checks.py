@@ -20,6 +20,7 @@ registered when the app loads. Example::
     offload.E008  TASKS[alias] has an unknown key, or QUEUES is not a list of names
     offload.E009  TASKS[alias]['OPTIONS'] is invalid (unknown key, bad value, bad schedule)
     offload.W001  an SQLite task database is in memory (workers cannot share it)
+    offload.W002  an SQLite task database without transaction_mode IMMEDIATE
 """
 
 import django.tasks  # noqa: F401  (registers Django's task checks, which call OffloadBackend.check)
@@ -33,6 +34,10 @@ from offload.conf import did_you_mean
 
 #: The keys Django reads from ``TASKS[alias]``.
 BACKEND_KEYS = ("BACKEND", "QUEUES", "OPTIONS")
+
+#: What an SQLite database shared by web and async servers needs (offload.W002).
+SQLITE_OPTIONS = ('"OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20, '
+                  '"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}')
 
 MISSING_APP_HINT = ('Add "offload" to INSTALLED_APPS in your settings '
                     '(INSTALLED_APPS = [..., "offload"]), then run "manage.py migrate".')
@@ -86,6 +91,13 @@ def backend_errors(backend, params, config_error):
             f"TASKS[{alias!r}] stores tasks in an in-memory SQLite database; worker processes cannot see it.",
             hint="Use an SQLite file (NAME = BASE_DIR / 'db.sqlite3') or PostgreSQL.",
             id="offload.W001"))
+    elif engine.endswith("sqlite3") and (settings.DATABASES[db].get("OPTIONS") or {}).get(
+            "transaction_mode") != "IMMEDIATE":
+        errors.append(Warning(
+            f"TASKS[{alias!r}] stores tasks in SQLite database {db!r} without "
+            "transaction_mode 'IMMEDIATE': when web requests and async servers write at once, "
+            "a transaction that starts by reading fails at once with 'database is locked'.",
+            hint=f"Add to DATABASES[{db!r}]: " + SQLITE_OPTIONS, id="offload.W002"))
     return errors
 
 
