@@ -234,8 +234,10 @@ class Loop:
         before the outcomes were recorded. One round trip when only the general claim
         (the ``cycle`` request) runs."""
         general, reserved = self._free(done) if claiming else (0, 0)
-        finishing = {o.id for o, _ in done}
-        running = Counter(c.queue_name for i, c in self.inflight.items() if i not in finishing)
+        running = None
+        if general and self.rules.limited:  # only limited queues need the count
+            finishing = {o.id for o, _ in done}
+            running = Counter(c.queue_name for i, c in self.inflight.items() if i not in finishing)
         left = {GENERAL: general, RESERVED: reserved}
         full, count, recorded = False, 0, False
         for request in planner.plan(self.rules, general=general, reserved=reserved, running=running):
