@@ -245,7 +245,7 @@ def test_the_console_script_without_the_app_names_the_missing_line(tmp_path):
 
 
 def test_did_you_mean():
-    from offload.conf import did_you_mean
+    from offload.suggest import did_you_mean
 
     assert did_you_mean("QUEUE", ["BACKEND", "QUEUES", "OPTIONS"]) == " Did you mean 'QUEUES'?"
     assert did_you_mean("LEASE", ["LEASE_SECONDS", "RETAIN"]) == " Did you mean 'LEASE_SECONDS'?"

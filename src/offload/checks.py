@@ -30,7 +30,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.tasks import Task
 from django.utils.module_loading import import_string
 
-from offload.conf import did_you_mean
+from offload.suggest import did_you_mean
 
 #: The keys Django reads from ``TASKS[alias]``.
 BACKEND_KEYS = ("BACKEND", "QUEUES", "OPTIONS")

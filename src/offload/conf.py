@@ -12,24 +12,16 @@ Implemented by :class:`Options`, built once per backend from
 Every key is documented in ``docs/configuration.md``.
 """
 
-import difflib
 import re
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 
+from offload.suggest import did_you_mean
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
-
-def did_you_mean(word, choices):
-    """`` Did you mean 'X'?`` for the closest of ``choices`` to a mistyped ``word``, or ""."""
-    choices = sorted(str(c) for c in choices)
-    word = str(word)
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6) or [
-        c for c in choices if len(word) >= 3 and c.upper().startswith(word.upper())][:1]
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def parse_duration(value, *, name="duration"):

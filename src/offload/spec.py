@@ -19,7 +19,8 @@ checked by the caller (the worker command, ``offload.checks``). Example::
 import re
 from dataclasses import dataclass, field
 
-from offload.conf import did_you_mean, parse_duration
+from offload.conf import parse_duration
+from offload.suggest import did_you_mean
 
 #: Drain budget of an async server when its flags or profile do not set one.
 DEFAULT_GRACE = 30.0

@@ -13,7 +13,7 @@ from offload.commands.common import backend as offload_backend
 
 def declared(backend, queue):
     """The backend, if it declares ``queue`` (or takes any queue)."""
-    from offload.conf import did_you_mean
+    from offload.suggest import did_you_mean
 
     tasks_backend = offload_backend(backend)
     if tasks_backend.queues and queue not in tasks_backend.queues:
@@ -23,7 +23,7 @@ def declared(backend, queue):
 
 
 def _set_paused(command, backend, queue, paused):
-    from offload.store.base import now
+    from offload.clock import now
 
     tasks_backend = declared(backend, queue)
     tasks_backend.store.pause(backend=backend, queue=queue, paused=paused, now=now())

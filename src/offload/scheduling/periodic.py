@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterBadCronError, croniter
 from django.tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY
 
-from offload.conf import did_you_mean
+from offload.suggest import did_you_mean
 
 #: With missed="skip", an occurrence older than this when noticed is not enqueued.
 SKIP_AFTER = timedelta(minutes=1)
