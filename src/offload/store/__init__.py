@@ -1,8 +1,11 @@
-"""Storage: every SQL statement of the hot path, one implementation per database engine.
+"""Storage: every SQL statement Offload runs, one implementation per database engine.
 
-``get_store(db_alias)`` returns the store for a database alias; the backend and the
-worker call its methods (``enqueue``, ``claim``, ``complete``, ``heartbeat``,
-``hand_back``, ``rescue``, ``prune``) and never build SQL themselves::
+``get_store(db_alias)`` returns the store for a database alias, which implements the
+contract ``Store`` (``contract.py``); the backend and the worker call its methods
+(``enqueue``, ``claim``, ``complete``, ``heartbeat``, ``hand_back``, ``rescue``,
+``prune``) and never build SQL themselves. Inside: ``contract.py`` (the Protocol and
+the rows it hands over), ``queries.py`` (named queries from ``sql/<engine>/*.sql``),
+``base.py`` (what both engines share), ``postgres.py``, ``sqlite.py``::
 
     store = get_store("default")
     claimed = store.claim(backend="default", queues=["default"], limit=8, worker="w1", lease=30)
@@ -10,7 +13,7 @@ worker call its methods (``enqueue``, ``claim``, ``complete``, ``heartbeat``,
 
 from django.db import connections
 
-from offload.store.base import Claimed, Outcome, Store
+from offload.store.contract import Claimed, Outcome, Store
 
 __all__ = ["Claimed", "Outcome", "Store", "get_store"]
 

@@ -1,116 +1,37 @@
-"""The Store contract and the SQL both engines share.
+"""The SQL both engines share: ``SqlStore``, the base of ``PostgresStore`` and
+``SqliteStore``, implementing the contract (``offload.store.contract.Store``) wherever
+one statement serves both engines.
 
-Method names match query files (``claim()`` ↔ ``sql/<engine>/claim.sql``). Queries
-take ``now`` as a parameter so tests and the worker agree on one clock.
+Method names match query names (``claim()`` runs ``sql/<engine>/claim.sql``, loaded by
+``offload.store.queries``). **Placeholders**: pyformat ``%(name)s`` only, on both
+engines (psycopg takes it natively; Django's SQLite cursor converts it to ``:name``);
+a list or a batch of rows is one parameter (``array``: a PostgreSQL array, an SQLite
+JSON array), so no SQL text is assembled per call. Queries take ``now`` as a parameter
+(``offload.clock.now``) so tests and the worker agree on one clock. Example::
+
+    class SqliteStore(SqlStore):
+        engine = "sqlite"   # its queries come from sql/sqlite/, then sql/common/
+
+        def array(self, values):
+            return json.dumps(list(values))
 """
 
 import json
 import os
 import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from pathlib import Path
 
 from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
+from offload.ageing import age_key, ageing_bounds  # noqa: F401  (age_key: old import path)
+from offload.clock import now  # noqa: F401  (old import path: offload.store.base.now)
 from offload.results import error_entry
-from offload.stats import TOTALS_MINUTE, bucket_columns, stat_columns
+from offload.stats import TOTALS_MINUTE
+from offload.store.contract import Claimed, Outcome  # noqa: F401  (old import path)
+from offload.store.queries import query
 
-SQL_DIR = Path(__file__).parent / "sql"
-
-
-def _stat_sql():
-    """The offload_stat column lists the statistics SQL shares (record, record_rows, fold)."""
-    buckets = [(name, kind, le) for kind in ("wait", "run") for name, le in bucket_columns(kind)]
-    columns = stat_columns()
-    aggregates = ["count(*)", "count(o.wait)", "COALESCE(sum(o.wait), 0)", "COALESCE(sum(o.run), 0)"]
-    aggregates += [f"count(*) FILTER (WHERE o.{kind} <= {le!r})" for _, kind, le in buckets]
-    return {
-        "stat_columns": ", ".join(columns),
-        "stat_aggregates": ", ".join(aggregates),
-        "stat_sums": ", ".join(f"sum({c})" for c in columns),
-        "stat_adds": ", ".join(f"{c} = offload_stat.{c} + excluded.{c}" for c in columns),
-    }
-
-
-@cache
-def load_sql(engine, name):
-    """Read ``sql/<engine>/<name>.sql`` (falling back to ``sql/common``), comments removed.
-
-    ``{name}`` includes the fragment file of that name (``picked``, ``take``, ...);
-    ``{stat_columns}`` and its kin are offload_stat's column lists.
-    """
-    path = SQL_DIR / engine / f"{name}.sql"
-    if not path.exists():
-        path = SQL_DIR / "common" / f"{name}.sql"
-    lines = path.read_text().splitlines()
-    sql = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
-    for fragment in ("done", "record", "observed", "picked", "filters", "take", "taken",
-                     "append_error"):
-        if "{" + fragment + "}" in sql:
-            sql = sql.replace("{" + fragment + "}", load_sql(engine, fragment).strip())
-    for name, text in _stat_sql().items():
-        sql = sql.replace("{" + name + "}", text)
-    return sql
-
-
-@dataclass(slots=True)
-class Claimed:
-    """A task row as the claim returned it, plus the claim's token and time (the
-    attempt's ``last_attempted_at``)."""
-
-    id: int
-    task_path: str
-    payload: str
-    priority: int
-    queue_name: str
-    enqueued_at: datetime
-    run_after: datetime | None
-    started_at: datetime
-    worker_ids: str
-    errors: str
-    token: int
-    claimed_at: datetime
-    available_at: datetime  # when it became runnable: the wait is claimed_at - available_at
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What happened to a claimed task, ready to be written by ``complete``."""
-
-    id: int
-    token: int
-    status: str  # SUCCESSFUL, FAILED, or READY (a retry)
-    finished_at: datetime | None
-    available_at: datetime | None = None  # retries only
-    return_value: str | None = None  # JSON text, SUCCESSFUL only
-    errors: str | None = None  # full JSON list when it changed
-    age_key: float | None = None  # retries only, when ageing is on
-    #: The failure (not stored): ``task_finished`` is sent while it is being handled.
-    exception: BaseException | None = None
-
-
-def age_key(priority, available_at, rate):
-    """The ageing index key: orders still-ageing tasks by effective priority."""
-    return priority - rate * available_at.timestamp() if rate else None
-
-
-def ageing_bounds(now, rate, cap):
-    """``(horizon, age_now, age_cap)``: tasks available before ``horizon`` reached the cap;
-    ``age_now + age_key`` is a task's effective priority while it ages."""
-    if not rate:
-        return now, 0.0, 0
-    return now - timedelta(seconds=cap / rate), rate * now.timestamp(), cap
-
-
-def now():
-    return datetime.now(UTC)
-
-
-#: Ids per statement when a caller passes any number: SQLite allows 32,766 variables
-#: in one statement and PostgreSQL 65,535 parameters.
+#: Rows per batch where a caller writes many (the dashboard's bulk actions).
 CHUNK = 1000
 
 
@@ -128,7 +49,9 @@ def as_aware(value):
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-class Store:
+class SqlStore:
+    """What both engines share; an engine sets ``engine`` and adds its own statements."""
+
     engine = ""
     #: What fold_stats runs, in one transaction.
     fold_statements = ("fold",)
@@ -141,7 +64,12 @@ class Store:
         return connections[self.db_alias]
 
     def sql(self, name):
-        return load_sql(self.engine, name)
+        """The text of query ``name`` (``sql/<engine>/<name>.sql``, see offload.store.queries)."""
+        return query(self.engine, name)
+
+    def array(self, values):
+        """``values`` as one list parameter of this engine (see in_ids.sql, in_queues.sql)."""
+        raise NotImplementedError
 
     def db_time(self, value):
         """A datetime as this engine stores it (SQLite: naive UTC text, as Django's ORM)."""
@@ -199,9 +127,8 @@ class Store:
 
     def pending(self, backend, keys):
         """``{unique_key: id}`` of READY/RUNNING tasks holding these keys."""
-        params = {"backend": backend}
-        sql = self.sql("pending").replace("{keys}", self.in_list("k", sorted(keys), params))
-        return dict(self.execute(sql, params))
+        return dict(self.execute(self.sql("pending"),
+                                 {"backend": backend, "keys": self.array(sorted(keys))}))
 
     def _insert(self, backend, rows, *, now, age_rate):
         """Insert what the unique index allows; return ``[(id, unique_key)]`` inserted."""
@@ -230,35 +157,26 @@ class Store:
                 return total
 
     def runnable(self, *, backend, queues, now):
-        params = {"backend": backend, "now": self.db_time(now)}
-        queue_filter = f"queue_name IN ({self.in_list('q', queues, params)})" if queues else "1=1"
-        [(found,)] = self.execute(self.sql("runnable").replace("{queue_filter}", queue_filter), params)
+        params = {"backend": backend, "now": self.db_time(now), "any_queue": not queues,
+                  "queues": self.array(queues)}
+        [(found,)] = self.execute(self.sql("runnable"), params)
         return bool(found)
 
     def retry(self, *, backend, ids, now, age_rate=0.0):
-        """FAILED → READY now; returns the ids that changed (any number of ids, in one
-        transaction)."""
-        retried = []
-        with transaction.atomic(using=self.db_alias):
-            for part in chunks(ids):
-                params = {"backend": backend, "now": self.db_time(now), "age_rate": float(age_rate),
-                          "age_now": age_rate * now.timestamp()}
-                sql = self.sql("retry").replace("{ids}", self.in_list("id", part, params))
-                retried += [r[0] for r in self.execute(sql, params)]
-        return retried
+        """FAILED → READY now; returns the ids that changed (any number of ids, one statement)."""
+        params = {"backend": backend, "now": self.db_time(now), "age_rate": float(age_rate),
+                  "age_now": age_rate * now.timestamp(), "ids": self.array(ids)}
+        return [r[0] for r in self.execute(self.sql("retry"), params)]
 
     def cancel(self, *, backend, ids, now, reason):
         """READY → FAILED with an ``offload.exceptions.Cancelled`` error; returns the ids
         (any number of ids, in one transaction)."""
         error = error_entry("offload.exceptions.Cancelled", f"offload.exceptions.Cancelled: {reason}\n")
-        cancelled = []
+        params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error),
+                  "ids": self.array(ids)}
         with transaction.atomic(using=self.db_alias):
-            for part in chunks(ids):
-                params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error)}
-                sql = self.sql("cancel").replace("{ids}", self.in_list("id", part, params))
-                done = [r[0] for r in self.execute(sql, params)]
-                self.record_rows(done, observe=False)
-                cancelled += done
+            cancelled = [r[0] for r in self.execute(self.sql("cancel"), params)]
+            self.record_rows(cancelled, observe=False)
         return cancelled
 
     def pause(self, *, backend, queue, paused, now):
@@ -318,18 +236,12 @@ class Store:
         accepted = self.complete(outcomes, worker=worker, observed=observed) if outcomes else set()
         return accepted, (self.claim(**claim) if claim else [])
 
-    @staticmethod
-    def in_list(name, values, params):
-        """``%(name0)s,%(name1)s,...`` for an IN list, adding the values to ``params``."""
-        params.update({f"{name}{i}": v for i, v in enumerate(values)})
-        return ",".join(f"%({name}{i})s" for i in range(len(values)))
-
     def heartbeat(self, *, worker, ids, lease, now):
         if not ids:
             return 0
-        params = {"worker": worker, "lease_until": self.db_time(now + timedelta(seconds=lease))}
-        sql = self.sql("heartbeat").replace("{ids}", self.in_list("id", ids, params))
-        return self.execute(sql, params, fetch=False)
+        params = {"worker": worker, "lease_until": self.db_time(now + timedelta(seconds=lease)),
+                  "ids": self.array(ids)}
+        return self.execute(self.sql("heartbeat"), params, fetch=False)
 
     def hand_back(self, *, worker):
         return [r[0] for r in self.execute(self.sql("hand_back"), {"worker": worker})]
@@ -342,7 +254,6 @@ class Store:
     def rescue(self, *, backend, now, max_rescues, worker=None):
         """Take back ``backend``'s tasks of a dead ``worker``, or (worker=None) its tasks
         whose lease expired; ``max_rescues`` is that backend's MAX_RESCUES."""
-        which = "claimed_by = %(worker)s" if worker else "lease_expires_at < %(now)s"
         lost = error_entry(
             "offload.exceptions.WorkerLost",
             f"offload.exceptions.WorkerLost: the worker running this task died or froze "
@@ -351,7 +262,7 @@ class Store:
         params = {"backend": backend, "now": self.db_time(now), "worker": worker,
                   "max_rescues": max_rescues, "error": json.dumps(lost)}
         with transaction.atomic(using=self.db_alias):
-            rows = self.execute(self.sql("rescue").replace("{which}", which), params)
+            rows = self.execute(self.sql("rescue_worker" if worker else "rescue"), params)
             self.record_rows([r[0] for r in rows], observe=False)  # RETRIED, or FAILED
         return rows
 
@@ -364,9 +275,7 @@ class Store:
                 self.sql("prune"), {"backend": backend, "before": self.db_time(before),
                                     "batch": batch})]
             if ids:
-                params = {}
-                sql = self.sql("prune_delete").replace("{ids}", self.in_list("id", ids, params))
-                self.execute(sql, params, fetch=False)
+                self.execute(self.sql("prune_delete"), {"ids": self.array(ids)}, fetch=False)
             deleted += len(ids)
             if len(ids) < batch:
                 return deleted

@@ -14,8 +14,9 @@ import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, transaction
 
+from offload.ageing import age_key, ageing_bounds
 from offload.stats import stat_columns, tally
-from offload.store.base import Store, age_key, ageing_bounds
+from offload.store.base import SqlStore
 
 logger = logging.getLogger("offload.worker")
 #: A prepare threshold no query reaches by repetition: only ``prepare=True`` prepares.
@@ -30,7 +31,7 @@ def application_name(worker):
     return name if len(name) <= 63 else f"offload:{worker[-55:]}"
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlStore):
     engine = "postgres"
     channel_prefix = "offload"
 
@@ -64,6 +65,10 @@ class PostgresStore(Store):
 
     def channel(self, backend):
         return f"{self.channel_prefix}_{backend}"[:63]
+
+    def array(self, values):
+        """A list parameter: psycopg sends it as an array (``= ANY(%(ids)s)``)."""
+        return list(values)
 
     def _insert(self, backend, rows, *, now, age_rate):
         params = {
@@ -168,9 +173,8 @@ class PostgresStore(Store):
 
     def record_rows(self, ids, *, worker="", observe):
         if ids:
-            params = {"worker": worker, "observe": observe}
-            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
-            self.execute(sql, params, fetch=False)
+            params = {"worker": worker, "observe": observe, "ids": self.array(ids)}
+            self.execute(self.sql("record_rows"), params, fetch=False)
 
     def end_sessions(self, worker):
         """End the sessions a dead worker process left behind and wait (up to 5 s) until

@@ -8,19 +8,22 @@ without reading the table. Example::
                                  worker="host-1-ab12", lease=30, now=now())
 """
 
+import json
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.db import transaction
 
-from offload.stats import tally
-from offload.store.base import Store, age_key, ageing_bounds
+from offload.ageing import age_key, ageing_bounds
+from offload.stats import stat_columns, tally
+from offload.store.base import SqlStore
+from offload.store.queries import native
 
-# SQLite allows 32,766 bound parameters per statement; stay well below.
-_MAX_PARAMS = 30000
-_CHUNK = _MAX_PARAMS // 8  # outcomes per complete statement (eight parameters each)
+#: A list or a batch of rows as one parameter, read in SQL with json_each.
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
     engine = "sqlite"
     fold_statements = ("fold", "fold_delete")
 
@@ -42,20 +45,21 @@ class SqliteStore(Store):
 
         return DataVersion(self)
 
+    def array(self, values):
+        """A list parameter: a JSON array (``IN (SELECT value FROM json_each(%(ids)s))``)."""
+        return _json(list(values))
+
     def _insert(self, backend, rows, *, now, age_rate):
-        inserted = []
-        step = _MAX_PARAMS // 8
+        if not rows:
+            return []
         now_db = self.db_time(now)
-        for start in range(0, len(rows), step):
-            chunk = rows[start:start + step]
-            params = [backend, now_db]
-            for queue, priority, path, payload, run_after, unique_key in chunk:
-                ra = self.db_time(run_after)
-                params += (queue, priority, path, payload, ra or now_db, ra, unique_key,
-                           age_key(priority, run_after or now, age_rate))
-            sql = self.sql("enqueue").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
-            inserted += self.execute(sql, params)
-        return inserted
+        batch = []
+        for queue, priority, path, payload, run_after, unique_key in rows:
+            ra = self.db_time(run_after)
+            batch.append((queue, priority, path, payload, ra or now_db, ra, unique_key,
+                          age_key(priority, run_after or now, age_rate)))
+        params = {"backend": backend, "now": now_db, "rows": _json(batch)}
+        return self.execute(self.sql("enqueue"), params)
 
     def _claim_params(self, *, backend, limit, worker, lease, now, token, **extra):
         return {"backend": backend, "now": self.db_time(now), "limit": limit, "worker": worker,
@@ -69,19 +73,9 @@ class SqliteStore(Store):
         params = self._claim_params(
             backend=backend, limit=limit, worker=worker, lease=lease, now=now, token=token,
             horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
-            age_rate=float(age_rate), min_priority=min_priority, server=server)
-        filters = ["priority >= %(min_priority)s",
-                   # the release fence (see postgres/filters.sql)
-                   "NOT EXISTS (SELECT 1 FROM offload_server s "
-                   "WHERE s.id = %(server)s AND s.state <> 'running')",
-                   "queue_name NOT IN (SELECT q.queue_name FROM offload_queue q "
-                   "WHERE q.backend = %(backend)s AND q.paused)"]
-        if queues:
-            filters.append(f"queue_name IN ({self.in_list('q', queues, params)})")
-        if exclude:
-            filters.append(f"queue_name NOT IN ({self.in_list('x', exclude, params)})")
-        sql = self.sql("claim").replace("{conditions}", " AND ".join(filters))
-        return self._claimed(self.execute(sql, params), token, now)
+            age_rate=float(age_rate), min_priority=min_priority, server=server,
+            any_queue=not queues, queues=_json(list(queues)), exclude=_json(list(exclude)))
+        return self._claimed(self.execute(self.sql("claim"), params), token, now)
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         token = self.new_token()
@@ -91,48 +85,41 @@ class SqliteStore(Store):
         return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
 
     def complete(self, outcomes, *, worker="", observed=None):
-        """One transaction per chunk: the UPDATE, whose RETURNING says which outcomes were
+        """One transaction: the UPDATE, whose RETURNING says which outcomes were
         accepted, then the upsert of offload_stat (SQLite has no data-modifying CTE).
         The UPDATE comes first, so the transaction holds the write lock from its first
         statement and never upgrades a read."""
+        if not outcomes:
+            return set()
         prepared = self._prepare_complete(outcomes, worker, observed)
-        accepted = set()
-        for chunk in prepared:
-            with transaction.atomic(using=self.db_alias, savepoint=False):
-                accepted |= self._complete(*chunk, worker)
-        return accepted
+        with transaction.atomic(using=self.db_alias, savepoint=False):
+            return self._complete(*prepared, worker)
 
     def cycle(self, outcomes, claim=None, *, worker="", observed=None):
         """Record ``outcomes`` and claim in one transaction: a busy worker pays one
         commit per batch, as with PostgreSQL's cycle statement. The transaction's
         first statement writes, so it takes the write lock at once; everything that
         can be prepared is prepared before it."""
-        if not (outcomes and claim) or len(outcomes) > _CHUNK:
+        if not (outcomes and claim):
             return super().cycle(outcomes, claim, worker=worker, observed=observed)
-        [chunk] = self._prepare_complete(outcomes, worker, observed)
+        prepared = self._prepare_complete(outcomes, worker, observed)
         with transaction.atomic(using=self.db_alias):
-            return self._complete(*chunk, worker), self.claim(**claim)
+            return self._complete(*prepared, worker), self.claim(**claim)
 
     def _prepare_complete(self, outcomes, worker, observed):
-        """``[(update sql, params, chunk, its observed, upsert of their sums)]`` per chunk
-        of outcomes, made before the transaction (see offload.stats.observe)."""
-        chunks = []
-        for start in range(0, len(outcomes), _CHUNK):
-            chunk = outcomes[start:start + _CHUNK]
-            seen = observed and observed[start:start + _CHUNK]
-            params = []
-            for o in chunk:
-                params += (o.id, o.token, o.status, self.db_time(o.finished_at),
-                           self.db_time(o.available_at), o.age_key, o.return_value, o.errors)
-            sql = self.sql("complete").replace("{rows}", ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s)"] * len(chunk)))
-            chunks.append((sql, params, chunk, seen, seen and self._upsert(tally(seen), worker)))
-        return chunks
+        """``(params, outcomes, observed, upsert of their sums)``, made before the
+        transaction (see offload.stats.observe)."""
+        db_time = self.db_time
+        batch = [(o.id, o.token, o.status, db_time(o.finished_at), db_time(o.available_at),
+                  o.age_key, o.return_value, o.errors) for o in outcomes]
+        seen = observed or None
+        return {"outcomes": _json(batch)}, outcomes, seen, seen and self._upsert(tally(seen), worker)
 
-    def _complete(self, sql, params, chunk, seen, upsert, worker):
-        """Run one prepared chunk (in the caller's transaction); return the accepted ids.
+    def _complete(self, params, chunk, seen, upsert, worker):
+        """Run a prepared batch (in the caller's transaction); return the accepted ids.
         The sums count every outcome: if a lease was lost, the accepted outcomes are
         summed again (observed) or counted from their rows (not observed)."""
-        accepted = {r[0] for r in self.execute(sql, params)}
+        accepted = {r[0] for r in self.execute(self.sql("complete"), params)}
         if not seen:
             self.record_rows(sorted(accepted), worker=worker, observe=True)
         elif len(accepted) == len(chunk):
@@ -144,33 +131,41 @@ class SqliteStore(Store):
 
     def record_rows(self, ids, *, worker="", observe):
         if ids:
-            params = {}
-            sql = self.sql("record_rows").replace("{ids}", self.in_list("id", ids, params))
-            rows = self.execute(sql, params)
+            rows = self.execute(self.sql("record_rows"), {"ids": self.array(ids)})
             upsert = self._upsert(tally((_observed(*r[1:]) for r in rows), observe), worker)
             if upsert:
                 self._run_raw(*upsert)
 
     def _upsert(self, series, worker):
-        """``(sql, params)`` adding ``series`` (offload.stats.tally) to offload_stat under
+        """``(sql, rows)`` adding ``series`` (offload.stats.tally) to offload_stat under
         ``worker`` (see sqlite/record.sql), or None if there is nothing to add."""
         if not series:
             return None
-        params = []
+        rows = []
         for (backend, minute, queue, priority, outcome), values in series.items():
             if not isinstance(minute, str):  # the worker's sums: an aware datetime
                 minute = self.db_time(minute)
-            params += (backend, minute, worker, queue, priority, outcome, *values)
-        row = "(" + ",".join("?" * (len(params) // len(series))) + ")"
-        return self.sql("record").replace("{rows}", ",".join([row] * len(series))), params
+            rows.append((backend, minute, worker, queue, priority, outcome, *values))
+        return _record(), rows
 
-    def _run_raw(self, sql, params):
-        """Run on the sqlite3 connection itself (in the caller's transaction), with qmark
-        placeholders: Django's cursor would rewrite a long statement's placeholders with
-        a regular expression on every call."""
+    def _run_raw(self, sql, rows):
+        """Run ``sql`` once per row of values on the sqlite3 connection itself (in the
+        caller's transaction), in sqlite3's qmark style (``queries.native``): the
+        worker's upsert of its sums runs for every batch, and Django's cursor would
+        convert the placeholders of its long statement on every call."""
         conn = self.connection
         with conn.wrap_database_errors:
-            conn.connection.execute(sql, params)
+            conn.connection.executemany(sql, rows)
+
+
+@cache
+def _record():
+    """sqlite/record.sql in qmark style; ``_upsert`` passes the values in this order."""
+    sql, names = native("sqlite", "record")
+    expected = ("backend", "minute", "worker", "queue_name", "priority", "outcome", *stat_columns())
+    if names != expected:
+        raise ValueError(f"sqlite/record.sql: parameters {names}, expected {expected}")
+    return sql
 
 
 def _observed(backend, queue, priority, status, available, attempted, finished):

@@ -1,5 +1,5 @@
--- heartbeat: extend the leases of the tasks this worker knows it runs ({ids}). Only
+-- heartbeat: extend the leases of the tasks this worker knows it runs (%(ids)s). Only
 -- those: a claim whose reply was lost (connection dropped after commit) is left to
 -- expire and be rescued, instead of being kept alive by a worker that never runs it.
 UPDATE offload_task SET lease_expires_at = %(lease_until)s
-WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND id IN ({ids})
+WHERE claimed_by = %(worker)s AND status = 'RUNNING' AND {in_ids}

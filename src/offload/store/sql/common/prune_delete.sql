@@ -1,3 +1,3 @@
--- prune_delete: remove the tasks {ids} (still finished: one retried since prune chose
+-- prune_delete: remove the tasks %(ids)s (still finished: one retried since prune chose
 -- it stays).
-DELETE FROM offload_task WHERE id IN ({ids}) AND status IN ('SUCCESSFUL', 'FAILED')
+DELETE FROM offload_task WHERE {in_ids} AND status IN ('SUCCESSFUL', 'FAILED')

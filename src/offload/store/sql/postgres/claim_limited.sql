@@ -5,11 +5,8 @@
 WITH picked AS (
     SELECT id FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
-      AND queue_name NOT IN (SELECT q.queue_name FROM offload_queue q
-                             WHERE q.backend = %(backend)s AND q.paused)
       AND available_at <= %(now)s
-      AND NOT EXISTS (SELECT 1 FROM offload_server s
-                      WHERE s.id = %(server)s AND s.state <> 'running')
+      AND {claimable}
     ORDER BY priority DESC, available_at, id
     LIMIT GREATEST(0, LEAST(%(limit)s, %(cluster_max)s - (
         SELECT count(*) FROM offload_task

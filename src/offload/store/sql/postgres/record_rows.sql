@@ -1,11 +1,11 @@
--- record_rows: add the tasks {ids}, whose outcome this transaction just wrote (cancel,
+-- record_rows: add the tasks %(ids)s, whose outcome this transaction just wrote (cancel,
 -- rescue, complete without a worker's observations), to offload_stat, counted from
 -- the rows ({observed}: one row per task), one row per minute, queue, priority and
 -- outcome. %(observe)s is false for outcomes no worker timed (cancel, rescue): they
 -- count only.
 -- Why MATERIALIZED: each task's wait and run are computed once, not once per bucket
 -- column that reads them.
-WITH done AS (SELECT * FROM offload_task WHERE id IN ({ids})), o AS MATERIALIZED (
+WITH done AS (SELECT * FROM offload_task WHERE {in_ids}), o AS MATERIALIZED (
     SELECT backend, minute, queue_name, priority,
            CASE status WHEN 'READY' THEN 'RETRIED' ELSE status END AS outcome,
            CASE WHEN %(observe)s AND status <> 'READY' THEN wait END AS wait,

@@ -1,4 +1,4 @@
--- claim: take up to :limit runnable tasks of one backend in effective-priority order,
+-- claim: take up to %(limit)s runnable tasks of one backend in effective-priority order,
 -- then in the order they became runnable. The three parts and their reason are those
 -- of postgres/picked.sql: tasks not ageing or at their cap (the ready index), tasks
 -- still ageing (the ageing index), tasks that just reached the cap; the last two are
@@ -7,13 +7,13 @@
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
 -- claimer and no two processes can take the same row.
--- {conditions} holds the queue, exclusion, pause and minimum-priority conditions.
+-- {filters}: the queues, exclusions, pause, release fence and minimum priority.
 {take}
 WHERE id IN (
     SELECT id FROM (
         SELECT * FROM (
             SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
-            WHERE status = 'READY' AND backend = %(backend)s AND {conditions}
+            WHERE status = 'READY' AND backend = %(backend)s AND {filters}
               AND age_key IS NULL AND available_at <= %(now)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
@@ -22,7 +22,7 @@ WHERE id IN (
             SELECT id, age_key + %(age_now)s AS eff, available_at
             FROM offload_task INDEXED BY offload_task_ageing
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
-              AND age_key IS NOT NULL AND {conditions}
+              AND age_key IS NOT NULL AND {filters}
               AND available_at > %(horizon)s AND available_at <= %(now)s
             ORDER BY age_key DESC, id
             LIMIT %(limit)s)
@@ -30,7 +30,7 @@ WHERE id IN (
         SELECT * FROM (
             SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
-              AND age_key IS NOT NULL AND {conditions}
+              AND age_key IS NOT NULL AND {filters}
               AND available_at <= %(horizon)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)

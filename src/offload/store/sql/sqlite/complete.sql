@@ -1,17 +1,20 @@
 -- complete: record a batch of outcomes (success, failure, or retry as READY).
 -- Why the token check: only the current lease holder may write; a late write from a
--- worker that lost its lease matches nothing. {rows} is one group of eight
--- placeholders per outcome: id, token, status, finished_at, available_at, age_key,
--- result, errors. RETURNING: the ids accepted (see SqliteStore.complete for offload_stat).
+-- worker that lost its lease matches nothing. %(outcomes)s is a JSON array with one
+-- array per outcome: id, token, status, finished_at, available_at, age_key, result,
+-- errors. RETURNING: the ids accepted (see SqliteStore.complete for offload_stat).
 UPDATE offload_task SET
-    status = v.column3,
-    finished_at = v.column4,
-    available_at = COALESCE(v.column5, offload_task.available_at),
-    age_key = CASE WHEN v.column5 IS NULL THEN offload_task.age_key ELSE v.column6 END,
-    return_value = v.column7,
-    errors = COALESCE(v.column8, offload_task.errors),
+    status = v.status,
+    finished_at = v.finished_at,
+    available_at = COALESCE(v.available_at, offload_task.available_at),
+    age_key = CASE WHEN v.available_at IS NULL THEN offload_task.age_key ELSE v.age_key END,
+    return_value = v.return_value,
+    errors = COALESCE(v.errors, offload_task.errors),
     lease_token = NULL, lease_expires_at = NULL, claimed_by = NULL
-FROM (VALUES {rows}) AS v
-WHERE offload_task.id = v.column1 AND offload_task.lease_token = v.column2
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS token, value ->> 2 AS status,
+             value ->> 3 AS finished_at, value ->> 4 AS available_at, value ->> 5 AS age_key,
+             value ->> 6 AS return_value, value ->> 7 AS errors
+      FROM json_each(%(outcomes)s)) AS v
+WHERE offload_task.id = v.id AND offload_task.lease_token = v.token
   AND offload_task.status = 'RUNNING'
 RETURNING offload_task.id

@@ -1,3 +1,3 @@
--- record_rows: what offload_stat counts of the tasks {ids}, whose outcome this
+-- record_rows: what offload_stat counts of the tasks %(ids)s, whose outcome this
 -- transaction just wrote (cancel, rescue); the store tallies them and runs record.
-SELECT id, {observed} FROM offload_task WHERE id IN ({ids})
+SELECT id, {observed} FROM offload_task WHERE {in_ids}

@@ -1,0 +1,129 @@
+"""The store's contract: what the backend, the worker and the dashboard may ask of a
+store (``Store``, a ``typing.Protocol``) and the rows it hands over (``Claimed``,
+``Outcome``). Both engines implement it (``PostgresStore``, ``SqliteStore``, on the
+shared ``offload.store.base.SqlStore``); tests/test_store_contract.py checks it on each.
+Times are parameters (``now``), never read inside the store. Example::
+
+    store: Store = get_store("default")
+    [c] = store.claim(backend="default", queues=["emails"], limit=1, worker="w1", lease=30, now=now())
+    store.complete([Outcome(c.id, c.token, "SUCCESSFUL", now(), return_value="null")])  # {c.id}
+
+Engines add what only they have: SQLite ``prepare()`` and ``data_version()``,
+PostgreSQL ``channel()``, ``listen_params()`` and ``end_sessions()`` doing real work.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(slots=True)
+class Claimed:
+    """A task row as the claim returned it, plus the claim's token and time (the
+    attempt's ``last_attempted_at``)."""
+
+    id: int
+    task_path: str
+    payload: str
+    priority: int
+    queue_name: str
+    enqueued_at: datetime
+    run_after: datetime | None
+    started_at: datetime
+    worker_ids: str
+    errors: str
+    token: int
+    claimed_at: datetime
+    available_at: datetime  # when it became runnable: the wait is claimed_at - available_at
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to a claimed task, ready to be written by ``complete``."""
+
+    id: int
+    token: int
+    status: str  # SUCCESSFUL, FAILED, or READY (a retry)
+    finished_at: datetime | None
+    available_at: datetime | None = None  # retries only
+    return_value: str | None = None  # JSON text, SUCCESSFUL only
+    errors: str | None = None  # full JSON list when it changed
+    age_key: float | None = None  # retries only, when ageing is on
+    #: The failure (not stored): ``task_finished`` is sent while it is being handled.
+    exception: BaseException | None = None
+
+
+#: An enqueue row: (queue, priority, task path, payload JSON, run_after, unique_key).
+Row = tuple[str, int, str, str, datetime | None, str | None]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Every statement Offload runs on its tables; one implementation per engine."""
+
+    engine: str  #: "postgres" or "sqlite": which ``sql/<engine>/`` the queries come from
+    db_alias: str  #: the Django database alias it runs on
+
+    def enqueue(self, backend: str, rows: Sequence[Row], *, now: datetime,
+                age_rate: float = 0.0) -> list[tuple[int, bool]]:
+        """Insert rows; ``[(id, created)]`` in order (a held unique key: the holder, False)."""
+
+    def pending(self, backend: str, keys: Iterable[str]) -> dict[str, int]:
+        """``{unique_key: id}`` of the READY or RUNNING tasks holding these keys."""
+
+    def claim(self, *, backend: str, queues: Sequence[str], limit: int, worker: str, lease: float,
+              now: datetime, exclude: Sequence[str] = (), min_priority: int = -100,
+              age_rate: float = 0.0, age_cap: int = 0, server: str = "") -> list[Claimed]:
+        """Lease up to ``limit`` runnable tasks in effective-priority order, then by age."""
+
+    def claim_limited(self, *, backend: str, queue: str, cluster_max: int, limit: int,
+                      worker: str, lease: float, now: datetime, server: str = "") -> list[Claimed]:
+        """Claim from one queue while at most ``cluster_max`` of its tasks run anywhere."""
+
+    def complete(self, outcomes: Sequence[Outcome], *, worker: str = "",
+                 observed: Sequence[Any] | None = None) -> set[int]:
+        """Write outcomes whose lease is still held, count them; the accepted ids."""
+
+    def cycle(self, outcomes: Sequence[Outcome], claim: dict | None = None, *, worker: str = "",
+              observed: Sequence[Any] | None = None) -> tuple[set[int], list[Claimed]]:
+        """``complete`` then ``claim(**claim)``, in one statement or transaction where it can."""
+
+    def heartbeat(self, *, worker: str, ids: Sequence[int], lease: float, now: datetime) -> int:
+        """Extend the leases ``worker`` holds on ``ids``; how many it still held."""
+
+    def hand_back(self, *, worker: str) -> list[int]:
+        """Return a stopping worker's RUNNING tasks to READY, keeping their place in line."""
+
+    def end_sessions(self, worker: str) -> int:
+        """End a dead worker's database sessions before its tasks are rescued; how many."""
+
+    def rescue(self, *, backend: str, now: datetime, max_rescues: int,
+               worker: str | None = None) -> list[tuple[int, str]]:
+        """Take back a dead worker's tasks, or expired leases; ``[(id, new status)]``."""
+
+    def runnable(self, *, backend: str, queues: Sequence[str], now: datetime) -> bool:
+        """Whether a task of ``queues`` (empty: any) is runnable now, paused queues aside."""
+
+    def pause(self, *, backend: str, queue: str, paused: bool, now: datetime) -> None:
+        """Set a queue's paused flag; claims skip a paused queue's tasks."""
+
+    def retry(self, *, backend: str, ids: Sequence[int], now: datetime,
+              age_rate: float = 0.0) -> list[int]:
+        """FAILED tasks back to READY now; the ids that changed."""
+
+    def cancel(self, *, backend: str, ids: Sequence[int], now: datetime, reason: str) -> list[int]:
+        """READY tasks to FAILED with a Cancelled error; the ids that changed."""
+
+    def cap_aged(self, *, backend: str, now: datetime, age_rate: float, age_cap: int,
+                 batch: int = 10000) -> int:
+        """Stop ageing the tasks that reached the cap; how many."""
+
+    def prune(self, *, backend: str, before: datetime, batch: int = 5000) -> int:
+        """Delete finished tasks that finished before ``before``; how many."""
+
+    def record_rows(self, ids: Sequence[int], *, worker: str = "", observe: bool) -> None:
+        """Count outcomes just written to ``ids`` in offload_stat (caller's transaction)."""
+
+    def fold_stats(self, *, backend: str, before: datetime) -> None:
+        """Fold offload_stat minutes before ``before`` into the per-series totals rows."""

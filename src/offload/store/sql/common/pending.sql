@@ -1,3 +1,0 @@
--- pending: the READY or RUNNING tasks holding these unique keys ({keys}).
-SELECT unique_key, id FROM offload_task
-WHERE backend = %(backend)s AND status IN ('READY', 'RUNNING') AND unique_key IN ({keys})

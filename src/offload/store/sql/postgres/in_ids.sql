@@ -1,0 +1,2 @@
+-- in_ids (a fragment): the task is one of %(ids)s, an array of ids.
+id = ANY(%(ids)s::bigint[])

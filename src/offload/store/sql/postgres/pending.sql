@@ -1,0 +1,4 @@
+-- pending: the READY or RUNNING tasks holding these unique keys (%(keys)s, an array).
+SELECT unique_key, id FROM offload_task
+WHERE backend = %(backend)s AND status IN ('READY', 'RUNNING')
+  AND unique_key = ANY(%(keys)s::text[])

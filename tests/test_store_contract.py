@@ -1,0 +1,358 @@
+"""The store's contract (``offload.store.contract.Store``), method by method, on the engine
+of this pass: the suite runs once with ``OFFLOAD_TEST_DB=sqlite`` and once with
+``postgres``, against the real test database. Tasks are written with ``store.enqueue``
+and read back with the ORM, so each test pins what one store method promises.
+Concurrency and the statistics a worker sums stay in tests/test_store.py. Example::
+
+    OFFLOAD_TEST_DB=postgres .venv/bin/python -m pytest tests/test_store_contract.py -q
+"""
+
+import inspect
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.tasks import task_backends
+
+from offload.clock import now
+from offload.models import QueueState, Server, TaskRow, TaskStat
+from offload.stats import TOTALS_MINUTE
+from offload.store import Claimed, Outcome, Store
+from offload.store.queries import ENGINES, SQL_DIR, query
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PATH = "tests.testapp.tasks.noop"
+PAYLOAD = '{"args": [], "kwargs": {}}'
+B = "default"
+
+
+@pytest.fixture
+def store():
+    return task_backends[B].store
+
+
+def put(store, *rows, at=None, age_rate=0.0):
+    """Enqueue ``rows`` of (queue, priority[, run_after[, unique_key]]); their ids."""
+    full = [(r[0], r[1], PATH, PAYLOAD, *(r[2:] + (None, None))[:2]) for r in rows]
+    return [id_ for id_, _ in store.enqueue(B, full, now=at or now(), age_rate=age_rate)]
+
+
+def take(store, worker="w1", limit=10, at=None, lease=30, **kw):
+    kw.setdefault("queues", ["default", "emails"])
+    return store.claim(backend=B, limit=limit, worker=worker, lease=lease, now=at or now(), **kw)
+
+
+def done(c, status="SUCCESSFUL", **kw):
+    return Outcome(c.id, c.token, status, now(), return_value="null", **kw)
+
+
+def row(id_):
+    return TaskRow.objects.get(pk=id_)
+
+
+# -- the contract itself ---------------------------------------------------------------
+
+def test_the_engine_implements_the_protocol(store):
+    assert isinstance(store, Store) and store.engine in ENGINES and store.db_alias == "default"
+    for name, declared in inspect.getmembers(Store, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        params = inspect.signature(getattr(store, name)).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue  # PostgresStore.claim(**claim) hands them to _claim_params
+        wanted = [p for p in inspect.signature(declared).parameters if p != "self"]
+        assert list(params) == wanted, name
+
+
+def test_every_query_loads_with_one_placeholder_style():
+    """Every named query assembles (includes resolved) on both engines, with only
+    %(name)s placeholders, and each shared predicate is written once per engine."""
+    for engine in ENGINES:
+        names = {p.stem for d in (engine, "common") for p in (SQL_DIR / d).glob("*.sql")}
+        for name in names:
+            text = query(engine, name)
+            assert not re.search(r"\{\w+\}|(?<!%)%s|\?", text), (engine, name)
+        fence = "s.state <> 'running'"
+        for name in ("claim", "claim_limited"):
+            assert query(engine, name).count(fence) >= 1
+        written = [p for d in (engine, "common") for p in (SQL_DIR / d).glob("*.sql")
+                   if fence in p.read_text()]
+        assert [p.name for p in written] == ["claimable.sql"]
+    with pytest.raises(LookupError):
+        query("sqlite", "no_such_query")
+
+
+# -- enqueue ---------------------------------------------------------------------------
+
+def test_enqueue_returns_ids_in_order_and_sets_the_row(store):
+    later = now() + timedelta(hours=1)
+    at = now()
+    ids = put(store, ("default", 0), ("emails", 10, later), at=at)
+    assert ids[0] < ids[1]
+    first, second = row(ids[0]), row(ids[1])
+    assert (first.status, first.queue_name, first.priority, first.attempts) == ("READY", "default", 0, 0)
+    assert first.available_at == first.enqueued_at == at and first.run_after is None
+    assert second.available_at == second.run_after == later
+    assert first.age_key is None
+
+
+def test_enqueue_keeps_one_pending_task_per_unique_key(store):
+    [held] = put(store, ("default", 0, None, "k1"))
+    result = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1"),
+                               ("default", 0, PATH, PAYLOAD, None, "k2"),
+                               ("default", 0, PATH, PAYLOAD, None, "k2")], now=now())
+    k2 = result[1][0]
+    assert result == [(held, False), (k2, True), (k2, False)]
+    assert store.pending(B, ["k1", "k2", "k3"]) == {"k1": held, "k2": k2}
+    TaskRow.objects.filter(pk=held).update(status="SUCCESSFUL")  # no longer holds k1
+    [(again, created)] = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1")], now=now())
+    assert created and again != held
+
+
+def test_enqueue_with_ageing_stores_the_age_key(store):
+    from offload.ageing import age_key
+
+    at = now()
+    [id_] = put(store, ("default", 5), at=at, age_rate=0.5)
+    assert row(id_).age_key == pytest.approx(age_key(5, at, 0.5))
+
+
+def test_lists_and_rows_are_parameters_not_sql(store):
+    """Odd queue names and thousands of ids go through as one parameter each."""
+    odd = ["o'neil", 'say "hi"', "ü%s?{x}"]
+    ids = put(store, *[(q, 0) for q in odd])
+    assert sorted(c.queue_name for c in take(store, queues=odd[:2])) == sorted(odd[:2])
+    assert [c.queue_name for c in take(store, queues=[], exclude=odd[:2])] == [odd[2]]
+    many = put(store, *[("default", 0)] * 3000)
+    claimed = take(store, worker="bulk", limit=3000)
+    assert len(claimed) == 3000
+    assert store.heartbeat(worker="bulk", ids=[c.id for c in claimed], lease=60, now=now()) == 3000
+    assert len(store.hand_back(worker="bulk")) == 3000
+    assert len(store.cancel(backend=B, ids=many, now=now(), reason="test")) == 3000
+    assert len(ids) == 3
+
+
+# -- claim -----------------------------------------------------------------------------
+
+def test_claim_orders_by_priority_then_age(store):
+    t0 = now() - timedelta(minutes=5)
+    low_old = put(store, ("default", -5), at=t0)[0]
+    high_new = put(store, ("default", 20), at=t0 + timedelta(minutes=2))[0]
+    high_old = put(store, ("default", 20), at=t0 + timedelta(minutes=1))[0]
+    mid = put(store, ("emails", 0), at=t0)[0]
+    order = [high_old, high_new, mid, low_old]
+    assert [c.id for _ in order for c in take(store, limit=1)] == order
+    for id_ in order:
+        TaskRow.objects.filter(pk=id_).update(status="READY")
+    # One claim takes the same tasks; it returns them by priority, then id.
+    claimed = take(store, worker="w2", limit=3)
+    assert [c.id for c in claimed] == [high_new, high_old, mid]
+    assert all(isinstance(c, Claimed) for c in claimed)
+
+
+def test_claim_sets_the_lease_and_returns_the_row(store):
+    [id_] = put(store, ("default", 3))
+    at = now()
+    [c] = take(store, worker="w1", at=at, lease=30)
+    r = row(id_)
+    assert (r.status, r.claimed_by, r.lease_token, r.attempts, r.worker_ids) == (
+        "RUNNING", "w1", c.token, 1, "w1")
+    assert r.lease_expires_at == at + timedelta(seconds=30)
+    assert r.started_at == r.last_attempted_at == c.claimed_at == c.started_at == at
+    assert (c.task_path, c.payload, c.priority, c.queue_name) == (PATH, PAYLOAD, 3, "default")
+    assert c.available_at == r.available_at
+    assert take(store, worker="w2") == []
+
+
+def test_claim_limits(store):
+    """limit, queues, exclude, min_priority, not yet available, paused, the server fence."""
+    put(store, *[("default", 0)] * 3, ("emails", 0), ("reports", 60))
+    put(store, ("default", 99, now() + timedelta(hours=1)))
+    assert len(take(store, limit=2, queues=["default"])) == 2
+    assert [c.queue_name for c in take(store, queues=[], exclude=["default", "emails"])] == ["reports"]
+    assert take(store, queues=["emails"], min_priority=10) == []
+    store.pause(backend=B, queue="emails", paused=True, now=now())
+    assert take(store, queues=["emails"]) == []
+    Server.objects.create(id="srv", host="h", pid=1, role="async", release="r", started_at=now(),
+                          heartbeat_at=now(), state=Server.RETIRING)
+    assert take(store, server="srv") == []  # the release fence
+    Server.objects.filter(id="srv").update(state=Server.RUNNING)
+    assert [c.queue_name for c in take(store, server="srv")] == ["default"]
+    store.pause(backend=B, queue="emails", paused=False, now=now())
+    assert [c.queue_name for c in take(store, server="srv")] == ["emails"]
+
+
+def test_claim_with_ageing_lets_old_tasks_overtake(store):
+    t0 = now()
+    old_low = put(store, ("default", 0), at=t0 - timedelta(seconds=30), age_rate=1.0)[0]
+    new_high = put(store, ("default", 20), at=t0, age_rate=1.0)[0]
+    ageing = dict(at=t0, age_rate=1.0, age_cap=50, limit=1)
+    assert [c.id for c in take(store, **ageing)] == [old_low]  # 0 + 30 s > 20 + 0 s
+    assert [c.id for c in take(store, **ageing)] == [new_high]
+
+
+def test_claim_limited_counts_what_runs_anywhere(store):
+    put(store, *[("default", 0)] * 4)
+    kw = dict(backend=B, queue="default", cluster_max=3, lease=30, now=now())
+    assert len(store.claim_limited(limit=2, worker="w1", **kw)) == 2
+    assert len(store.claim_limited(limit=5, worker="w2", **kw)) == 1
+    assert store.claim_limited(limit=5, worker="w3", **kw) == []
+    store.pause(backend=B, queue="default", paused=True, now=now())
+    store.hand_back(worker="w2")
+    assert store.claim_limited(limit=5, worker="w3", **kw) == []
+
+
+# -- complete, cycle, heartbeat --------------------------------------------------------
+
+def test_complete_writes_outcomes_under_the_lease_token(store):
+    a, b, c = put(store, *[("default", 0)] * 3)
+    ca, cb, cc = take(store)
+    later = now() + timedelta(minutes=1)
+    outcomes = [done(ca), Outcome(cb.id, cb.token + 1, "FAILED", now()),
+                Outcome(cc.id, cc.token, "READY", None, available_at=later, errors='["e"]')]
+    assert store.complete(outcomes) == {a, c}
+    assert (row(a).status, row(a).return_value, row(a).lease_token) == ("SUCCESSFUL", "null", None)
+    assert row(b).status == "RUNNING"  # the wrong token wrote nothing
+    retried = row(c)
+    assert (retried.status, retried.available_at, retried.errors) == ("READY", later, '["e"]')
+    assert store.complete([]) == set()
+    assert TaskStat.objects.filter(outcome="SUCCESSFUL").values_list("tasks", flat=True).get() == 1
+
+
+def test_a_late_write_after_a_rescue_is_refused(store):
+    """A worker whose lease expired while it was frozen cannot overwrite the newer attempt."""
+    [id_] = put(store, ("default", 0))
+    [old] = take(store, worker="frozen", lease=1)
+    later = now() + timedelta(seconds=5)
+    assert store.rescue(backend=B, now=later, max_rescues=5) == [(id_, "READY")]
+    [new] = take(store, worker="fresh", at=later)
+    assert new.token != old.token
+    assert store.complete([done(old, "FAILED")]) == set()
+    assert store.complete([done(new)]) == {new.id}
+    r = row(id_)
+    assert (r.status, r.worker_ids, r.rescues, r.attempts) == ("SUCCESSFUL", "frozen,fresh", 1, 2)
+
+
+def test_cycle_records_then_claims(store):
+    a, b = put(store, ("default", 0), ("default", 0))
+    [ca] = take(store, limit=1)
+    accepted, claimed = store.cycle([done(ca)], {"backend": B, "queues": ["default"], "limit": 5,
+                                                 "worker": "w1", "lease": 30, "now": now()})
+    assert accepted == {a} and [c.id for c in claimed] == [b]
+    assert store.cycle([], None) == (set(), [])
+
+
+def test_heartbeat_extends_only_the_holders_leases(store):
+    [id_] = put(store, ("default", 0))
+    [c] = take(store, lease=1)
+    at = now()
+    assert store.heartbeat(worker="w1", ids=[c.id], lease=60, now=at) == 1
+    assert row(id_).lease_expires_at == at + timedelta(seconds=60)
+    assert store.heartbeat(worker="w2", ids=[c.id], lease=60, now=at) == 0
+    assert store.heartbeat(worker="w1", ids=[], lease=60, now=at) == 0
+
+
+# -- taking tasks back -----------------------------------------------------------------
+
+def test_hand_back_keeps_the_place_in_line(store):
+    first, _ = put(store, ("default", 0), ("default", 0))
+    [c] = take(store, limit=1)
+    assert store.hand_back(worker="w1") == [first]
+    r = row(first)
+    assert (r.status, r.claimed_by, r.lease_token, r.rescues) == ("READY", None, None, 0)
+    assert [c.id for c in take(store, worker="w2", limit=1)] == [first]
+
+
+def test_rescue_expired_leases_and_by_worker(store):
+    a, b = put(store, ("default", 0), ("default", 0))
+    take(store, worker="frozen", limit=1, lease=1)
+    take(store, worker="dead", limit=1, lease=300)
+    at = now() + timedelta(seconds=5)
+    assert store.rescue(backend=B, now=at, max_rescues=5) == [(a, "READY")]
+    assert [tuple(r) for r in store.rescue(backend=B, now=at, max_rescues=5, worker="dead")] == [
+        (b, "READY")]
+    assert (row(a).rescues, row(b).rescues, row(a).claimed_by) == (1, 1, None)
+    assert store.rescue(backend=B, now=at, max_rescues=5) == []
+
+
+def test_rescue_fails_a_task_past_max_rescues(store):
+    [id_] = put(store, ("default", 0))
+    for attempt in range(3):
+        take(store, worker=f"w{attempt}")
+        [(_, status)] = store.rescue(backend=B, now=now(), max_rescues=2, worker=f"w{attempt}")
+        assert status == ("READY" if attempt < 2 else "FAILED")
+    r = row(id_)
+    assert r.status == "FAILED" and r.finished_at is not None
+    assert json.loads(r.errors)[-1]["exception_class_path"] == "offload.exceptions.WorkerLost"
+
+
+# -- maintenance and operations --------------------------------------------------------
+
+def test_pause_and_runnable(store):
+    assert store.runnable(backend=B, queues=["default"], now=now()) is False
+    put(store, ("default", 0, now() + timedelta(hours=1)))
+    assert store.runnable(backend=B, queues=["default"], now=now()) is False
+    put(store, ("default", 0))
+    assert store.runnable(backend=B, queues=["default"], now=now()) is True
+    assert store.runnable(backend=B, queues=["emails"], now=now()) is False
+    assert store.runnable(backend=B, queues=[], now=now()) is True
+    store.pause(backend=B, queue="default", paused=True, now=now())
+    assert QueueState.objects.get(backend=B, queue_name="default").paused
+    assert store.runnable(backend=B, queues=[], now=now()) is False
+    store.pause(backend=B, queue="default", paused=False, now=now())
+    assert store.runnable(backend=B, queues=["default"], now=now()) is True
+
+
+def test_retry_and_cancel(store):
+    failed, running, ready = put(store, *[("default", 0)] * 3)
+    TaskRow.objects.filter(pk=failed).update(status="FAILED", finished_at=now())
+    at = now()
+    assert store.retry(backend=B, ids=[failed, running], now=at) == [failed]
+    assert (row(failed).status, row(failed).available_at, row(failed).finished_at) == ("READY", at, None)
+    assert [c.id for c in take(store, limit=1)] == [running]  # the retried one is now the newest
+    assert sorted(store.cancel(backend=B, ids=[failed, running, ready], now=now(), reason="no")) == [
+        failed, ready]
+    r = row(ready)
+    assert r.status == "FAILED" and "offload.exceptions.Cancelled: no" in r.errors
+    assert row(running).status == "RUNNING"
+    assert TaskStat.objects.get(outcome="FAILED").tasks == 2
+
+
+def test_cap_aged_moves_capped_tasks_out_of_the_ageing_index(store):
+    t0 = now()
+    [id_] = put(store, ("default", 0), at=t0, age_rate=1.0)
+    kw = dict(backend=B, age_rate=1.0, age_cap=50)
+    assert store.cap_aged(now=t0, **kw) == 0 and row(id_).age_key is not None
+    assert store.cap_aged(now=t0 + timedelta(seconds=51), batch=1, **kw) == 1
+    assert row(id_).age_key is None
+
+
+def test_prune_deletes_only_old_finished_tasks(store):
+    old, recent, waiting = put(store, *[("default", 0)] * 3)
+    TaskRow.objects.filter(pk=old).update(status="SUCCESSFUL", finished_at=now() - timedelta(days=8))
+    TaskRow.objects.filter(pk=recent).update(status="FAILED", finished_at=now())
+    assert store.prune(backend=B, before=now() - timedelta(days=7), batch=1) == 1
+    assert set(TaskRow.objects.values_list("pk", flat=True)) == {recent, waiting}
+
+
+def test_record_rows_and_fold_stats_keep_the_sums(store):
+    ids = put(store, *[("default", 0)] * 3)
+    claimed = take(store)
+    accepted = store.complete([done(c) for c in claimed], worker="w1")
+    assert accepted == set(ids)
+    [stat] = TaskStat.objects.filter(worker="w1")
+    assert (stat.tasks, stat.ran, stat.outcome) == (3, 3, "SUCCESSFUL")
+    before = TaskStat.objects.values_list("tasks", "ran", "wait_sum", "run_sum").get()
+    store.fold_stats(backend=B, before=now() + timedelta(minutes=5))
+    [totals] = TaskStat.objects.all()
+    assert (totals.minute, totals.worker) == (TOTALS_MINUTE, "")
+    assert (totals.tasks, totals.ran) == before[:2]
+    assert totals.wait_sum == pytest.approx(before[2]) and totals.run_sum == pytest.approx(before[3])
+
+
+def test_end_sessions_is_harmless_for_a_worker_without_sessions(store):
+    assert store.end_sessions("nobody-here") == 0
+    connections["default"].ensure_connection()
