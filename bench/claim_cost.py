@@ -25,7 +25,8 @@ def measure(db, rows, claims, ageing):
 
     from bench.tasks import noop
     from offload import bulk_enqueue
-    from offload.store.base import Outcome, now
+    from offload.clock import now
+    from offload.store import Outcome
 
     backend = task_backends["default"]
     store, opts = backend.store, backend.opts

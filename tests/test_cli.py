@@ -19,9 +19,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
 
+from offload.clock import now
 from offload.commands.release import MigrationLock
 from offload.models import TaskRow
-from offload.store.base import now
 from tests.conftest import ROOT, free_port, wait_until, worker_env
 from tests.testapp import tasks
 

@@ -18,8 +18,8 @@ from django.db.models import Count, F
 from django.tasks import TaskResultStatus
 
 from offload import bulk_enqueue
+from offload.clock import now
 from offload.models import TaskRow
-from offload.store.base import now
 from tests.conftest import ROOT, free_port, offload_checks, wait_until, worker_env
 from tests.testapp import tasks
 from tests.testapp.models import Run

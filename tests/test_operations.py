@@ -116,7 +116,7 @@ def test_metrics_match_the_database_and_survive_pruning(client):
 
     from django.tasks import task_backends
 
-    from offload.store.base import now
+    from offload.clock import now
 
     for i in range(3):
         tasks.add.enqueue(i, i)  # emails
@@ -187,7 +187,7 @@ def test_histograms_match_the_database_and_survive_pruning(client, burst):
 
     from offload.models import TaskStat
     from offload.stats import TOTALS_MINUTE
-    from offload.store.base import now
+    from offload.clock import now
 
     for i, (priority, sleep) in enumerate([(80, 0), (80, 0.03), (0, 0.3), (0, 0), (-80, 0.06),
                                            (-80, 0.6), (20, 0.01), (20, 0)]):

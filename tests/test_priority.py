@@ -8,9 +8,9 @@ from django.tasks import task_backends
 from django.utils import timezone
 
 from offload import bulk_enqueue
+from offload.ageing import age_key
 from offload.models import Schedule, TaskRow
 from offload.scheduling.periodic import Periodic, due, parse_schedules
-from offload.store.base import age_key
 from offload.testing import run_until_empty
 from offload.worker.scheduler import Scheduler
 from tests.conftest import wait_until

@@ -13,8 +13,8 @@ from django.tasks import task_backends
 
 from offload import registry, roles
 from offload.checks import check_roles
+from offload.clock import now
 from offload.models import Server, TaskRow
-from offload.store.base import now
 from tests.conftest import ROOT, wait_until, worker_env
 from tests.testapp import tasks
 from tests.testapp.models import Run

@@ -24,8 +24,8 @@ from datetime import timedelta
 
 from django.db import DatabaseError, InterfaceError, connections
 
+from offload.clock import now
 from offload.models import Server
-from offload.store.base import now
 
 logger = logging.getLogger("offload.server")
 

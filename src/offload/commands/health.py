@@ -17,7 +17,7 @@ def handle(command, **_):
     from datetime import timedelta
 
     from offload import registry
-    from offload.store.base import now
+    from offload.clock import now
 
     fresh, host = now() - timedelta(seconds=FRESH_SECONDS), socket.gethostname()
     server = next((s for s in registry.listing() if s.host == host and s.role != "web"

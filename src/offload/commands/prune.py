@@ -30,7 +30,7 @@ def age(value, flag):
 def handle(command, *, backend, older_than, **_):
     from datetime import timedelta
 
-    from offload.store.base import now
+    from offload.clock import now
 
     tasks_backend = offload_backend(backend)
     before = now() - timedelta(seconds=age(older_than, "--older-than"))

@@ -23,7 +23,7 @@ def declared(backend, queue):
 
 
 def _set_paused(command, backend, queue, paused):
-    from offload.store.base import now
+    from offload.clock import now
 
     tasks_backend = declared(backend, queue)
     tasks_backend.store.pause(backend=backend, queue=queue, paused=paused, now=now())

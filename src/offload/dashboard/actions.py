@@ -14,9 +14,10 @@ from django.contrib.contenttypes.models import ContentType
 from django.tasks import task_backends
 
 from offload.backend import offload_backends
+from offload.clock import now
 from offload.models import TaskRow
 from offload.results import decode_payload, resolve_task
-from offload.store.base import CHUNK, chunks, now
+from offload.store.base import CHUNK, chunks
 
 logger = logging.getLogger("offload.dashboard")
 

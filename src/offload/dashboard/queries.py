@@ -13,10 +13,10 @@ from django.db.models import Case, Count, Min, Q, Sum, When
 from django.db.models.functions import Length, Substr
 from django.tasks import task_backends
 
+from offload.clock import now
 from offload.models import QueueState, Server, TaskRow, TaskStat
 from offload.results import decode_errors
 from offload.stats import bucket_columns
-from offload.store.base import now
 
 #: (name, lowest priority) from highest to lowest.
 BANDS = (("urgent", 50), ("high", 10), ("normal", -9), ("low", -49), ("bulk", -100))

@@ -18,11 +18,13 @@ from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
+from offload.ageing import age_key
+from offload.clock import now
 from offload.exceptions import ResultNotSerializable
 from offload.results import (build_result, decode_errors, decode_payload, error_entries,
                              error_entry, resolve_task)
 from offload.scheduling.backoff import retry_delay
-from offload.store.base import Outcome, age_key, now
+from offload.store import Outcome
 
 logger = logging.getLogger("offload.worker")
 

@@ -29,10 +29,10 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import task_backends
 
+from offload.clock import now
 from offload.exceptions import WorkerLost
 from offload.roles import current_release, server_name
 from offload.stats import KEEP_MINUTES
-from offload.store.base import now
 from offload.worker import child
 from offload.worker.loop import EXIT_REPLACE
 from offload.worker.runner import send_finished
