@@ -151,7 +151,7 @@ class Server(models.Model):
     started_at = models.DateTimeField()
     heartbeat_at = models.DateTimeField()
     #: running; retiring (told to finish its work and exit); stopped; dead (no heartbeat).
-    #: Only a running server's workers may claim tasks (see store/sql/*/filters).
+    #: Only a running server's workers may claim tasks (see store/sql/common/claimable.sql).
     state = models.CharField(max_length=10, default=RUNNING)
 
     class Meta:

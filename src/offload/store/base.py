@@ -24,11 +24,10 @@ from datetime import UTC, datetime, timedelta
 from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
-from offload.ageing import age_key, ageing_bounds  # noqa: F401  (age_key: old import path)
-from offload.clock import now  # noqa: F401  (old import path: offload.store.base.now)
+from offload.ageing import ageing_bounds
 from offload.results import error_entry
 from offload.stats import TOTALS_MINUTE
-from offload.store.contract import Claimed, Outcome  # noqa: F401  (old import path)
+from offload.store.contract import Claimed
 from offload.store.queries import query
 
 #: Rows per batch where a caller writes many (the dashboard's bulk actions).

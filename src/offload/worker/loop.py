@@ -27,7 +27,7 @@ from django.tasks import TaskResultStatus
 from offload.exceptions import TaskTimeout
 from offload.results import error_entry
 from offload.stats import observe
-from offload.store.base import now
+from offload.clock import now
 from offload.worker import planner
 from offload.worker.executor import ThreadExecutor
 from offload.worker.planner import GENERAL, RESERVED, limits_for
