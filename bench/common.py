@@ -75,6 +75,6 @@ def run_each(script, args, split):
             continue
         fixed += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
     for combo in itertools.product(*split.values()):
-        chosen = [x for name, value in zip(split, combo) for x in (f"--{name.replace('_', '-')}", value)]
+        chosen = [x for name, value in zip(split, combo, strict=True) for x in (f"--{name.replace('_', '-')}", value)]
         subprocess.run([sys.executable, script, *fixed, *chosen], check=True)
     return True

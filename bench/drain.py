@@ -19,10 +19,9 @@ from bench.common import progress, run_each, setup_django, worker_cmd, worker_en
 
 def measure(db, tasks, processes, threads):
     setup_django(db)
+    from bench.tasks import noop
     from offload import bulk_enqueue
     from offload.models import TaskRow
-
-    from bench.tasks import noop
 
     progress(f"[{db}] enqueueing {tasks} tasks in bulk")
     t0 = time.perf_counter()

@@ -99,9 +99,8 @@ class Harness:
         return [r[0] for r in self.q(sql)]
 
     def enqueue(self, count, task="record", **kwargs):
-        from offload import bulk_enqueue
-
         from bench.faultkit import tasks
+        from offload import bulk_enqueue
 
         fn = getattr(tasks, task)
         ids, step, shown = [], 5000, time.monotonic()
@@ -547,7 +546,7 @@ def _fleet(h, r, faults, n):
     recovered = None
     done = []
     for kind, fraction, arg in faults:
-        h.wait_for(lambda: n - h.remaining() >= fraction * n, 120, f"{fraction:.0%} done")
+        h.wait_for(lambda fraction=fraction: n - h.remaining() >= fraction * n, 120, f"{fraction:.0%} done")
         if kind == "restart":
             h.progress(f"restarting PostgreSQL ({arg}) at {n - h.remaining():,}/{n:,} final")
             h.cluster.restart(arg)

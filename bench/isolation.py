@@ -56,7 +56,8 @@ def ensure_load_venv():
     if stamp.exists() and stamp.read_text() == requirements.read_text():
         return
     progress("creating the load generator's virtualenv (bench/.venv-load)")
-    python = subprocess.run([str(ROOT / "scripts/find-python")], capture_output=True, text=True, check=True).stdout.strip()
+    python = subprocess.run([str(ROOT / "scripts/find-python")], capture_output=True, text=True,
+                            check=True).stdout.strip()
     subprocess.run([python, "-m", "venv", str(LOAD_VENV)], check=True)
     subprocess.run([str(LOAD_VENV / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r",
                     str(requirements)], check=True)
@@ -323,7 +324,8 @@ def measure(name, kind, template, seconds, warmup, users):
         began = time.monotonic()
         locust(url, seconds, users, OUT / label)
         elapsed = time.monotonic() - began
-        cpu = [round((cpu_seconds(p.pid) - before) / elapsed * 100) for p, before in zip(procs, cpu_before)]
+        cpu = [round((cpu_seconds(p.pid) - before) / elapsed * 100)
+               for p, before in zip(procs, cpu_before, strict=True)]
         server_ms = server_times(OUT / f"{label}.log", log_from)
         done = count(db, "status = 'SUCCESSFUL'") - done_before
         left = count(db, "status = 'READY'")
@@ -331,7 +333,8 @@ def measure(name, kind, template, seconds, warmup, users):
         stop(procs)
         log.close()
         db.drop()
-    result = {"arrangement": name, "db": "postgres" if kind is PostgresDb else "sqlite", "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
+    result = {"arrangement": name, "db": "postgres" if kind is PostgresDb else "sqlite",
+              "web_cpus": web_cpus, "async_cpus": async_cpus or "-",
               "web_cpu_pct": cpu[0], "async_cpu_pct": cpu[1] if async_cpus else 0,
               "tasks_per_s": round(done / elapsed, 1), "backlog_left": left, **aggregated(OUT / label),
               **{f"server_p{p}_ms": round(percentile(server_ms, p), 1) for p in (50, 95, 99)}}

@@ -54,7 +54,7 @@ def main(out):
         shutil.copyfile(settings["cert"], cert)
         lines.append("cert = /run/secrets/pipcert")
     (out / "pipconf").write_text("[global]\n" + "".join(f"{line}\n" for line in lines) if lines else "")
-    print(f"pip settings for the build: {', '.join(l.split(' =')[0] for l in lines) or 'none'}")
+    print(f"pip settings for the build: {', '.join(line.split(' =')[0] for line in lines) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def compose(budgets):
                               "web2": {"condition": "service_healthy"}}},
     }
     probes = {
-        "web": ["CMD", "python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"],
+        "web": ["CMD", "python", "-c",
+                "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"],
         "async": ["CMD", "python", "manage.py", "offload", "health"],
     }
     layout = [("web1", "web"), ("web2", "web"), ("async1", "async"), ("async2", "async"),

@@ -98,6 +98,7 @@ MIDDLEWARE = ["offload.health.HealthMiddleware", "django.middleware.common.Commo
               "django.contrib.auth.middleware.AuthenticationMiddleware",
               "django.contrib.messages.middleware.MessageMiddleware"]
 ROOT_URLCONF = "tests.urls"
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 WSGI_APPLICATION = "tests.wsgi.application"
 OFFLOAD_PROFILES = {"async-bulk": {"queues": ["reports"], "threads": 2, "grace": "5s"}}
 OFFLOAD_AUTO_RETIRE = os.environ.get("OFFLOAD_AUTO_RETIRE") == "1"

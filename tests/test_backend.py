@@ -50,7 +50,7 @@ def test_enqueue_returns_a_ready_result_with_every_field():
     assert result.task.priority == 10 and result.task.queue_name == "emails"
     assert not result.is_finished
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        result.return_value  # noqa: B018 (the property raises)
 
 
 def test_get_result_and_refresh_after_success():
@@ -236,7 +236,7 @@ def test_failure_is_recorded_with_exception_path_and_traceback():
     assert error.exception_class is ValueError
     assert "kaput" in error.traceback and "Traceback" in error.traceback
     with pytest.raises(ValueError, match="failed"):
-        result.return_value
+        result.return_value  # noqa: B018 (the property raises)
 
 
 def test_retries_until_success():

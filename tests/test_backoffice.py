@@ -115,7 +115,8 @@ class BackOffice:
 
     def _ready(self):
         if self.proc.poll() is not None:
-            pytest.fail(f"offload run exited with {self.proc.returncode}: {(self.var / 'server.log').read_text()[-3000:]}")
+            log = (self.var / "server.log").read_text()[-3000:]
+            pytest.fail(f"offload run exited with {self.proc.returncode}: {log}")
         try:
             return urllib.request.urlopen(f"{self.url}/readyz", timeout=2).status == 200
         except OSError:
@@ -318,7 +319,8 @@ def test_two_underwriters_acting_at_once_make_exactly_one_transition(backoffice,
             pages[i] = underwriters[i].post(f"/staff/applications/{pk}/decide",
                                             {"action": action, "request_key": keys[i]})
 
-        threads = [threading.Thread(target=post, args=(0, "approve")), threading.Thread(target=post, args=(1, "decline"))]
+        threads = [threading.Thread(target=post, args=(0, "approve")),
+                   threading.Thread(target=post, args=(1, "decline"))]
         for t in threads:
             t.start()
         for t in threads:

@@ -1,6 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium driven by Playwright), against a
 live server and a real worker process."""
 
+import itertools
 import os
 
 import pytest
@@ -74,7 +75,7 @@ def test_the_throughput_chart_labels_its_axes_legibly(browser, live_server):
     box = chart.bounding_box()
     labels = [t.bounding_box() for t in chart.locator("text.x-tick").all()]
     assert len(labels) == 7
-    for left, right in zip(labels, labels[1:]):
+    for left, right in itertools.pairwise(labels):
         assert left["x"] + left["width"] < right["x"]  # no overlap
     for label in labels + [t.bounding_box() for t in chart.locator("text.y-tick, text.axis-title").all()]:
         assert box["x"] <= label["x"] and label["x"] + label["width"] <= box["x"] + box["width"]

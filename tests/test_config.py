@@ -78,16 +78,19 @@ def test_worker_refuses_a_backend_that_is_not_offload():
         call_command("offload", "worker", "--backend", "immediate")
 
 
+PRUNE_BY_CONSOLE_SCRIPT = "from offload.cli import main; raise SystemExit(main(['prune', '--older-than', '1d']))"
+
+
 def test_console_script_needs_settings():
     env = {k: v for k, v in worker_env().items() if k != "DJANGO_SETTINGS_MODULE"}
-    proc = subprocess.run([sys.executable, "-c", "from offload.cli import main; raise SystemExit(main(['prune', '--older-than', '1d']))"],
+    proc = subprocess.run([sys.executable, "-c", PRUNE_BY_CONSOLE_SCRIPT],
                           env=env, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "DJANGO_SETTINGS_MODULE" in proc.stderr
 
 
 @pytest.mark.django_db(transaction=True)
 def test_console_script_runs_commands():
-    proc = subprocess.run([sys.executable, "-c", "from offload.cli import main; raise SystemExit(main(['prune', '--older-than', '1d']))"],
+    proc = subprocess.run([sys.executable, "-c", PRUNE_BY_CONSOLE_SCRIPT],
                           env=worker_env(), capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Deleted 0" in proc.stdout
@@ -261,3 +264,17 @@ def test_sqlite_without_immediate_transactions_is_a_warning_with_the_options(set
     settings.TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend"}}
     [warning] = offload_checks("offload.W002")
     assert "database is locked" in warning.msg and '"transaction_mode": "IMMEDIATE"' in warning.hint
+
+
+def test_the_histogram_buckets_are_the_ones_migration_0006_created():
+    """offload_stat's bucket columns are generated from STAT_BUCKETS in models.py but frozen
+    in migration 0006: changing the bounds would relabel counted rows. A new bound needs
+    a migration that adds (and fills) its columns, and this test updated with it."""
+    from importlib import import_module
+
+    from offload.stats import bucket_columns
+
+    migration = import_module("offload.migrations.0006_stats").Migration
+    [create] = [op for op in migration.operations if getattr(op, "name", "") == "TaskStat"]
+    frozen = [name for name, _ in create.fields if "_le_" in name]
+    assert frozen == [name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]

@@ -32,7 +32,7 @@ def test_the_bands_table_is_the_codes_bands():
                       flags=re.M)
     highs = [100] + [low - 1 for _, low in BANDS[:-1]]
     assert [(name, int(low), int(high)) for name, low, high in rows] == [
-        (name, low, high) for (name, low), high in zip(BANDS, highs)]
+        (name, low, high) for (name, low), high in zip(BANDS, highs, strict=True)]
     assert BANDS[-1][1] == -100  # the table covers every priority Django allows
     for name, low, high in rows:
         assert band_of(int(low)) == band_of(int(high)) == name

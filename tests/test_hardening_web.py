@@ -144,7 +144,8 @@ def test_pages_clip_large_fields_and_link_the_whole_text(superuser_client):
     body = page.content.decode()
     assert len(page.content) < 200_000, len(page.content)
     assert peak < 20 * MiB, f"the page read {peak:,} bytes: it loaded the large fields"
-    assert body.count(f"… {len(rows[1].payload) - PREVIEW_CHARS} more characters") == 5  # the arguments of each large row
+    # the arguments of each large row
+    assert body.count(f"… {len(rows[1].payload) - PREVIEW_CHARS} more characters") == 5
     more = len(json.loads(rows[1].errors)[0]["traceback"]) - PREVIEW_CHARS
     assert body.count(f"… {more} more characters") == 4  # and their tracebacks (one is unreadable)
     assert "short and sweet" in body and "no readable error" in body

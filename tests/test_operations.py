@@ -185,9 +185,9 @@ def test_histograms_match_the_database_and_survive_pruning(client, burst):
 
     from django.tasks import task_backends
 
+    from offload.clock import now
     from offload.models import TaskStat
     from offload.stats import TOTALS_MINUTE
-    from offload.clock import now
 
     for i, (priority, sleep) in enumerate([(80, 0), (80, 0.03), (0, 0.3), (0, 0), (-80, 0.06),
                                            (-80, 0.6), (20, 0.01), (20, 0)]):

@@ -3,8 +3,7 @@
 import pytest
 
 from offload.worker.loop import Lifecycle
-from offload.worker.planner import (GENERAL, RESERVED, ClaimRequest, Rules, free_slots,
-                                    limits_for, plan)
+from offload.worker.planner import GENERAL, RESERVED, ClaimRequest, Rules, free_slots, limits_for, plan
 
 QUEUES = ("crm", "default", "emails")
 

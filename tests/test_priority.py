@@ -1,5 +1,6 @@
 """Priority promises: ageing, reserved capacity, queue limits, pause, unique tasks, periodic."""
 
+import itertools
 import signal
 from datetime import UTC, datetime, timedelta
 
@@ -243,5 +244,5 @@ def test_periodic_tasks_with_several_servers(start_worker):
     for server in servers:
         server.signal(signal.SIGTERM)
     rows = TaskRow.objects.order_by("enqueued_at").values_list("enqueued_at", flat=True)
-    gaps = [(b - a).total_seconds() for a, b in zip(rows, rows[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(rows)]
     assert gaps and min(gaps) > 1.0, gaps  # every 2 s: one task per occurrence, never two

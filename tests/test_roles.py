@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.test import override_settings
 from django.tasks import task_backends
+from django.test import override_settings
 
 from offload import registry, roles
 from offload.checks import check_roles

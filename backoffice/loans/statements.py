@@ -13,6 +13,7 @@ the line. Lines must be in date order.
 
 import csv
 import io
+import itertools
 import math
 import random
 import statistics
@@ -115,7 +116,7 @@ def analyse(lines):
         bucket[0 if line.amount > 0 else 1] += abs(line.amount)
     inflows = [float(m[0]) for m in months.values()]
     outflows = [float(m[1]) for m in months.values()]
-    nets = [i - o for i, o in zip(inflows, outflows)]
+    nets = [i - o for i, o in zip(inflows, outflows, strict=True)]
     # End-of-day balances, carried over days without transactions.
     closing = {}
     for line in lines:
@@ -148,7 +149,7 @@ def stress(balances, *, paths=STRESS_PATHS, days=STRESS_DAYS, seed=0):
     """Share of simulated next-``days`` paths in which the balance goes below zero:
     each path replays days drawn at random (with replacement) from the statement's
     own daily net flows, starting from today's balance. The CPU-heavy part."""
-    flows = [b - a for a, b in zip(balances, balances[1:])] or [0.0]
+    flows = [b - a for a, b in itertools.pairwise(balances)] or [0.0]
     rng, start, broke = random.Random(seed), balances[-1], 0
     choices = rng.choices
     for _ in range(paths):
@@ -165,7 +166,7 @@ def _slope(values):
     xs = range(len(values))
     mx, my = statistics.fmean(xs), statistics.fmean(values)
     den = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, values)) / den if den else 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, values, strict=True)) / den if den else 0.0
 
 
 INCOME = ("CARD SALES SETTLEMENT", "TRANSFER FROM CUSTOMER", "STRIPE PAYOUT", "CASH DEPOSIT",

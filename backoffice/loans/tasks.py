@@ -27,8 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from loans import bureau, documents, scoring, statements
-from loans.models import (Application, CashFlow, CreditReport, CrmSync, Notification, Offer,
-                          PortfolioReport, Score)
+from loans.models import Application, CashFlow, CreditReport, CrmSync, Notification, Offer, PortfolioReport, Score
 from loans.workflow import advance, start
 
 S = Application.Status

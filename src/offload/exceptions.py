@@ -6,7 +6,8 @@ Recorded errors keep their class path in ``TaskResult.errors`` so that
 
 from django.tasks.exceptions import InvalidTask
 
-__all__ = ["ArgumentsNotSerializable", "Cancelled", "CorruptPayload", "InvalidTaskOptions", "PayloadTooLarge", "ResultNotSerializable", "TaskNotFound", "TaskTimeout", "WorkerLost"]
+__all__ = ["ArgumentsNotSerializable", "Cancelled", "CorruptPayload", "InvalidTaskOptions",
+           "PayloadTooLarge", "ResultNotSerializable", "TaskNotFound", "TaskTimeout", "WorkerLost"]
 
 
 class ArgumentsNotSerializable(TypeError):

@@ -63,7 +63,8 @@ def current_release():
         return release
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, cwd=Path(settings.BASE_DIR) if hasattr(settings, "BASE_DIR") else None)
+                             text=True, timeout=5,
+                             cwd=Path(settings.BASE_DIR) if hasattr(settings, "BASE_DIR") else None)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

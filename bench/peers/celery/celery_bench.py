@@ -37,8 +37,15 @@ from importlib.metadata import version
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from peerutil import (  # noqa: E402
-    HostCPU, cpu_seconds, descendants, die_with_parent, emit, percentiles,
-    stderr_logger, wait_for_quiet)
+    HostCPU,
+    cpu_seconds,
+    descendants,
+    die_with_parent,
+    emit,
+    percentiles,
+    stderr_logger,
+    wait_for_quiet,
+)
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 log = stderr_logger("celery redis")

@@ -112,7 +112,7 @@ def measure(app, r, args, logpath):
         while len(started) < len(ids) and time.monotonic() < limit:
             time.sleep(0.05)
             llen_at.append((time.time(), r.llen(LOW_LIST)))
-            for i, m in zip(ids, fetch_results(r, ids)):
+            for i, m in zip(ids, fetch_results(r, ids), strict=True):
                 if m and m["status"] == "SUCCESS":
                     started[i] = m["result"]
             for s in servers:

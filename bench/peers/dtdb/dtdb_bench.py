@@ -49,9 +49,7 @@ from importlib.metadata import version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from peerutil import (  # noqa: E402
-    run_per_db,
-    HostCPU, cpu_seconds, die_with_parent, emit, percentiles, wait_for_quiet)
+from peerutil import HostCPU, cpu_seconds, die_with_parent, emit, percentiles, run_per_db, wait_for_quiet  # noqa: E402
 
 PG_NAME = "bench_peer_dtdb"
 DEFAULT_WORKERS = {"postgres": 2, "sqlite": 1}

@@ -34,11 +34,10 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -117,8 +116,8 @@ def measure(db, args, workdir):
     window_end = max(started.values(), default=time.time())
     waits = [(started[i] - t0) * 1000.0 for i, t0 in sent.items() if i in started]
     low_started = DBTaskResult.objects.filter(
-        priority=LOW, started_at__gte=datetime.fromtimestamp(window_start, timezone.utc),
-        started_at__lte=datetime.fromtimestamp(window_end, timezone.utc)).count()
+        priority=LOW, started_at__gte=datetime.fromtimestamp(window_start, UTC),
+        started_at__lte=datetime.fromtimestamp(window_end, UTC)).count()
     stats = percentiles(waits, ps=(50, 99))
     emit({**common(db, args, nproc), "metric": "urgent_wait", "low_tasks": args.low,
           "urgent": args.urgent, "every_s": args.every, "servers": 2,

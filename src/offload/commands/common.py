@@ -17,7 +17,7 @@ def backend(alias):
     try:
         tasks_backend = task_backends[alias]
     except InvalidTaskBackend as exc:
-        raise CommandError(f"{exc}. Configured backends: {', '.join(task_backends.settings)}.")
+        raise CommandError(f"{exc}. Configured backends: {', '.join(task_backends.settings)}.") from None
     if not isinstance(tasks_backend, OffloadBackend):
         raise CommandError(
             f"TASKS[{alias!r}] uses {type(tasks_backend).__name__}; the Offload worker runs "

@@ -28,7 +28,8 @@ def _set_paused(command, backend, queue, paused):
     tasks_backend = declared(backend, queue)
     tasks_backend.store.pause(backend=backend, queue=queue, paused=paused, now=now())
     command.stdout.write(f"Queue {queue!r} {'paused' if paused else 'resumed'}: "
-                         f"{'no server starts its tasks; they stay queued' if paused else 'servers take its tasks again'}.")
+                         + ("no server starts its tasks; they stay queued." if paused
+                            else "servers take its tasks again."))
 
 
 def pause(command, *, backend, queue, **_):

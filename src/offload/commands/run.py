@@ -24,7 +24,7 @@ def handle(command, *, role, addr, reload, **_):
     try:
         kind, profile = roles.resolve(role)
     except ValueError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     if kind == roles.WEB and reload:
         raise CommandError("--reload: the web role runs gunicorn, which offload run does "
                            "not restart; in development use manage.py runserver (it "

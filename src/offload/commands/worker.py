@@ -26,7 +26,7 @@ def handle(command, *, backend, queues, processes, threads, grace, burst, reserv
                                      threads=threads, grace=grace, reserve=reserve,
                                      queue_limit=queue_limit, role=role)
     except ValueError as exc:
-        raise CommandError(str(exc))
+        raise CommandError(str(exc)) from None
     unknown = set(spec.queues) - tasks_backend.queues
     if unknown and tasks_backend.queues:
         raise CommandError(

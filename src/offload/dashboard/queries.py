@@ -193,7 +193,7 @@ def _histograms(rows, key):
         h["ran"] += row["sum_ran"]
         for kind in ("wait", "run"):
             h[f"{kind}_sum"] += row[f"sum_{kind}_sum"]
-            for bucket, (name, _) in zip(h[kind], bucket_columns(kind)):
+            for bucket, (name, _) in zip(h[kind], bucket_columns(kind), strict=True):
                 bucket[1] += row[f"sum_{name}"]
     return merged
 

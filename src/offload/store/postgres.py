@@ -118,7 +118,7 @@ class PostgresStore(SqlStore):
             return _NOT_SUMMED
         names = stat_columns()
         rows = [{"backend": backend, "minute": minute.isoformat(), "queue_name": queue,
-                 "priority": priority, "outcome": outcome, **dict(zip(names, values))}
+                 "priority": priority, "outcome": outcome, **dict(zip(names, values, strict=True))}
                 for (backend, minute, queue, priority, outcome), values in tally(observed).items()]
         return {"tallied": count, "tally": json.dumps(rows, separators=(",", ":"))}
 
@@ -163,7 +163,7 @@ class PostgresStore(SqlStore):
         written; if this fails, or the process dies first, they go uncounted)."""
         if not accepted or len(accepted) == len(outcomes):
             return
-        kept = [row for o, row in zip(outcomes, observed) if o.id in accepted]
+        kept = [row for o, row in zip(outcomes, observed, strict=True) if o.id in accepted]
         params = {**self._sums(kept, len(kept)), "worker": worker, "ids": sorted(accepted)}
         try:
             self.fetch(self.sql("record_sums"), params)

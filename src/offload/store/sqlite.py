@@ -125,7 +125,7 @@ class SqliteStore(SqlStore):
         elif len(accepted) == len(chunk):
             self._run_raw(*upsert)
         elif accepted:
-            kept = [row for o, row in zip(chunk, seen) if o.id in accepted]
+            kept = [row for o, row in zip(chunk, seen, strict=True) if o.id in accepted]
             self._run_raw(*self._upsert(tally(kept), worker))
         return accepted
 

@@ -24,10 +24,10 @@ from collections import Counter
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import TaskResultStatus
 
+from offload.clock import now
 from offload.exceptions import TaskTimeout
 from offload.results import error_entry
 from offload.stats import observe
-from offload.clock import now
 from offload.worker import planner
 from offload.worker.executor import ThreadExecutor
 from offload.worker.planner import GENERAL, RESERVED, limits_for

@@ -21,8 +21,7 @@ from django.utils.json import normalize_json
 from offload.ageing import age_key
 from offload.clock import now
 from offload.exceptions import ResultNotSerializable
-from offload.results import (build_result, decode_errors, decode_payload, error_entries,
-                             error_entry, resolve_task)
+from offload.results import build_result, decode_errors, decode_payload, error_entries, error_entry, resolve_task
 from offload.scheduling.backoff import retry_delay
 from offload.store import Outcome
 

@@ -21,8 +21,7 @@ from rich.progress import Progress
 
 from loans import bureau, scoring, statements, workflow
 from loans.forms import INDUSTRIES
-from loans.models import (Applicant, Application, CashFlow, CreditReport, Decision, Document, Offer,
-                          Score)
+from loans.models import Applicant, Application, CashFlow, CreditReport, Decision, Document, Offer, Score
 
 S = Application.Status
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Linus",

@@ -51,7 +51,8 @@ class Command(BaseCommand):
         worker.add_argument("--processes", type=int, default=None, help="Worker processes (default: CPU count).")
         worker.add_argument("--threads", type=int, default=4, help="Task threads per process (default: %(default)s).")
         worker.add_argument("--grace", default="30s", metavar="DURATION",
-                            help="Time to finish in-flight tasks on SIGTERM: 30s, 2m; a bare number is seconds (default: %(default)s).")
+                            help="Time to finish in-flight tasks on SIGTERM: 30s, 2m; a bare number is "
+                                 "seconds (default: %(default)s).")
         worker.add_argument("--burst", action="store_true", help="Exit 0 once no runnable task is left.")
         worker.add_argument("--reserve", metavar="SLOTS:PRIORITY",
                             help="Per process, keep SLOTS threads for tasks of at least PRIORITY (e.g. 2:50).")
