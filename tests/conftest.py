@@ -58,24 +58,37 @@ class Worker:
     """A real ``manage.py offload worker`` process (the supervisor and its children)."""
 
     def __init__(self, tmp_path, *args, env=None, options=()):
-        self.log = tmp_path / f"worker-{time.monotonic_ns()}.log"
+        stamp = time.monotonic_ns()
+        self.log = tmp_path / f"worker-{stamp}.log"
+        #: Its test signals (offload.worker.signals): a file per moment.
+        self.events = tmp_path / f"events-{stamp}"
+        self.events.mkdir()
         self._out = open(self.log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "django", "offload", *options, "worker", *args],
-            env=worker_env(**(env or {})), stdout=self._out, stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            env=worker_env(OFFLOAD_TEST_EVENTS=self.events, **(env or {})), stdout=self._out,
+            stderr=subprocess.STDOUT, cwd=ROOT,
         )
 
     @property
     def output(self):
         return self.log.read_text()
 
-    def wait_started(self, timeout=30):
+    def seen(self, moment):
+        """How many times the server reached ``moment`` (offload.worker.signals)."""
+        return len(list(self.events.glob(f"{moment}.*")))
+
+    def wait_event(self, moment, timeout=30, count=1):
+        """Wait until the server reached ``moment`` ``count`` times; fail if it exits first."""
         deadline = time.monotonic() + timeout
-        while "taking queues" not in self.output:
+        while self.seen(moment) < count:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"worker did not start:\n{self.output}")
+                pytest.fail(f"worker never reached {moment!r} (x{count}):\n{self.output}")
             time.sleep(0.02)
+
+    def wait_started(self, timeout=30):
+        """Until a worker process's loop runs (it claims from then on)."""
+        self.wait_event("loop-started", timeout)
 
     def children(self):
         """PIDs of the worker processes (not multiprocessing's resource tracker)."""

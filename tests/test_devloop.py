@@ -191,8 +191,7 @@ def test_a_broken_file_waits_for_its_fix_instead_of_ending_the_loop(
     project.extra_file.write_text("raise RuntimeError('a typo in the settings')\n")
     wait_until(touching(project.extra_file, lambda: servers("running") == []), timeout=60,
                message="the server stopped after the change")
-    wait_until(lambda: "starts again when a file changes" in worker.output, timeout=60,
-               message="the parent waiting for a fix")
+    worker.wait_event("reload-waiting", timeout=60)  # the parent waits for a fix
     assert "RuntimeError: a typo in the settings" in worker.output
     assert worker.proc.poll() is None
     project.extra_file.write_text("")

@@ -109,8 +109,7 @@ def test_sigterm_stops_a_worker_whose_statements_keep_failing(start_worker, tmp_
         cursor.execute("ALTER TABLE offload_task RENAME TO offload_task_away")
     try:
         gate.touch()  # the task finishes; recording its outcome fails from now on
-        wait_until(lambda: "database error in cycle" in worker.output, timeout=15,
-                   message="the worker's statements failing")
+        worker.wait_event("db-error", timeout=15)  # the worker's statements failing
         worker.signal(signal.SIGTERM)
         # Within the grace (1 s) plus a margin; the supervisor's own kill comes at +10 s.
         assert worker.wait(1 + 4) == 0
@@ -179,7 +178,8 @@ def test_frozen_worker_cannot_overwrite_the_newer_attempt(start_worker):
                    message="the task finishes elsewhere")
     finally:
         os.kill(frozen, signal.SIGCONT)
-    wait_until(lambda: "lease was lost" in first.output, timeout=15, message=f"late write refused:\n{first.output}")
+    wait_until(lambda: first.seen("outcome-refused"), timeout=15,
+               message=f"late write refused:\n{first.output}")
     final = tasks.pid.get_result(result.id)
     assert final.status == TaskResultStatus.SUCCESSFUL
     assert final.return_value != frozen and final.return_value in second.children()

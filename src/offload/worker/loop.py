@@ -28,7 +28,7 @@ from offload.clock import now
 from offload.exceptions import TaskTimeout
 from offload.results import error_entry
 from offload.stats import observe
-from offload.worker import planner
+from offload.worker import planner, signals
 from offload.worker.executor import ThreadExecutor
 from offload.worker.planner import GENERAL, RESERVED, limits_for
 from offload.worker.runner import Runner, send_finished
@@ -143,6 +143,7 @@ class Loop:
             return getattr(self.store, what)(*args, **kwargs)
         except _DB_ERRORS as exc:
             logger.warning("%s: database error in %s: %s", self.worker_id, what, exc)
+            signals.emit("db-error")
             connections[self.store.db_alias].close()
             return None
 
@@ -154,6 +155,7 @@ class Loop:
         threading.Thread(target=self._heartbeat, name="offload-heartbeat", daemon=True).start()
         logger.info("%s: taking queues %s with %d threads", self.worker_id,
                     ",".join(self.queues) or "(every queue)", self.threads)
+        signals.emit("loop-started")
         while (delay := self.step()) is not None:
             if delay:
                 self.wake.wait(delay)
@@ -313,6 +315,7 @@ class Loop:
                     "%s: the outcome %s of task id=%s was not recorded: its lease was lost "
                     "(it expired or the database was unreachable); the task runs again "
                     "elsewhere", self.worker_id, outcome.status, outcome.id)
+                signals.emit("outcome-refused")
                 continue
             if outcome.status == TaskResultStatus.READY:  # a retry: runnable again, maybe now
                 self.pace.maybe_more = True

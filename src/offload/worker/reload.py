@@ -37,6 +37,8 @@ import threading
 from django.utils import autoreload
 from django.utils.module_loading import autodiscover_modules
 
+from offload.worker import signals
+
 logger = logging.getLogger("offload.server")
 
 #: The child's exit status that asks the parent for a new child: Django's own.
@@ -78,6 +80,7 @@ def restart_loop(why=""):
                 return 0
             logger.error("the server exited with status %s (the cause is above); it starts "
                          "again when a file changes. Ctrl-C quits.", code)
+            signals.emit("reload-waiting")
             if not _watch(stopping):
                 return code
     finally:
