@@ -36,9 +36,10 @@ def when_ready(server):
     from django.db import Error, connections
 
     from offload import registry
+    from offload.deployment import Deployment
     from offload.roles import current_release
 
-    db, release = registry.home(), current_release()
+    db, release = Deployment.current().home, current_release()
 
     def register():
         registry.register(_name(), role="web", release=release, db=db, pid=os.getpid())
@@ -77,7 +78,8 @@ def on_exit(server):
     _stop.set()
     try:
         from offload import registry
+        from offload.deployment import Deployment
 
-        registry.set_state(_name(), "stopped", db=registry.home())
+        registry.set_state(_name(), "stopped", db=Deployment.current().home)
     except Exception as exc:  # noqa: BLE001
         server.log.warning("offload: could not record the web server as stopped: %s", exc)

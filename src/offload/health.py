@@ -38,9 +38,16 @@ def _database_answers(db):
     return True
 
 
-def readiness(db="default"):
-    """``(ok, reason)`` for the database alias ``db``; the reason gives no connection
-    details (they are logged)."""
+def _probe_database():
+    from offload.deployment import Deployment
+
+    return Deployment.current().probe
+
+
+def readiness(db=None):
+    """``(ok, reason)`` for the database alias ``db`` (by default ``Deployment.probe``);
+    the reason gives no connection details (they are logged)."""
+    db = db or _probe_database()
     from django.db.migrations.executor import MigrationExecutor
 
     if not _database_answers(db):
@@ -60,12 +67,13 @@ def readiness(db="default"):
 
 class Probe:
     """The answers to /healthz and /readyz, for the middleware and for the web role's
-    WSGI wrapper (``offload.web``); ``db`` is the database alias /readyz checks."""
+    WSGI wrapper (``offload.web``); ``db`` is the database alias /readyz checks (by
+    default ``Deployment.probe``)."""
 
     PATHS = ("/healthz", "/readyz")
 
-    def __init__(self, db="default"):
-        self.db = db
+    def __init__(self, db=None):
+        self.db = db or _probe_database()
         self.ready = False  # once ready, only the database is checked again
 
     def answer(self, path):
@@ -87,7 +95,7 @@ class HealthMiddleware:
     """Answers /healthz and /readyz before the rest of the middleware; ``db`` is the
     database alias /readyz checks."""
 
-    def __init__(self, get_response, db="default"):
+    def __init__(self, get_response, db=None):
         self.get_response = get_response
         self.probe = Probe(db)
 

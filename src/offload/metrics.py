@@ -23,9 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
-from offload.backend import offload_backends
 from offload.dashboard import queries
 from offload.dashboard.actions import may_view
+from offload.deployment import Deployment
 
 __all__ = ["OffloadCollector", "token", "view"]
 
@@ -49,7 +49,7 @@ class OffloadCollector:
         runs = HistogramMetricFamily("offload_task_run_seconds",
                                      "Started to finished (the last attempt), of tasks a worker finished.",
                                      labels=["backend", "queue", "band"])
-        for alias in offload_backends():
+        for alias in Deployment.current().backends:
             for row in queries.summary(alias):
                 for state in ("ready", "scheduled", "running", "failed"):
                     depth.add_metric([alias, row["queue"], row["band"], state], row[state])

@@ -31,21 +31,19 @@ logger = logging.getLogger("offload.server")
 
 
 def databases():
-    """Every database alias that holds Offload tasks, the default backend's first."""
-    from django.tasks import task_backends
+    """Every database alias that holds Offload tasks, the default backend's first
+    (``Deployment.databases``)."""
+    from offload.deployment import Deployment
 
-    from offload.backend import offload_backends
-
-    found = []
-    for alias in sorted(offload_backends(), key=lambda alias: alias != "default"):
-        if task_backends[alias].opts.DATABASE not in found:
-            found.append(task_backends[alias].opts.DATABASE)
-    return found or ["default"]
+    return list(Deployment.current().databases)
 
 
 def home():
-    """Where a server that has no backend of its own (the web role) registers."""
-    return databases()[0]
+    """Where a server that has no backend of its own (the web role) registers
+    (``Deployment.home``)."""
+    from offload.deployment import Deployment
+
+    return Deployment.current().home
 
 
 @contextmanager

@@ -8,8 +8,8 @@ Add it when a backend sets ``OPTIONS["DATABASE"]`` to an alias other than
 The hot path always names the alias itself; the router sends the admin's and
 tooling's ORM queries there and migrates the table only where a backend keeps it.
 
-With backends on several task databases the router can name only one (the first
-backend's): the admin shows that database's rows. The dashboard, its actions, the
+With backends on several task databases the router can name only one (the default
+backend's, ``Deployment.home``): the admin shows that database's rows. The dashboard, its actions, the
 registry and the ``offload`` command name each backend's database themselves, so
 they see every one; an object already loaded stays with the database it came from.
 """
@@ -18,11 +18,9 @@ __all__ = ["OffloadRouter"]
 
 
 def _task_databases():
-    from django.tasks import task_backends
+    from offload.deployment import Deployment
 
-    from offload.backend import offload_backends
-
-    return [task_backends[alias].opts.DATABASE for alias in offload_backends()] or ["default"]
+    return Deployment.current().databases
 
 
 class OffloadRouter:

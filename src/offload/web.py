@@ -34,7 +34,7 @@ _WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
 class Probes:
     """WSGI middleware answering /healthz and /readyz (``offload.health.Probe``)."""
 
-    def __init__(self, app, db="default"):
+    def __init__(self, app, db=None):
         self.app = app
         self.probe = Probe(db)
 

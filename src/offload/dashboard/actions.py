@@ -13,8 +13,8 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.tasks import task_backends
 
-from offload.backend import offload_backends
 from offload.clock import now
+from offload.deployment import Deployment
 from offload.models import TaskRow
 from offload.results import decode_payload, resolve_task
 from offload.store.base import CHUNK, chunks
@@ -37,11 +37,11 @@ def _by_backend(pairs, db):
     """``{alias: [item]}`` from ``(alias, item)`` pairs read from database ``db``, for the
     Offload backends that keep their tasks there; a task id means nothing in another
     database, so other rows are left alone (and logged)."""
-    offload, groups = set(offload_backends()), {}
+    deployment, groups = Deployment.current(), {}
     for alias, item in pairs:
         groups.setdefault(alias, []).append(item)
     for alias in list(groups):
-        if alias not in offload or task_backends[alias].opts.DATABASE != db:
+        if alias not in deployment.backends or deployment.database(alias) != db:
             logger.warning("left %d task(s) of backend %r alone: they were read from database "
                            "%r, which is not where that Offload backend keeps its tasks",
                            len(groups.pop(alias)), alias, db)
@@ -76,7 +76,7 @@ def retry(user, rows):
     done = 0
     for alias, b, ids in _ids_by_backend(rows, "FAILED"):
         retried = b.store.retry(backend=alias, ids=ids, now=now(), age_rate=b.opts.AGE_RATE)
-        _record(user, b.opts.DATABASE, "Retried", [(pk, "Retried") for pk in retried])
+        _record(user, Deployment.current().database(alias), "Retried", [(pk, "Retried") for pk in retried])
         done += len(retried)
     return done
 
@@ -86,7 +86,7 @@ def cancel(user, rows):
     done = 0
     for alias, b, ids in _ids_by_backend(rows, "READY"):
         cancelled = b.store.cancel(backend=alias, ids=ids, now=now(), reason=f"cancelled by {user}")
-        _record(user, b.opts.DATABASE, "Cancelled", [(pk, "Cancelled") for pk in cancelled])
+        _record(user, Deployment.current().database(alias), "Cancelled", [(pk, "Cancelled") for pk in cancelled])
         done += len(cancelled)
     return done
 
@@ -103,10 +103,10 @@ def re_enqueue(user, rows):
                                 run_after=None, backend=alias, options=options)
             created.append(task.enqueue(*args, **kwargs).id)
             entries.append((row.pk, f"Enqueued again as {created[-1]}"))
-        _record(user, task_backends[alias].opts.DATABASE, "Enqueued again", entries)
+        _record(user, Deployment.current().database(alias), "Enqueued again", entries)
     return created
 
 
 def set_paused(user, backend, queue, paused):
-    task_backends[backend].store.pause(backend=backend, queue=queue, paused=paused, now=now())
+    Deployment.current().store(backend).pause(backend=backend, queue=queue, paused=paused, now=now())
     logger.info("%s %s queue %s/%s", user, "paused" if paused else "resumed", backend, queue)

@@ -14,6 +14,7 @@ from django.db.models.functions import Length, Substr
 from django.tasks import task_backends
 
 from offload.clock import now
+from offload.deployment import Deployment
 from offload.models import QueueState, Server, TaskRow, TaskStat
 from offload.results import decode_errors
 from offload.stats import bucket_columns
@@ -32,7 +33,7 @@ def summary(backend="default"):
 
     Waiting and failed tasks are counted from the ``offload_task_pending`` index alone
     and running ones through the lease index, so finished rows are never read."""
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     at = now()
     tasks = TaskRow.objects.using(db).filter(backend=backend)
     rows = list(tasks.filter(status__in=["READY", "FAILED"]).values("queue_name", "priority")
@@ -59,7 +60,7 @@ def summary(backend="default"):
 
 
 def paused_queues(backend="default"):
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     return set(QueueState.objects.using(db).filter(backend=backend, paused=True)
                .values_list("queue_name", flat=True))
 
@@ -111,7 +112,7 @@ def failures(backend="default", limit=20):
     """The latest FAILED tasks, without their large fields: each row has ``payload_head``
     and ``payload_length`` (see ``previewed``) and ``last_error``, None or a dict of
     ``exception_class_path`` and ``traceback`` (a ``clip``)."""
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     rows = list(previewed(TaskRow.objects.using(db).filter(backend=backend, status="FAILED"))
                 .annotate(errors_length=Length("errors"))
                 .annotate(errors_whole=Case(When(errors_length__lte=ERRORS_READ_WHOLE,
@@ -157,7 +158,7 @@ def _last_error_in_database(db, pk):
 
 def throughput(backend="default", minutes=60):
     """Finished tasks per minute over the last hour: ``[(minute, successful, failed)]``."""
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     start = now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
     rows = (TaskStat.objects.using(db)
             .filter(backend=backend, minute__gte=start, outcome__in=["SUCCESSFUL", "FAILED"])
@@ -171,7 +172,7 @@ def throughput(backend="default", minutes=60):
 
 def _stat_sums(backend, by, since=None):
     """Sums of ``offload_stat`` columns per ``by`` (a list of column names)."""
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     rows = TaskStat.objects.using(db).filter(backend=backend)
     if since is not None:
         rows = rows.filter(minute__gte=since)
@@ -240,8 +241,8 @@ def waits_by_band(backend="default"):
 def waiting(backend="default", limit=10):
     """The next runnable tasks, in claim order."""
     opts = task_backends[backend].opts
-    rows = TaskRow.objects.using(opts.DATABASE).filter(backend=backend, status="READY",
-                                                       available_at__lte=now())
+    rows = TaskRow.objects.using(Deployment.current().database(backend)).filter(
+        backend=backend, status="READY", available_at__lte=now())
     if not opts.AGE_RATE:
         rows = rows.filter(age_key__isnull=True)  # the ready index's condition: no sort
     return list(rows.order_by("-priority", "available_at", "id")[:limit])

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from offload.dashboard import actions, queries
+from offload.deployment import Deployment
 from offload.models import TaskRow
 
 TEXT = "text/plain; charset=utf-8"
@@ -56,7 +57,7 @@ def answers_refusals(view):
 def _backend(request):
     """The chosen Offload backend's alias (``backend=``), by default ``default`` or the
     first Offload backend."""
-    aliases = actions.offload_backends()
+    aliases = Deployment.current().backends
     if not aliases:
         raise Refused("no Offload backend in TASKS: add one with "
                       "'BACKEND': 'offload.backend.OffloadBackend'", status=404)
@@ -79,7 +80,7 @@ def _require(request, allowed, permission, doing):
 def index(request):
     _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
     backend = _backend(request)
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     summary = queries.summary(backend)
     declared = sorted(set(task_backends[backend].queues) | {r["queue"] for r in summary})
     paused = queries.paused_queues(backend)
@@ -91,7 +92,7 @@ def index(request):
                 for row in queries.failures(backend)]
     chart = throughput_chart(queries.throughput(backend))
     return render(request, "offload/dashboard.html", {
-        "backend": backend, "backends": actions.offload_backends(), "summary": summary,
+        "backend": backend, "backends": Deployment.current().backends, "summary": summary,
         "may_change_tasks": request.user.has_perm(actions.PERMISSIONS["retry"]),
         "may_change_queues": request.user.has_perm(actions.PERMISSIONS["pause"]),
         "queues": [{"name": q, "paused": q in paused} for q in declared],
@@ -150,7 +151,7 @@ def task_field(request, pk, field):
     backend = _backend(request)
     if field not in queries.LARGE_FIELDS:
         raise Refused(f"no field {field!r}: use one of {', '.join(queries.LARGE_FIELDS)}", status=404)
-    db = task_backends[backend].opts.DATABASE
+    db = Deployment.current().database(backend)
     found = TaskRow.objects.using(db).filter(backend=backend, pk=pk).values_list(field, flat=True)
     if not found:
         raise Refused(f"no task {pk} in backend {backend!r}", status=404)
@@ -208,7 +209,7 @@ def act(request):
         messages.success(request, f"Queue {queue} {'paused' if action == 'pause' else 'resumed'}.")
     else:
         task_id = _task_id(request)
-        db = task_backends[backend].opts.DATABASE
+        db = Deployment.current().database(backend)
         result = getattr(actions, action)(request.user,
                                           TaskRow.objects.using(db).filter(backend=backend, pk=task_id))
         if not result:

@@ -153,7 +153,7 @@ class Supervisor:
             return
         from offload import registry
 
-        db = self.backend.opts.DATABASE
+        db = self._registry_db()
         state = registry.beat(self.name, db=db, draining=self.signals > 0)
         if state is None:  # the row is gone (deleted by hand, database restored)
             self._register()
@@ -293,11 +293,17 @@ class Supervisor:
             logger.error("cannot start: %s", problem)
         return problem is None
 
+    def _registry_db(self):
+        """Where this server registers: its backend's database (``Deployment.registry``)."""
+        from offload.deployment import Deployment
+
+        return Deployment.current().registry(self.alias)
+
     def _register(self):
         from offload import registry
 
         registry.register(self.name, role=self.role, release=self.release,
-                          db=self.backend.opts.DATABASE, pid=os.getpid())
+                          db=self._registry_db(), pid=os.getpid())
 
     def run(self):
         """Serve until stopped; 0 after a stop, 1 if the server could not start or its
@@ -335,7 +341,7 @@ class Supervisor:
             from offload import registry
 
             try:
-                registry.set_state(self.name, "stopped", db=self.backend.opts.DATABASE)
+                registry.set_state(self.name, "stopped", db=self._registry_db())
             except _DB_ERRORS as exc:
                 logger.warning("could not record this server as stopped: %s", exc)
         logger.info("offload server %s stopped", self.name)

@@ -126,16 +126,18 @@ class Command(BaseCommand):
         """``([(alias, migrations)], any_one)``: the databases ``action`` uses; with
         ``any_one``, the registry's: one that cannot be read is skipped (and logged) as
         long as another can."""
-        from offload import registry
+        from offload.deployment import Deployment
 
+        deployment = Deployment.current()
         if action in ("servers", "retire", "health"):
-            return [(db, dbcheck.OFFLOAD) for db in registry.databases()], True
+            return [(db, dbcheck.OFFLOAD) for db in deployment.databases], True
         if action == "release":
             return [("default", None)], False  # migrate creates what is missing
         if action == "run":
-            return [(registry.home(), dbcheck.ALL)], False
+            return [(deployment.home, dbcheck.ALL)], False
         migrations = dbcheck.ALL if action == "worker" else dbcheck.OFFLOAD
-        return [(common.backend(options["backend"]).opts.DATABASE, migrations)], False
+        alias = common.backend(options["backend"]).alias
+        return [(deployment.database(alias), migrations)], False
 
 
 #: Django's own options (``--settings`` ...) go before the command; these copies let them
