@@ -20,7 +20,7 @@ from offload.clock import now
 from offload.models import QueueState, Server, TaskRow, TaskStat
 from offload.stats import TOTALS_MINUTE
 from offload.store import Claimed, Outcome, Store
-from offload.store.queries import ENGINES, SQL_DIR, query
+from offload.store.queries import ENGINES, SQL_DIR, path, query
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -34,10 +34,10 @@ def store():
     return task_backends[B].store
 
 
-def put(store, *rows, at=None, age_rate=0.0):
+def put(store, *rows, at=None, age_rate=0.0, backend=B):
     """Enqueue ``rows`` of (queue, priority[, run_after[, unique_key]]); their ids."""
     full = [(r[0], r[1], PATH, PAYLOAD, *(r[2:] + (None, None))[:2]) for r in rows]
-    return [id_ for id_, _ in store.enqueue(B, full, now=at or now(), age_rate=age_rate)]
+    return [id_ for id_, _ in store.enqueue(backend, full, now=at or now(), age_rate=age_rate)]
 
 
 def take(store, worker="w1", limit=10, at=None, lease=30, **kw):
@@ -351,6 +351,84 @@ def test_record_rows_and_fold_stats_keep_the_sums(store):
     assert (totals.minute, totals.worker) == (TOTALS_MINUTE, "")
     assert (totals.tasks, totals.ran) == before[:2]
     assert totals.wait_sum == pytest.approx(before[2]) and totals.run_sum == pytest.approx(before[3])
+
+
+# -- scope: each statement touches only its backend's rows ------------------------------
+# "other" keeps its tasks in the same database as B: only the backend column tells them apart.
+
+OTHER = "other"
+
+
+def take_other(store, worker="w2", lease=30, at=None):
+    return store.claim(backend=OTHER, queues=["default"], limit=10, worker=worker, lease=lease,
+                       now=at or now())
+
+
+def test_every_statement_takes_its_backend_or_says_why_not():
+    """A statement (not a fragment) filters on %(backend)s, or its file says, in a
+    '-- scope:' line, what scopes it instead (a worker id, ids, a lease token)."""
+    for engine in ENGINES:
+        for name in {p.stem for d in (engine, "common") for p in (SQL_DIR / d).glob("*.sql")}:
+            text = path(engine, name).read_text()
+            if "(a fragment" in text.splitlines()[0]:
+                continue
+            assert "%(backend)s" in query(engine, name) or "\n-- scope:" in text, (engine, name)
+
+
+def test_rescue_by_time_leaves_another_backends_tasks_alone(store):
+    [mine], [theirs] = put(store, ("default", 0)), put(store, ("default", 0), backend=OTHER)
+    take(store, worker="w1", lease=1)
+    take_other(store, lease=1)
+    assert store.rescue(backend=B, now=now() + timedelta(seconds=5), max_rescues=5) == [(mine, "READY")]
+    assert (row(theirs).status, row(theirs).rescues) == ("RUNNING", 0)
+
+
+def test_rescue_by_worker_leaves_another_backends_tasks_alone(store):
+    [mine], [theirs] = put(store, ("default", 0)), put(store, ("default", 0), backend=OTHER)
+    take(store, worker="same")
+    take_other(store, worker="same")
+    rows = store.rescue(backend=B, now=now(), max_rescues=5, worker="same")
+    assert [tuple(r) for r in rows] == [(mine, "READY")]
+    assert row(theirs).status == "RUNNING"
+
+
+def test_cap_aged_leaves_another_backends_tasks_alone(store):
+    t0 = now()
+    [mine] = put(store, ("default", 0), at=t0, age_rate=1.0)
+    [theirs] = put(store, ("default", 0), at=t0, age_rate=1.0, backend=OTHER)
+    assert store.cap_aged(backend=B, now=t0 + timedelta(seconds=51), age_rate=1.0, age_cap=50) == 1
+    assert row(mine).age_key is None and row(theirs).age_key is not None
+
+
+def test_prune_leaves_another_backends_tasks_alone(store):
+    ids = put(store, ("default", 0)) + put(store, ("default", 0), backend=OTHER)
+    TaskRow.objects.filter(pk__in=ids).update(status="SUCCESSFUL", finished_at=now() - timedelta(days=8))
+    assert store.prune(backend=B, before=now() - timedelta(days=7)) == 1
+    assert list(TaskRow.objects.values_list("backend", flat=True)) == [OTHER]
+
+
+def test_fold_stats_leaves_another_backends_rows_alone(store):
+    put(store, ("default", 0))
+    put(store, ("default", 0), backend=OTHER)
+    store.complete([done(c) for c in take(store) + take_other(store)], worker="w1")
+    store.fold_stats(backend=B, before=now() + timedelta(minutes=5))
+    assert TaskStat.objects.get(backend=B).minute == TOTALS_MINUTE
+    assert TaskStat.objects.get(backend=OTHER).minute != TOTALS_MINUTE
+
+
+def test_retry_and_cancel_leave_another_backends_tasks_alone(store):
+    failed, ready = put(store, ("default", 0), ("default", 0), backend=OTHER)
+    TaskRow.objects.filter(pk=failed).update(status="FAILED", finished_at=now())
+    assert store.retry(backend=B, ids=[failed], now=now()) == []
+    assert store.cancel(backend=B, ids=[ready], now=now(), reason="no") == []
+    assert (row(failed).status, row(ready).status) == ("FAILED", "READY")
+
+
+def test_pause_leaves_another_backends_queue_alone(store):
+    put(store, ("default", 0), backend=OTHER)
+    store.pause(backend=B, queue="default", paused=True, now=now())
+    assert store.runnable(backend=OTHER, queues=["default"], now=now()) is True
+    assert [c.queue_name for c in take_other(store)] == ["default"]
 
 
 def test_end_sessions_is_harmless_for_a_worker_without_sessions(store):

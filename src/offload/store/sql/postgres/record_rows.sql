@@ -5,6 +5,7 @@
 -- count only.
 -- Why MATERIALIZED: each task's wait and run are computed once, not once per bucket
 -- column that reads them.
+-- scope: the ids whose outcome was just written; each counts under its row's backend.
 WITH done AS (SELECT * FROM offload_task WHERE {in_ids}), o AS MATERIALIZED (
     SELECT backend, minute, queue_name, priority,
            CASE status WHEN 'READY' THEN 'RETRIED' ELSE status END AS outcome,
