@@ -89,7 +89,7 @@ def test_second_signal_stops_at_once(start_worker):
     worker = start_worker("--processes", "1", "--threads", "1", "--grace", "60s")
     wait_until(lambda: Run.objects.filter(key="long").exists(), message="task started")
     worker.signal(signal.SIGINT)
-    wait_until(lambda: "stopping (graceful)" in worker.output, message="first signal seen")
+    worker.wait_event("stopping")  # the first signal seen
     worker.signal(signal.SIGINT)
     assert worker.wait(15) == 0
     assert TaskRow.objects.get(pk=result.id).status == "READY"

@@ -6,9 +6,9 @@ the server is several processes, so a folder carries them. Example::
 
     emit("loop-started")     # -> $OFFLOAD_TEST_EVENTS/loop-started.<pid>.<n>
 
-The moments: ``loop-started`` (a worker process's loop runs), ``stopping`` (the
-supervisor took its first stop signal), ``db-error`` (a worker statement failed),
-``outcome-refused`` (an outcome was not recorded: its lease was lost),
+The moments: ``loop-started`` (a worker process's loop runs), ``stopping`` and
+``stopping-now`` (the supervisor asked its workers to drain, or to stop at once),
+``db-error`` (a worker statement failed), ``outcome-refused`` (an outcome was not recorded: its lease was lost),
 ``reload-waiting`` (``--reload``: the server failed to start; waiting for a change).
 """
 

@@ -33,7 +33,7 @@ from offload.clock import now
 from offload.exceptions import WorkerLost
 from offload.roles import current_release, server_name
 from offload.stats import KEEP_MINUTES
-from offload.worker import child
+from offload.worker import child, signals
 from offload.worker.loop import EXIT_REPLACE
 from offload.worker.runner import send_finished
 
@@ -386,6 +386,7 @@ class Supervisor:
                 companion.send_signal(signal.SIGINT if now else signal.SIGTERM)
         logger.info("stopping (%s): %s", "now" if now else "graceful",
                     "handing back tasks" if now else "finishing in-flight tasks")
+        signals.emit("stopping-now" if now else "stopping")
         for worker in self.children.values():
             if worker.popen.poll() is None:
                 worker.popen.send_signal(signal.SIGUSR1 if now else signal.SIGTERM)
