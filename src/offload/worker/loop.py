@@ -173,10 +173,11 @@ class Loop:
             done, self.done = self.done, []
         mono = time.monotonic()
         running = self.lifecycle is Lifecycle.RUNNING
-        claiming = running and any(self._free(done)) and self._claim_due(mono)
+        free = self._free(done) if running else (0, 0)
+        claiming = any(free) and self._claim_due(mono)
         failed = False
         if done or claiming:
-            got = self._round(done, claiming)
+            got = self._round(done, free if claiming else (0, 0))
             if got is None:  # database error: keep the outcomes, retry shortly
                 with self.lock:
                     self.done[:0] = done
@@ -230,12 +231,13 @@ class Loop:
         return planner.free_slots(self.threads, self.rules.reserve, busy_general=general,
                                   busy_reserved=reserved)
 
-    def _round(self, done, claiming):
-        """Record ``done`` and, if ``claiming``, make the planner's claims in order;
+    def _round(self, done, free):
+        """Record ``done`` and make the planner's claims for the ``free`` ``(general,
+        reserved)`` slots, in order (``(0, 0)``: only record);
         ``(filled a claim, tasks claimed)``, or None if the database is unreachable
         before the outcomes were recorded. One round trip when only the general claim
         (the ``cycle`` request) runs."""
-        general, reserved = self._free(done) if claiming else (0, 0)
+        general, reserved = free
         running = None
         if general and self.rules.limited:  # only limited queues need the count
             finishing = {o.id for o, _ in done}
