@@ -213,22 +213,24 @@ def test_reload_and_burst_are_refused_together(tmp_path, monkeypatch, start_work
 # -- logs ---------------------------------------------------------------------------
 
 
-def _failures(project):
+def _run_past_a_failure(project, start_worker, *flags):
+    """A task that succeeds and one that fails (after its retry) on a real server,
+    stopped by SIGTERM once the failure is recorded: ``(ok, failed, worker)``."""
     ok = project.tasks.stamp.enqueue(str(project.ledger))
     failed = project.tasks.boom.enqueue("kaboom")
-    return ok, failed
+    worker = start_worker("--processes", "1", *flags, env=project.env)
+    wait_until(lambda: project.tasks.boom.get_result(failed.id).status == TaskResultStatus.FAILED,
+               message="the failing task failed twice")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    return ok, failed, worker
 
 
 def test_without_logging_settings_offload_and_django_task_lines_share_one_format(
         tmp_path, monkeypatch, start_worker):
     project = Project(tmp_path, monkeypatch, "LOGGING = {}\n")  # a project that set nothing
-    ok, failed = _failures(project)
-    worker = start_worker("--processes", "1", "--threads", "2", env=project.env)
-    wait_until(lambda: project.tasks.boom.get_result(failed.id).status == TaskResultStatus.FAILED,
-               message="the failing task failed twice")
+    ok, failed, worker = _run_past_a_failure(project, start_worker, "--threads", "2")
     assert project.tasks.stamp.get_result(ok.id).status == TaskResultStatus.SUCCESSFUL
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
     lines = worker.output.splitlines()
     records = [line for line in lines if LINE.match(line)]
     loggers = {line.split()[3] for line in records}
@@ -256,12 +258,7 @@ def test_a_project_logging_config_is_left_as_it_is(tmp_path, monkeypatch, start_
         "           'formatters': {'mine': {'format': 'MINE %(name)s %(message)s'}},\n"
         "           'handlers': {'mine': {'class': 'logging.StreamHandler', 'formatter': 'mine'}},\n"
         "           'loggers': {'offload': {'handlers': ['mine'], 'level': 'INFO'}}}\n"))
-    ok, failed = _failures(project)
-    worker = start_worker("--processes", "1", env=project.env)
-    wait_until(lambda: project.tasks.boom.get_result(failed.id).status == TaskResultStatus.FAILED,
-               message="the failing task failed")
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
+    ok, failed, worker = _run_past_a_failure(project, start_worker)
     lines = worker.output.splitlines()
     assert any(line.startswith("MINE offload.worker ") and "taking queues" in line for line in lines)
     assert not any(LINE.match(line) and " offload." in line for line in lines)  # theirs only
@@ -282,12 +279,7 @@ def documented_json_logging():
 def test_the_documented_json_logging_gives_one_json_object_per_line(
         tmp_path, monkeypatch, start_worker):
     project = Project(tmp_path, monkeypatch, documented_json_logging())
-    ok, failed = _failures(project)
-    worker = start_worker("--processes", "1", env=project.env)
-    wait_until(lambda: project.tasks.boom.get_result(failed.id).status == TaskResultStatus.FAILED,
-               message="the failing task failed")
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
+    ok, failed, worker = _run_past_a_failure(project, start_worker)
     records = [json.loads(line) for line in worker.output.splitlines()]  # every line is JSON
     assert {"offload.server", "offload.worker", "django.tasks"} <= {r["logger"] for r in records}
     [final] = [r for r in records if r["logger"] == "django.tasks" and r["level"] == "ERROR"]
