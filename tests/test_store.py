@@ -28,28 +28,29 @@ def claim(store, worker, limit=10, lease=30, at=None):
                        worker=worker, lease=lease, now=at or now())
 
 
-def done(c, status="SUCCESSFUL"):
-    return Outcome(c.id, c.token, status, now(), return_value="null")
+def done(c, status="SUCCESSFUL", claimed=True):
+    return Outcome(c.id, c.token, status, now(), return_value="null", claim=c if claimed else None)
 
 
-def test_statistics_count_exactly_the_accepted_outcomes(store):
-    """A worker's observations (offload.stats.observe) are summed and added when every
-    outcome is accepted; when one is refused (its lease is gone), only the accepted ones
-    count. Either way offload_stat agrees with the rows."""
+@pytest.mark.parametrize("claimed", [True, False], ids=["from-claims", "from-rows"])
+def test_statistics_count_exactly_the_accepted_outcomes(store, claimed):
+    """A worker's outcomes, which carry their claims, are observed from them
+    (offload.stats.observe), summed and added when every outcome is accepted; when one
+    is refused (its lease is gone), only the accepted ones count. Outcomes without
+    their claims are counted from the rows. Either way offload_stat agrees with the
+    rows, and both ways compute the same sums."""
     from offload.models import TaskStat
-    from offload.stats import STAT_BUCKETS, observe, stat_columns
+    from offload.stats import STAT_BUCKETS, stat_columns
 
     for _ in range(3):
         tasks.noop.enqueue()
     a, b, c = claim(store, "w1", limit=3)
-    whole = [(done(a), a)]
-    assert store.complete([o for o, _ in whole], worker="w1",
-                          observed=observe("default", whole)) == {a.id}
-    refused = Outcome(b.id, b.token + 1, "SUCCESSFUL", now(), return_value="null")
-    mixed = [(done(c), c), (refused, b)]
-    accepted, _ = store.cycle([o for o, _ in mixed], {
+    assert store.complete([done(a, claimed=claimed)], worker="w1") == {a.id}
+    refused = Outcome(b.id, b.token + 1, "SUCCESSFUL", now(), return_value="null",
+                      claim=b if claimed else None)
+    accepted, _ = store.cycle([done(c, claimed=claimed), refused], {
         "backend": "default", "queues": ["default"], "limit": 5, "worker": "w1",
-        "lease": 30, "now": now()}, worker="w1", observed=observe("default", mixed))
+        "lease": 30, "now": now()}, worker="w1")
     assert accepted == {c.id}
     rows = TaskRow.objects.filter(pk__in=[a.id, c.id])
     waits = [(r.last_attempted_at - r.available_at).total_seconds() for r in rows]

@@ -1,8 +1,10 @@
-"""The buckets of the wait and run histograms that ``offload_stat`` keeps (see
-``offload.models.TaskStat``); plain Python, shared by the model, the store's SQL and the
-readers. Example::
+"""What ``offload_stat`` counts and how (see ``offload.models.TaskStat``): the buckets
+of the wait and run histograms, what one task counts as (``observation``) and the one
+computation that sums observations into series (``tally``). Plain Python, shared by the
+model, both stores and the readers; the stores only write what ``tally`` made. Example::
 
     bucket_columns("wait")  # [("wait_le_2ms", 0.002), ..., ("wait_le_3600000ms", 3600.0)]
+    tally([observation("default", "emails", 0, "SUCCESSFUL", t0, t1, t2)])
 """
 
 from bisect import bisect_left
@@ -32,28 +34,43 @@ def stat_columns():
         name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]
 
 
-def observe(backend, done):
-    """What offload_stat counts of outcomes a worker is about to record, in ``tally``'s
-    row form; ``done`` is ``(Outcome, Claimed)`` pairs. Made in the worker, before the
-    statement, from what it holds, which is what the rows get: the claim's ``now``
-    became ``last_attempted_at`` (``claimed_at``), the claim returned ``available_at``,
-    the outcome carries ``finished_at``. The store sums them (see postgres/record.sql)."""
-    return [(backend, c.queue_name, c.priority, o.status,
-             (o.finished_at or c.claimed_at).replace(second=0, microsecond=0),
-             o.finished_at and (c.claimed_at - c.available_at).total_seconds(),
-             o.finished_at and (o.finished_at - c.claimed_at).total_seconds())
-            for o, c in done]
+def observation(backend, queue, priority, status, available, attempted, finished):
+    """One task as offload_stat counts it, ``(backend, queue, priority, status, minute,
+    wait, run)``: the minute it counts in (a retry: the minute its attempt started) and
+    the last attempt's wait (runnable → started) and run (started → finished) in
+    seconds, None when it never ran. The times are datetimes, all aware or all naive.
+    The only definition: a worker makes it from what it holds (``observe``), a store
+    from the rows (``record_rows``)."""
+    minute = (finished or attempted).replace(second=0, microsecond=0)
+    if finished is None or attempted is None:
+        return backend, queue, priority, status, minute, None, None
+    return (backend, queue, priority, status, minute,
+            (attempted - available).total_seconds(), (finished - attempted).total_seconds())
 
 
-def tally(rows, observe=True):
-    """Sum observed outcomes into offload_stat series, the way postgres/record.sql's
-    aggregates do (the SQLite store writes them with sqlite/record.sql).
+def observe(outcomes):
+    """The observations of outcomes a worker is about to record, made before the
+    statement from the claims they answer (``Outcome.claim``), which is what the rows
+    get: the claim's time became ``last_attempted_at``, the claim returned
+    ``available_at``, the outcome carries ``finished_at``. None if an outcome has no
+    claim: the store then counts from the rows."""
+    if not all(o.claim for o in outcomes):
+        return None
+    return [observation(o.claim.backend, o.claim.queue_name, o.claim.priority, o.status,
+                        o.claim.available_at, o.claim.claimed_at, o.finished_at)
+            for o in outcomes]
+
+
+def tally(rows, timed=True):
+    """Sum observations (``observation``) into offload_stat series: the one place the
+    histograms are computed; the stores only write the sums (postgres/record.sql,
+    sqlite/record.sql).
 
     ``rows`` are ``(backend, queue, priority, status, minute, wait, run)``;
     returns ``{(backend, minute, queue, priority, outcome): values}`` with values in
     the order of the ``{stat_columns}`` list: tasks, ran, wait_sum, run_sum, the wait
     buckets, then the run buckets (cumulative). A READY status is a retry: counted as
-    RETRIED, never timed; ``observe=False`` counts without timing.
+    RETRIED, never timed; ``timed=False`` counts without timing.
     """
     n = len(STAT_BUCKETS)
     series = {}
@@ -64,7 +81,7 @@ def tally(rows, observe=True):
         if s is None:
             s = series[key] = [0, 0, 0.0, 0.0] + [0] * (2 * n + 2)
         s[0] += 1
-        if observe and outcome != "RETRIED":
+        if timed and outcome != "RETRIED":
             s[1] += 1
             s[2] += wait
             s[3] += run

@@ -175,26 +175,26 @@ class SqlStore:
                   "ids": self.array(ids)}
         with transaction.atomic(using=self.db_alias):
             cancelled = [r[0] for r in self.execute(self.sql("cancel"), params)]
-            self.record_rows(cancelled, observe=False)
+            self.record_rows(cancelled, timed=False)
         return cancelled
 
     def pause(self, *, backend, queue, paused, now):
         params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}
         self.execute(self.sql("pause"), params, fetch=False)
 
-    def complete(self, outcomes, *, worker="", observed=None):
+    def complete(self, outcomes, *, worker=""):
         """Write outcomes and count them in offload_stat under ``worker``; return the set
         of ids whose write was accepted (lease still held).
 
-        ``observed``: per outcome, what offload_stat counts (``offload.stats.observe``),
-        from a worker, which knows it; the store sums it before the statement and adds
-        the sums of the accepted outcomes. Without it, the accepted outcomes are counted
-        from their rows (``record_rows``) in the same transaction."""
+        Outcomes that carry their claim (a worker's) are observed from it
+        (``offload.stats.observe``) and summed before the statement, which adds the
+        sums of the accepted ones; otherwise the accepted outcomes are counted from
+        their rows (``record_rows``) in the same transaction."""
         raise NotImplementedError
 
-    def record_rows(self, ids, *, worker="", observe):
+    def record_rows(self, ids, *, worker="", timed):
         """Count the outcomes just written to tasks ``ids`` in offload_stat (in the
-        caller's transaction); ``observe``: time them in the histograms too."""
+        caller's transaction); ``timed``: time them in the histograms too."""
         raise NotImplementedError
 
     def fold_stats(self, *, backend, before):
@@ -205,10 +205,14 @@ class SqlStore:
             for name in self.fold_statements:
                 self.execute(self.sql(name), params, fetch=False)
 
-    def _claimed(self, rows, token, claimed_at):
+    def _claimed(self, rows, params, claimed_at=None):
+        """``Claimed`` of the claim statement's rows; ``params``: the claim's (its
+        backend, token and, unless ``claimed_at`` is given, time)."""
+        token, backend = params["token"], params["backend"]
+        claimed_at = claimed_at or params["now"]
         claimed = [
             Claimed(r[0], r[1], r[2], r[3], r[4], as_aware(r[5]), as_aware(r[6]),
-                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]))
+                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]), backend)
             for r in rows
         ]
         # RETURNING order is unspecified: restore the claim order.
@@ -226,13 +230,13 @@ class SqlStore:
 
     # -- maintenance (shared SQL) ---------------------------------------------
 
-    def cycle(self, outcomes, claim=None, *, worker="", observed=None):
+    def cycle(self, outcomes, claim=None, *, worker=""):
         """Record ``outcomes`` (see complete) and, if ``claim`` (claim's keyword
         arguments), claim more.
 
         Returns ``(accepted_ids, claimed)``. Engines may do both in one statement.
         """
-        accepted = self.complete(outcomes, worker=worker, observed=observed) if outcomes else set()
+        accepted = self.complete(outcomes, worker=worker) if outcomes else set()
         return accepted, (self.claim(**claim) if claim else [])
 
     def heartbeat(self, *, worker, ids, lease, now):
@@ -262,7 +266,7 @@ class SqlStore:
                   "max_rescues": max_rescues, "error": json.dumps(lost)}
         with transaction.atomic(using=self.db_alias):
             rows = self.execute(self.sql("rescue_worker" if worker else "rescue"), params)
-            self.record_rows([r[0] for r in rows], observe=False)  # RETRIED, or FAILED
+            self.record_rows([r[0] for r in rows], timed=False)  # RETRIED, or FAILED
         return rows
 
     def prune(self, *, backend, before, batch=5000):

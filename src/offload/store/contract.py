@@ -15,7 +15,7 @@ PostgreSQL ``channel()``, ``listen_params()`` and ``end_sessions()`` doing real 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(slots=True)
@@ -36,6 +36,7 @@ class Claimed:
     token: int
     claimed_at: datetime
     available_at: datetime  # when it became runnable: the wait is claimed_at - available_at
+    backend: str  # the backend it was claimed for
 
 
 @dataclass(slots=True)
@@ -52,6 +53,10 @@ class Outcome:
     age_key: float | None = None  # retries only, when ageing is on
     #: The failure (not stored): ``task_finished`` is sent while it is being handled.
     exception: BaseException | None = None
+    #: The claim it answers (a worker's outcomes): the store times it in offload_stat
+    #: from what the claim returned (``offload.stats.observe``) instead of re-reading
+    #: the row.
+    claim: Claimed | None = None
 
 
 #: An enqueue row: (queue, priority, task path, payload JSON, run_after, unique_key).
@@ -81,12 +86,11 @@ class Store(Protocol):
                       worker: str, lease: float, now: datetime, server: str = "") -> list[Claimed]:
         """Claim from one queue while at most ``cluster_max`` of its tasks run anywhere."""
 
-    def complete(self, outcomes: Sequence[Outcome], *, worker: str = "",
-                 observed: Sequence[Any] | None = None) -> set[int]:
+    def complete(self, outcomes: Sequence[Outcome], *, worker: str = "") -> set[int]:
         """Write outcomes whose lease is still held, count them; the accepted ids."""
 
-    def cycle(self, outcomes: Sequence[Outcome], claim: dict | None = None, *, worker: str = "",
-              observed: Sequence[Any] | None = None) -> tuple[set[int], list[Claimed]]:
+    def cycle(self, outcomes: Sequence[Outcome], claim: dict | None = None, *,
+              worker: str = "") -> tuple[set[int], list[Claimed]]:
         """``complete`` then ``claim(**claim)``, in one statement or transaction where it can."""
 
     def heartbeat(self, *, worker: str, ids: Sequence[int], lease: float, now: datetime) -> int:
@@ -122,7 +126,7 @@ class Store(Protocol):
     def prune(self, *, backend: str, before: datetime, batch: int = 5000) -> int:
         """Delete finished tasks that finished before ``before``; how many."""
 
-    def record_rows(self, ids: Sequence[int], *, worker: str = "", observe: bool) -> None:
+    def record_rows(self, ids: Sequence[int], *, worker: str = "", timed: bool) -> None:
         """Count outcomes just written to ``ids`` in offload_stat (caller's transaction)."""
 
     def fold_stats(self, *, backend: str, before: datetime) -> None:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, transaction
 
 from offload.ageing import age_key, ageing_bounds
-from offload.stats import stat_columns, tally
+from offload.stats import observation, observe, stat_columns, tally
 from offload.store.base import SqlStore
 
 logger = logging.getLogger("offload.worker")
@@ -94,7 +94,7 @@ class PostgresStore(SqlStore):
 
     def claim(self, **claim):
         params = self._claim_params(**claim)
-        return self._claimed(self.fetch(self.sql("claim"), params), params["token"], params["now"])
+        return self._claimed(self.fetch(self.sql("claim"), params), params)
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         params = self._claim_params(backend=backend, queues=[queue], limit=limit,
@@ -102,29 +102,27 @@ class PostgresStore(SqlStore):
         params.update(queue=queue, cluster_max=cluster_max)
         conn, raw = self.connection, self._raw()
         with conn.wrap_database_errors, raw.transaction():
-            with psycopg.Cursor(raw) as cursor:
-                # Serialise this queue's claims cluster-wide (see claim_limited.sql).
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                               [f"offload:{backend}:{queue}"], prepare=True)
+            self.fetch(self.sql("claim_lock"), {"key": f"offload:{backend}:{queue}"})
             rows = self.fetch(self.sql("claim_limited"), params)
-        return self._claimed(rows, params["token"], now)
+        return self._claimed(rows, params)
 
     @staticmethod
-    def _sums(observed, count):
-        """record.sql's %(tally)s and %(tallied)s: ``observed`` (see offload.stats.observe)
+    def _sums(observations, count, timed=True):
+        """record.sql's %(tally)s and %(tallied)s: ``observations`` (offload.stats)
         summed into JSON rows of offload_stat (json_populate_recordset maps them by
-        name), for ``count`` outcomes."""
-        if observed is None:
+        name), for ``count`` outcomes; ``timed=False``: counted, not timed."""
+        if observations is None:
             return _NOT_SUMMED
         names = stat_columns()
         rows = [{"backend": backend, "minute": minute.isoformat(), "queue_name": queue,
                  "priority": priority, "outcome": outcome, **dict(zip(names, values, strict=True))}
-                for (backend, minute, queue, priority, outcome), values in tally(observed).items()]
+                for (backend, minute, queue, priority, outcome), values
+                in tally(observations, timed).items()]
         return {"tallied": count, "tally": json.dumps(rows, separators=(",", ":"))}
 
-    def _outcome_params(self, outcomes, worker, observed):
+    def _outcome_params(self, outcomes, worker, observations):
         return {
-            **self._sums(observed, len(outcomes)), "worker": worker,
+            **self._sums(observations, len(outcomes)), "worker": worker,
             "ids": [o.id for o in outcomes], "tokens": [o.token for o in outcomes],
             "statuses": [o.status for o in outcomes],
             "finished": [o.finished_at for o in outcomes],
@@ -134,47 +132,54 @@ class PostgresStore(SqlStore):
             "errors": [o.errors for o in outcomes],
         }
 
-    def complete(self, outcomes, *, worker="", observed=None):
+    def complete(self, outcomes, *, worker=""):
         if not outcomes:
             return set()
-        params = self._outcome_params(outcomes, worker, observed)
-        if observed is None:  # count the accepted rows, in the same transaction
+        observations = observe(outcomes)
+        params = self._outcome_params(outcomes, worker, observations)
+        if observations is None:  # count the accepted rows, in the same transaction
             with transaction.atomic(using=self.db_alias):
                 accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
-                self.record_rows(sorted(accepted), worker=worker, observe=True)
+                self.record_rows(sorted(accepted), worker=worker, timed=True)
             return accepted
         accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
-        self._add_accepted(outcomes, observed, accepted, worker)
+        self._add_accepted(outcomes, accepted, worker)
         return accepted
 
-    def cycle(self, outcomes, claim=None, *, worker="", observed=None):
-        if not (outcomes and claim) or observed is None:
-            return super().cycle(outcomes, claim, worker=worker, observed=observed)
-        params = self._outcome_params(outcomes, worker, observed) | self._claim_params(**claim)
+    def cycle(self, outcomes, claim=None, *, worker=""):
+        observations = outcomes and claim and observe(outcomes)
+        if not observations:
+            return super().cycle(outcomes, claim, worker=worker)
+        params = self._outcome_params(outcomes, worker, observations) | self._claim_params(**claim)
         rows = self.fetch(self.sql("cycle"), params)
         accepted = {r[1] for r in rows if r[0]}
-        claimed = self._claimed([r[1:] for r in rows if not r[0]], params["token"], params["now"])
-        self._add_accepted(outcomes, observed, accepted, worker)
+        claimed = self._claimed([r[1:] for r in rows if not r[0]], params)
+        self._add_accepted(outcomes, accepted, worker)
         return accepted, claimed
 
-    def _add_accepted(self, outcomes, observed, accepted, worker):
+    def _add_accepted(self, outcomes, accepted, worker):
         """When a lease was lost in the batch, record.sql added nothing: add the sums of
         the accepted outcomes now, in a statement of their own (the outcomes are
         written; if this fails, or the process dies first, they go uncounted)."""
         if not accepted or len(accepted) == len(outcomes):
             return
-        kept = [row for o, row in zip(outcomes, observed, strict=True) if o.id in accepted]
-        params = {**self._sums(kept, len(kept)), "worker": worker, "ids": sorted(accepted)}
+        kept = observe([o for o in outcomes if o.id in accepted])
         try:
-            self.fetch(self.sql("record_sums"), params)
+            self._record(kept, sorted(accepted), worker)
         except (DatabaseError, InterfaceError) as exc:
             logger.warning("%s: %d recorded outcome(s) not counted in offload_stat: %s",
                            worker, len(kept), exc)
 
-    def record_rows(self, ids, *, worker="", observe):
+    def record_rows(self, ids, *, worker="", timed):
         if ids:
-            params = {"worker": worker, "observe": observe, "ids": self.array(ids)}
-            self.execute(self.sql("record_rows"), params, fetch=False)
+            rows = self.fetch(self.sql("record_rows"), {"ids": self.array(ids)})
+            self._record([observation(*r) for r in rows], ids, worker, timed)
+
+    def _record(self, observations, ids, worker, timed=True):
+        """Add the sums of ``observations``, of the outcomes just written to ``ids``, to
+        offload_stat (record_sums)."""
+        params = {**self._sums(observations, len(ids), timed), "worker": worker, "ids": list(ids)}
+        self.fetch(self.sql("record_sums"), params)
 
     def end_sessions(self, worker):
         """End the sessions a dead worker process left behind and wait (up to 5 s) until
@@ -182,9 +187,7 @@ class PostgresStore(SqlStore):
         it, so a claim the process had sent still commits after its death; a rescue run
         before that would miss those tasks, and they would wait for their leases.
         Returns how many sessions were ended."""
-        rows = self.execute(
-            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-            "WHERE application_name = %s AND pid <> pg_backend_pid()", [application_name(worker)])
+        rows = self.execute(self.sql("end_sessions"), {"application": application_name(worker)})
         if not all(ended for (ended,) in rows):
             logger.warning("%s: a session of this dead worker did not end within 5 s; tasks it "
                            "claims now wait for their leases", worker)

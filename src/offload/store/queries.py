@@ -34,7 +34,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from offload.stats import bucket_columns, stat_columns
+from offload.stats import stat_columns
 
 SQL_DIR = Path(__file__).parent / "sql"
 ENGINES = ("postgres", "sqlite")
@@ -46,12 +46,8 @@ _OTHER_STYLES = re.compile(r"(?<!%)%s|\?")
 def _generated():
     """offload_stat's column lists, which depend only on the histogram buckets."""
     columns = stat_columns()
-    buckets = [(kind, le) for kind in ("wait", "run") for _, le in bucket_columns(kind)]
-    aggregates = ["count(*)", "count(o.wait)", "COALESCE(sum(o.wait), 0)", "COALESCE(sum(o.run), 0)"]
-    aggregates += [f"count(*) FILTER (WHERE o.{kind} <= {le!r})" for kind, le in buckets]
     return {
         "stat_columns": ", ".join(columns),
-        "stat_aggregates": ", ".join(aggregates),
         "stat_sums": ", ".join(f"sum({c})" for c in columns),
         "stat_adds": ", ".join(f"{c} = offload_stat.{c} + excluded.{c}" for c in columns),
         # sqlite/record.sql: one series' values, as parameters named like the columns

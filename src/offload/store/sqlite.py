@@ -9,13 +9,13 @@ without reading the table. Example::
 """
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from django.db import transaction
 
 from offload.ageing import age_key, ageing_bounds
-from offload.stats import stat_columns, tally
+from offload.stats import observation, observe, stat_columns, tally
 from offload.store.base import SqlStore
 from offload.store.queries import native
 
@@ -30,13 +30,13 @@ class SqliteStore(SqlStore):
     def prepare(self):
         """Settings every Offload connection to an SQLite file needs: WAL and a busy timeout."""
         with self.connection.cursor() as cursor:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            for statement in self.sql("prepare").split("\n"):
+                if statement.strip():
+                    cursor.execute(statement)
 
     def data_version(self):
         with self.connection.cursor() as cursor:
-            cursor.execute("PRAGMA data_version")
+            cursor.execute(self.sql("data_version"))
             return cursor.fetchone()[0]
 
     def wakeups(self, backend, name):
@@ -75,64 +75,64 @@ class SqliteStore(SqlStore):
             horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
             age_rate=float(age_rate), min_priority=min_priority, server=server,
             any_queue=not queues, queues=_json(list(queues)), exclude=_json(list(exclude)))
-        return self._claimed(self.execute(self.sql("claim"), params), token, now)
+        return self._claimed(self.execute(self.sql("claim"), params), params, now)
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         token = self.new_token()
         params = self._claim_params(backend=backend, limit=limit, worker=worker, lease=lease,
                                     now=now, token=token, queue=queue, cluster_max=cluster_max,
                                     server=server)
-        return self._claimed(self.execute(self.sql("claim_limited"), params), token, now)
+        return self._claimed(self.execute(self.sql("claim_limited"), params), params, now)
 
-    def complete(self, outcomes, *, worker="", observed=None):
+    def complete(self, outcomes, *, worker=""):
         """One transaction: the UPDATE, whose RETURNING says which outcomes were
         accepted, then the upsert of offload_stat (SQLite has no data-modifying CTE).
         The UPDATE comes first, so the transaction holds the write lock from its first
         statement and never upgrades a read."""
         if not outcomes:
             return set()
-        prepared = self._prepare_complete(outcomes, worker, observed)
+        prepared = self._prepare_complete(outcomes, worker)
         with transaction.atomic(using=self.db_alias, savepoint=False):
             return self._complete(*prepared, worker)
 
-    def cycle(self, outcomes, claim=None, *, worker="", observed=None):
+    def cycle(self, outcomes, claim=None, *, worker=""):
         """Record ``outcomes`` and claim in one transaction: a busy worker pays one
         commit per batch, as with PostgreSQL's cycle statement. The transaction's
         first statement writes, so it takes the write lock at once; everything that
         can be prepared is prepared before it."""
         if not (outcomes and claim):
-            return super().cycle(outcomes, claim, worker=worker, observed=observed)
-        prepared = self._prepare_complete(outcomes, worker, observed)
+            return super().cycle(outcomes, claim, worker=worker)
+        prepared = self._prepare_complete(outcomes, worker)
         with transaction.atomic(using=self.db_alias):
             return self._complete(*prepared, worker), self.claim(**claim)
 
-    def _prepare_complete(self, outcomes, worker, observed):
-        """``(params, outcomes, observed, upsert of their sums)``, made before the
+    def _prepare_complete(self, outcomes, worker):
+        """``(params, outcomes, upsert of their sums or None)``, made before the
         transaction (see offload.stats.observe)."""
         db_time = self.db_time
         batch = [(o.id, o.token, o.status, db_time(o.finished_at), db_time(o.available_at),
                   o.age_key, o.return_value, o.errors) for o in outcomes]
-        seen = observed or None
-        return {"outcomes": _json(batch)}, outcomes, seen, seen and self._upsert(tally(seen), worker)
+        seen = observe(outcomes)
+        return {"outcomes": _json(batch)}, outcomes, seen and self._upsert(tally(seen), worker)
 
-    def _complete(self, params, chunk, seen, upsert, worker):
+    def _complete(self, params, chunk, upsert, worker):
         """Run a prepared batch (in the caller's transaction); return the accepted ids.
         The sums count every outcome: if a lease was lost, the accepted outcomes are
-        summed again (observed) or counted from their rows (not observed)."""
+        summed again (from their claims) or counted from their rows (no claims)."""
         accepted = {r[0] for r in self.execute(self.sql("complete"), params)}
-        if not seen:
-            self.record_rows(sorted(accepted), worker=worker, observe=True)
+        if upsert is None:
+            self.record_rows(sorted(accepted), worker=worker, timed=True)
         elif len(accepted) == len(chunk):
             self._run_raw(*upsert)
         elif accepted:
-            kept = [row for o, row in zip(chunk, seen, strict=True) if o.id in accepted]
+            kept = observe([o for o in chunk if o.id in accepted])
             self._run_raw(*self._upsert(tally(kept), worker))
         return accepted
 
-    def record_rows(self, ids, *, worker="", observe):
+    def record_rows(self, ids, *, worker="", timed):
         if ids:
             rows = self.execute(self.sql("record_rows"), {"ids": self.array(ids)})
-            upsert = self._upsert(tally((_observed(*r[1:]) for r in rows), observe), worker)
+            upsert = self._upsert(tally((_observation(*r) for r in rows), timed), worker)
             if upsert:
                 self._run_raw(*upsert)
 
@@ -141,12 +141,8 @@ class SqliteStore(SqlStore):
         ``worker`` (see sqlite/record.sql), or None if there is nothing to add."""
         if not series:
             return None
-        rows = []
-        for (backend, minute, queue, priority, outcome), values in series.items():
-            if not isinstance(minute, str):  # the worker's sums: an aware datetime
-                minute = self.db_time(minute)
-            rows.append((backend, minute, worker, queue, priority, outcome, *values))
-        return _record(), rows
+        return _record(), [(backend, self.db_time(minute), worker, queue, priority, outcome, *values)
+                           for (backend, minute, queue, priority, outcome), values in series.items()]
 
     def _run_raw(self, sql, rows):
         """Run ``sql`` once per row of values on the sqlite3 connection itself (in the
@@ -168,15 +164,8 @@ def _record():
     return sql
 
 
-def _observed(backend, queue, priority, status, available, attempted, finished):
-    """``(backend, queue, priority, status, minute, wait, run)`` from the stored UTC text
-    (YYYY-MM-DD HH:MM:SS[.ffffff]): the minute it counts in (a retry: the minute its
-    attempt started), the last attempt's wait (runnable → started) and run (started →
-    finished) in seconds."""
-    minute = (finished or attempted)[:16] + ":00"
-    if finished is None or attempted is None:
-        return backend, queue, priority, status, minute, None, None
-    started = datetime.fromisoformat(attempted)
-    return (backend, queue, priority, status, minute,
-            (started - datetime.fromisoformat(available)).total_seconds(),
-            (datetime.fromisoformat(finished) - started).total_seconds())
+def _observation(backend, queue, priority, status, *times):
+    """offload.stats.observation of a record_rows row, whose times are the stored UTC
+    text (YYYY-MM-DD HH:MM:SS[.ffffff]) or NULL."""
+    return observation(backend, queue, priority, status,
+                       *(t and datetime.fromisoformat(t).replace(tzinfo=UTC) for t in times))

@@ -27,7 +27,6 @@ from django.tasks import TaskResultStatus
 from offload.clock import now
 from offload.exceptions import TaskTimeout
 from offload.results import error_entry
-from offload.stats import observe
 from offload.worker import planner, signals
 from offload.worker.executor import ThreadExecutor
 from offload.worker.planner import GENERAL, RESERVED, limits_for
@@ -248,8 +247,7 @@ class Loop:
             limit = min(request.limit, left[request.pool])
             if request.kind == "cycle":
                 claim = self._claim_args(**request.store_args(limit)) if limit else None
-                cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id,
-                                  observed=self._observe(done))
+                cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id)
                 if cycled is None:
                     return None
                 accepted, got = cycled
@@ -298,14 +296,8 @@ class Loop:
         with self.lock:
             done, self.done = self.done, []
         if done:
-            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id,
-                                observed=self._observe(done))
+            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id)
             self._finished(done, set() if accepted is None else accepted)
-
-    def _observe(self, done):
-        """What offload_stat counts of ``done``, from what this process holds (see
-        offload.stats.observe), so the database need not work it out."""
-        return observe(self.backend.alias, [(o, self.inflight[o.id]) for o, _ in done])
 
     def _finished(self, done, accepted):
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""

@@ -110,7 +110,7 @@ class Runner:
             )
             return self.failed(claimed, bad, retry=False, result=result), result
         return Outcome(claimed.id, claimed.token, TaskResultStatus.SUCCESSFUL, now(),
-                       return_value=encoded), result
+                       return_value=encoded, claim=claimed), result
 
     def failed(self, claimed, exc, *, retry=True, task=None, result=None, entry=None):
         """The outcome of a failed attempt: READY again after a backoff, or FAILED."""
@@ -138,7 +138,7 @@ class Runner:
         if result is not None:
             result.errors.append(TaskError(**errors[-1]))
         return Outcome(claimed.id, claimed.token, status, finished, available_at=available,
-                       errors=json.dumps(errors), exception=exc,
+                       errors=json.dumps(errors), exception=exc, claim=claimed,
                        age_key=available and age_key(claimed.priority, available, self.opts.AGE_RATE))
 
     def broken(self, claimed, exc):
@@ -147,4 +147,4 @@ class Runner:
         contains may cost a thread."""
         errors = error_entries(claimed.errors) + [_entry_for(exc)]
         return Outcome(claimed.id, claimed.token, TaskResultStatus.FAILED, now(),
-                       errors=json.dumps(errors), exception=exc)
+                       errors=json.dumps(errors), exception=exc, claim=claimed)
