@@ -3,7 +3,19 @@
 import pytest
 
 from offload.worker.loop import Lifecycle
-from offload.worker.planner import GENERAL, RESERVED, ClaimRequest, Rules, free_slots, limits_for, plan
+from offload.worker.planner import (
+    GENERAL,
+    MAX_CLAIM,
+    MAX_WINDOW,
+    RESERVED,
+    ClaimRequest,
+    Rules,
+    free_slots,
+    limits_for,
+    plan,
+    window,
+    with_coroutines,
+)
 
 QUEUES = ("crm", "default", "emails")
 
@@ -51,6 +63,28 @@ def test_free_slots():
     assert free_slots(8, (2, 50), busy_general=3, busy_reserved=1) == (3, 1)
     assert free_slots(8, (2, 50), busy_general=7, busy_reserved=2) == (0, 0)
     assert free_slots(4, (0, 100), busy_general=0, busy_reserved=0) == (4, 0)
+
+
+def test_the_window_holds_about_two_milliseconds_of_work():
+    assert window(4, None) == 0  # nothing measured yet: claim none ahead
+    assert window(4, 0.020) == 0  # 20 ms tasks: a task claimed ahead would wait too long
+    assert window(4, 0.001) == 8  # 1 ms tasks: 8 more, about 2 ms of work for 4 threads
+    assert window(4, 0.00001) == MAX_WINDOW
+    assert window(0, 0.001) == 0  # every thread reserved: no general window
+    # the window is general room on top of the free threads
+    assert free_slots(4, (1, 50), busy_general=3, busy_reserved=0, window=8) == (8, 1)
+    assert free_slots(4, (0, 100), busy_general=12, busy_reserved=0, window=8) == (0, 0)
+
+
+def test_coroutine_slots_join_the_claim_as_the_coroutines_share_grows():
+    assert with_coroutines(4, free_async=500, async_share=0.0) == 4  # none seen: threads only
+    assert with_coroutines(4, free_async=500, async_share=0.5) == 8  # half: as many again
+    assert with_coroutines(4, free_async=500, async_share=0.75) == 16
+    assert with_coroutines(4, free_async=100, async_share=0.97) == 104  # nearly all: every slot
+    assert with_coroutines(4, free_async=500, async_share=1.0) == MAX_CLAIM
+    assert with_coroutines(4, free_async=10, async_share=1.0) == 14
+    assert with_coroutines(4, free_async=0, async_share=1.0) == 4  # every coroutine slot busy
+    assert with_coroutines(0, free_async=500, async_share=0.5) == 0  # threads full, mixed work
 
 
 def test_limits_apply_to_the_queues_taken():

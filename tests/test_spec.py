@@ -92,7 +92,7 @@ def test_what_only_a_flag_or_only_a_profile_can_get_wrong():
     with pytest.raises(ValueError, match=r"^--queue-limit '=2': use QUEUE=N"):
         from_flags(queue_limit=["=2"])
     with pytest.raises(ValueError, match=r"^OFFLOAD_PROFILES\['async-x'\] has an unknown key 'thread'\. "
-                                         r"Did you mean 'threads'\? Allowed: backend, grace, "):
+                                         r"Did you mean 'threads'\? Allowed: async_concurrency, backend, grace, "):
         from_profile(thread=2)
     with pytest.raises(ValueError, match=r"^OFFLOAD_PROFILES\['async-x'\]\['queues'\] = 'reports': "
                                          r"use a list of queue names"):
@@ -109,6 +109,9 @@ def test_the_worker_command_says_the_flags_message():
         call_command("offload", "worker", "--threads", "0")
     with pytest.raises(CommandError, match=r"^--queue-limit needs whole numbers >= 1: \{'crm': 0\}\.$"):
         call_command("offload", "worker", "--queue-limit", "crm=0")
+    with pytest.raises(CommandError, match=r"^--async-concurrency = -1: use a whole number >= 0 "
+                                           r"\(0 runs coroutine tasks on the threads\)\.$"):
+        call_command("offload", "worker", "--async-concurrency", "-1")
 
 
 def test_supervisor_arguments_are_the_supervisors_keywords():
@@ -119,7 +122,7 @@ def test_supervisor_arguments_are_the_supervisors_keywords():
     arguments = spec.supervisor_arguments()
     inspect.signature(Supervisor).bind(**arguments, burst=True)  # TypeError if one is not
     assert arguments == {"alias": "default", "queues": ["emails"], "processes": 2, "threads": 3,
-                         "grace": 5.0, "reserve": (1, 50), "queue_limits": {"emails": 1},
+                         "async_concurrency": 500, "grace": 5.0, "reserve": (1, 50), "queue_limits": {"emails": 1},
                          "role": "async-x"}
     assert WorkerSpec(name="async").supervisor_arguments()["queues"] is None  # every queue
 

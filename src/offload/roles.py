@@ -9,8 +9,8 @@ name of an async profile declared in settings::
         "async-bulk": {"queues": ["reports"], "processes": 1, "threads": 2, "grace": "10m"},
     }
 
-A profile takes ``backend``, ``queues``, ``processes``, ``threads``, ``reserve``
-(``"SLOTS:PRIORITY"``), ``queue_limits`` (``{"crm": 2}``) and ``grace`` (the role's
+A profile takes ``backend``, ``queues``, ``processes``, ``threads``,
+``async_concurrency``, ``reserve`` (``"SLOTS:PRIORITY"``), ``queue_limits`` (``{"crm": 2}``) and ``grace`` (the role's
 drain budget), each validated as the worker's flags are (``offload.spec.WorkerSpec``).
 ``async`` without a profile uses the worker defaults.
 """

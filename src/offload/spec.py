@@ -24,10 +24,12 @@ from offload.suggest import did_you_mean
 
 #: Drain budget of an async server when its flags or profile do not set one.
 DEFAULT_GRACE = 30.0
+#: Coroutine tasks one worker process runs at once unless told (0: on the threads).
+ASYNC_CONCURRENCY = 500
 #: The keys of an ``OFFLOAD_PROFILES`` entry, and the flag that sets each on ``offload worker``.
 FLAGS = {"backend": "--backend", "queues": "--queues", "processes": "--processes",
-         "threads": "--threads", "reserve": "--reserve", "queue_limits": "--queue-limit",
-         "grace": "--grace"}
+         "threads": "--threads", "async_concurrency": "--async-concurrency",
+         "reserve": "--reserve", "queue_limits": "--queue-limit", "grace": "--grace"}
 _QUEUE_LIMIT = re.compile(r"([^=]+)=(-?\d+)")
 
 
@@ -35,7 +37,8 @@ _QUEUE_LIMIT = re.compile(r"([^=]+)=(-?\d+)")
 class WorkerSpec:
     """An async server: ``name`` is its role in the server registry (``--role`` or the
     profile's name), ``queues`` empty means every queue the backend declares,
-    ``processes`` None the CPU count, ``grace`` seconds, ``reserve`` ``(slots,
+    ``processes`` None the CPU count, ``async_concurrency`` the coroutine tasks a process
+    runs at once (0: they take threads), ``grace`` seconds, ``reserve`` ``(slots,
     priority)`` or None. Build it with ``from_flags``/``from_profile`` (or ``build``)."""
 
     name: str
@@ -43,6 +46,7 @@ class WorkerSpec:
     queues: list = field(default_factory=list)
     processes: int | None = None
     threads: int = 4
+    async_concurrency: int = ASYNC_CONCURRENCY
     reserve: tuple | None = None
     queue_limits: dict = field(default_factory=dict)
     grace: float = DEFAULT_GRACE
@@ -60,6 +64,12 @@ class WorkerSpec:
             value = values.get(key)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{where(key)} = {value!r}: use a whole number >= 1.")
+        coroutines = values.get("async_concurrency")
+        if coroutines is None:
+            coroutines = ASYNC_CONCURRENCY
+        elif not isinstance(coroutines, int) or isinstance(coroutines, bool) or coroutines < 0:
+            raise ValueError(f"{where('async_concurrency')} = {coroutines!r}: use a whole number "
+                             ">= 0 (0 runs coroutine tasks on the threads).")
         reserve = values.get("reserve")
         if reserve not in (None, ""):
             reserve = parse_reserve(reserve, threads, name=where("reserve"))
@@ -72,11 +82,13 @@ class WorkerSpec:
             raise ValueError(f"{where('queue_limits')} needs whole numbers >= 1: {bad}.")
         grace = values.get("grace", DEFAULT_GRACE)
         return cls(name=name, backend=values.get("backend", cls.backend), queues=list(queues),
-                   processes=values.get("processes"), threads=threads, reserve=reserve or None,
+                   processes=values.get("processes"), threads=threads,
+                   async_concurrency=coroutines, reserve=reserve or None,
                    queue_limits=dict(limits), grace=parse_duration(grace, name=where("grace")))
 
     @classmethod
-    def from_flags(cls, *, backend, queues, processes, threads, grace, reserve, queue_limit, role):
+    def from_flags(cls, *, backend, queues, processes, threads, grace, reserve, queue_limit, role,
+                   async_concurrency=None):
         """From ``offload worker``'s options: ``queues`` comma-separated (None: every
         queue), ``queue_limit`` a list of ``QUEUE=N``."""
         limits = {}
@@ -87,7 +99,8 @@ class WorkerSpec:
             limits[match[1]] = int(match[2])
         chosen = [q.strip() for q in queues.split(",") if q.strip()] if queues else []
         return cls.build(role, FLAGS.get, backend=backend, queues=chosen, processes=processes,
-                         threads=threads, grace=grace, reserve=reserve, queue_limits=limits)
+                         threads=threads, async_concurrency=async_concurrency, grace=grace,
+                         reserve=reserve, queue_limits=limits)
 
     @classmethod
     def from_profile(cls, name, entry):
@@ -104,7 +117,8 @@ class WorkerSpec:
     def supervisor_arguments(self):
         """``Supervisor(**spec.supervisor_arguments(), burst=..., companions=...)``."""
         return dict(alias=self.backend, queues=self.queues or None, processes=self.processes,
-                    threads=self.threads, grace=self.grace, reserve=self.reserve,
+                    threads=self.threads, async_concurrency=self.async_concurrency,
+                    grace=self.grace, reserve=self.reserve,
                     queue_limits=self.queue_limits, role=self.name)
 
 

@@ -164,3 +164,63 @@ def plain_function():
 def interrupts():
     """Raises what the runner lets through (in the main thread it must stop run_inline)."""
     raise KeyboardInterrupt
+
+
+@task(takes_context=True)
+async def alogged(context, key, sleep=0.0):
+    """``logged`` as a coroutine: its Run row through Django's async ORM."""
+    await Run.objects.acreate(key=key, task_id=context.task_result.id,
+                              attempt=context.attempt, pid=os.getpid())
+    if sleep:
+        await asyncio.sleep(sleep)
+    return key
+
+
+@task
+async def gathers(folder, count, timeout=30.0):
+    """Marks its arrival in ``folder``, then waits until ``count`` tasks have arrived: it
+    finishes only if that many run at the same time."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{os.getpid()}-{time.monotonic_ns()}"), "w"):
+        pass
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(folder)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(os.listdir(folder))} of {count} ran at once")
+        await asyncio.sleep(0.01)
+    return os.getpid()
+
+
+@task(timeout=1)
+async def anaps(seconds, marker=None):
+    """Awaits ``seconds`` (its timeout is 1 s); writes ``marker`` if it was cancelled."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        if marker:
+            open(marker, "w").close()
+        raise
+    return seconds
+
+
+@task(timeout=1)
+async def stubborn(seconds):
+    """Ignores its cancellation and keeps running: only replacing its process stops it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass
+    return "ignored"
+
+
+@task
+async def awaits_for(path, timeout=60.0):
+    """``waits_for`` as a coroutine."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        await asyncio.sleep(0.01)
+    return "released"

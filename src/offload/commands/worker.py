@@ -15,7 +15,7 @@ from offload.spec import WorkerSpec
 
 
 def handle(command, *, backend, queues, processes, threads, grace, burst, reserve,
-           queue_limit, role, reload, **_):
+           queue_limit, role, reload, async_concurrency=None, **_):
     from offload.logs import configure as configure_logging
     from offload.worker import reload as devloop
     from offload.worker.supervisor import Supervisor
@@ -23,7 +23,8 @@ def handle(command, *, backend, queues, processes, threads, grace, burst, reserv
     tasks_backend = offload_backend(backend)
     try:
         spec = WorkerSpec.from_flags(backend=backend, queues=queues, processes=processes,
-                                     threads=threads, grace=grace, reserve=reserve,
+                                     threads=threads, async_concurrency=async_concurrency,
+                                     grace=grace, reserve=reserve,
                                      queue_limit=queue_limit, role=role)
     except ValueError as exc:
         raise CommandError(str(exc)) from None

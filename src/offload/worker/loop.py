@@ -2,10 +2,12 @@
 
 Each round is *plan → claim → dispatch → record*: the planner (``worker/planner.py``)
 says which claims the free slots allow, the loop makes them (recording the outcomes
-reported since the last round in the same statement), hands what it got to the
-executor (``worker/executor.py``: one thread per slot), and returns how long to wait
-before the next round. It claims at most as many tasks as it has free slots, so a task
-claimed here never waits behind another one locally: priority order holds. It wakes on
+reported since the last round in the same statement), hands what it got to an
+executor (``worker/executor.py``: coroutine tasks to the asyncio executor, the others
+to the threads), and returns how long to wait before the next round. It claims what its
+free slots can start, plus a small window of short tasks that wait for a thread
+(``planner.window``) highest priority first, so a task claimed later with a higher
+priority still starts first. It wakes on
 a finished task, on news from the store's wake-up source (NOTIFY on PostgreSQL, a
 changed ``data_version`` on SQLite: ``store/wakeups.py``), and otherwise polls every
 ``POLL_SECONDS``. Example::
@@ -13,7 +15,9 @@ changed ``data_version`` on SQLite: ``store/wakeups.py``), and otherwise polls e
     code = Loop(backend, queues=["default"], threads=4, worker_id="host-1").run()
 """
 
+import asyncio
 import enum
+import inspect
 import json
 import logging
 import os
@@ -26,20 +30,28 @@ from django.tasks import TaskResultStatus
 
 from offload.clock import now
 from offload.exceptions import TaskTimeout
-from offload.results import error_entry
+from offload.results import error_entry, import_task
+from offload.spec import ASYNC_CONCURRENCY
 from offload.worker import planner, signals
-from offload.worker.executor import ThreadExecutor
-from offload.worker.planner import GENERAL, RESERVED, limits_for
+from offload.worker.executor import AsyncExecutor, ThreadExecutor
+from offload.worker.planner import ASYNC, GENERAL, RESERVED, limits_for
 from offload.worker.runner import Runner, send_finished
 
 logger = logging.getLogger("offload.worker")
 
 #: Exit status of a process that must be replaced (a task overran its timeout).
 EXIT_REPLACE = 75
+#: How long a coroutine cancelled for its timeout has to stop before its process is
+#: replaced: as long as its timeout, at most this.
+CANCEL_GRACE = 5.0
 _FINAL = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 _DB_ERRORS = (DatabaseError, InterfaceError)
 
 __all__ = ["EXIT_REPLACE", "Lifecycle", "Loop"]
+
+
+def _timeout_entry(message):
+    return error_entry("offload.exceptions.TaskTimeout", f"offload.exceptions.TaskTimeout: {message}\n")
 
 
 class Lifecycle(enum.Enum):
@@ -73,6 +85,7 @@ class _Pace:
         self.maybe_more = True
         self.last_claim = 0.0
         self.idle = 0.002  # SQLite's idle poll: 2 ms, doubling up to 10 ms
+        self.async_share = 0.0  # moving share of coroutine tasks among those claimed
 
     def due(self, mono, poll, burst_idle):
         return self.maybe_more or mono - self.last_claim >= poll or burst_idle
@@ -84,10 +97,15 @@ class _Pace:
     def slept(self):
         self.idle = min(self.idle * 2, 0.01)
 
+    def dispatched(self, coroutines, count):
+        if count:
+            self.async_share += 0.5 * (coroutines / count - self.async_share)
+
 
 class Loop:
     def __init__(self, backend, *, queues, threads, worker_id, grace=30.0, burst=False,
-                 reserve=None, queue_limits=None, server="", parent=None):
+                 reserve=None, queue_limits=None, server="", parent=None,
+                 async_concurrency=ASYNC_CONCURRENCY):
         self.backend = backend
         self.store = backend.store
         self.opts = backend.opts
@@ -105,7 +123,17 @@ class Loop:
         self.grace = grace
         self.burst = burst
         self.runner = Runner(backend, worker_id)
-        self.executor = ThreadExecutor(threads, execute=self._execute, finished=self._report)
+        # Reserved slots have threads of their own: a task waiting for a general thread
+        # (the claim window) must never take one.
+        self.executor = ThreadExecutor(threads - reserve[0], execute=self._execute,
+                                       finished=self._report)
+        self.reserved = reserve[0] and ThreadExecutor(
+            reserve[0], execute=self._execute, finished=self._report, name="offload-reserved")
+        #: Coroutine tasks' executor; None (``async_concurrency=0``): they run on the
+        #: threads, each on its own event loop (Django's ``Task.call``).
+        self.coroutines = async_concurrency and AsyncExecutor(
+            async_concurrency, execute=self._aexecute, finished=self._report)
+        self._is_coroutine = {}  # task path -> whether it is an async def (learned)
         self.wakeups = self.store.wakeups(backend.alias, worker_id)
         self.pace = _Pace()
         self.wake = threading.Event()
@@ -116,7 +144,9 @@ class Loop:
         self.deadlines = {}  # id -> (monotonic deadline, claimed, task, result)
         self.abandoned = set()  # ids whose thread overran its timeout
         self.inflight = {}  # id -> Claimed, until its outcome is recorded
-        self.slot_of = {}  # id -> GENERAL | RESERVED
+        self.slot_of = {}  # id -> GENERAL | RESERVED | ASYNC
+        self.busy = Counter()  # slot kind -> how many of inflight
+        self.cancelling = set()  # ids of coroutines cancelled for their timeout
         self.lifecycle = Lifecycle.RUNNING
         self.stop_at = None  # monotonic end of the grace, once not RUNNING
         self.alive = True
@@ -150,10 +180,13 @@ class Loop:
 
     def run(self):
         self.wakeups.start(news=self._news)
-        self.executor.start()
+        for executor in self._executors():
+            executor.start()
         threading.Thread(target=self._heartbeat, name="offload-heartbeat", daemon=True).start()
-        logger.info("%s: taking queues %s with %d threads", self.worker_id,
-                    ",".join(self.queues) or "(every queue)", self.threads)
+        logger.info("%s: taking queues %s with %d threads and %s", self.worker_id,
+                    ",".join(self.queues) or "(every queue)", self.threads,
+                    f"up to {self.coroutines.slots} coroutines at once" if self.coroutines
+                    else "coroutines on the threads")
         signals.emit("loop-started")
         while (delay := self.step()) is not None:
             if delay:
@@ -201,7 +234,7 @@ class Loop:
             return max(0.0, min(0.5, self.stop_at - mono))
         if failed:
             return 0.5
-        if claiming and self.pace.maybe_more and len(self.inflight) < self.threads:
+        if claiming and self.pace.maybe_more and any(self._free([])):
             return 0
         delay = self._sleep(mono)
         self.pace.slept()
@@ -222,13 +255,23 @@ class Loop:
         self.wake.set()
 
     def _free(self, done):
-        """Free ``(general, reserved)`` slots, counting ``done`` tasks as free."""
-        finishing = {o.id for o, _ in done}
-        reserved = sum(1 for i, kind in self.slot_of.items()
-                       if kind == RESERVED and i not in finishing)
-        general = len(self.inflight) - len(finishing) - reserved
-        return planner.free_slots(self.threads, self.rules.reserve, busy_general=general,
-                                  busy_reserved=reserved)
+        """Free ``(general, reserved)`` slots, counting ``done`` tasks as free; the
+        general claim's size includes the claim window and, when coroutine tasks are
+        claimed lately, free coroutine slots (see the planner)."""
+        busy = self.busy.copy()
+        for outcome, _ in done:
+            if (kind := self.slot_of.get(outcome.id)) is not None:
+                busy[kind] -= 1
+        general_threads = self.threads - self.rules.reserve[0]
+        general, reserved = planner.free_slots(
+            self.threads, self.rules.reserve, busy_general=busy[GENERAL],
+            busy_reserved=busy[RESERVED],
+            window=planner.window(general_threads, self.executor.mean_seconds))
+        if self.coroutines:
+            general = planner.with_coroutines(
+                general, free_async=self.coroutines.slots - busy[ASYNC],
+                async_share=self.pace.async_share)
+        return general, reserved
 
     def _round(self, done, free):
         """Record ``done`` and make the planner's claims for the ``free`` ``(general,
@@ -277,10 +320,36 @@ class Loop:
         return args
 
     def _dispatch(self, claimed, slot):
+        """Hand claimed tasks to their executor: coroutine tasks to the asyncio one
+        (when there is one), the others to the threads."""
+        coroutines = 0
         for c in claimed:
             self.inflight[c.id] = c
-            self.slot_of[c.id] = slot
-            self.executor.submit(c)
+            if self.coroutines and self._coroutine(c.task_path):
+                kind, executor = ASYNC, self.coroutines
+                coroutines += 1
+            else:
+                kind, executor = slot, self.reserved if slot == RESERVED else self.executor
+            self.slot_of[c.id] = kind
+            self.busy[kind] += 1
+            executor.submit(c)
+        if slot == GENERAL:
+            self.pace.dispatched(coroutines, len(claimed))
+
+    def _executors(self):
+        return [e for e in (self.executor, self.reserved, self.coroutines) if e]
+
+    def _coroutine(self, path):
+        """Whether the task at ``path`` is an ``async def`` (learned once per path; a
+        path that does not import is left to the threads, whose runner fails it)."""
+        known = self._is_coroutine.get(path)
+        if known is None:
+            try:
+                known = inspect.iscoroutinefunction(import_task(path).func)
+            except Exception:
+                known = False
+            self._is_coroutine[path] = known
+        return known
 
     def _sleep(self, mono):
         sleep = self.wakeups.idle_sleep(self.pace.idle, self.opts.POLL_SECONDS)
@@ -303,7 +372,9 @@ class Loop:
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""
         for outcome, result in done:
             self.inflight.pop(outcome.id, None)
-            self.slot_of.pop(outcome.id, None)
+            if (kind := self.slot_of.pop(outcome.id, None)) is not None:
+                self.busy[kind] -= 1
+            self.cancelling.discard(outcome.id)
             if outcome.id not in accepted:
                 logger.warning(
                     "%s: the outcome %s of task id=%s was not recorded: its lease was lost "
@@ -322,26 +393,42 @@ class Loop:
             outcome.exception = None  # let its frames go
 
     def _check_timeouts(self):
+        """A task past its timeout: a coroutine is cancelled and has its timeout again,
+        at most ``CANCEL_GRACE``, to stop (its runner records the TaskTimeout); a thread
+        cannot be stopped, nor a coroutine that ignored its cancellation, so its outcome
+        is recorded here and the process is replaced."""
         mono = time.monotonic()
         with self.lock:
             for task_id, (deadline, claimed, task, result) in list(self.deadlines.items()):
                 if mono < deadline:
                     continue
+                seconds = self.runner.timeout_of(task)
+                if self.slot_of.get(task_id) == ASYNC and task_id not in self.cancelling:
+                    self.cancelling.add(task_id)
+                    stop_by = mono + min(CANCEL_GRACE, seconds)
+                    self.deadlines[task_id] = (stop_by, claimed, task, result)
+                    message = (f"{claimed.task_path} ran longer than its timeout of "
+                               f"{seconds:g}s; it was cancelled.")
+                    self.coroutines.cancel(task_id, TaskTimeout(message))
+                    logger.error("%s: task id=%s timed out after %gs; cancelling it",
+                                 self.worker_id, task_id, seconds)
+                    continue
                 del self.deadlines[task_id]
                 self.abandoned.add(task_id)
-                seconds = self.runner.timeout_of(task)
                 message = (f"{claimed.task_path} ran longer than its timeout of {seconds:g}s; "
                            "its worker process was replaced.")
-                entry = error_entry("offload.exceptions.TaskTimeout",
-                                    f"offload.exceptions.TaskTimeout: {message}\n")
                 outcome = self.runner.failed(claimed, TaskTimeout(message), task=task,
-                                             result=result, entry=entry)
+                                             result=result, entry=_timeout_entry(message))
                 self.done.append((outcome, result))
                 logger.error("%s: task id=%s timed out after %gs; replacing this process",
                              self.worker_id, task_id, seconds)
                 self._become("replace", mono)
 
     def _finish(self):
+        # Start nothing more before handing back: a task waiting for a thread, or a
+        # coroutine, must not start once another server may have claimed it.
+        for executor in self._executors():
+            executor.shutdown()
         self._flush()
         handed = self._db("hand_back", worker=self.worker_id) or []
         if handed:
@@ -349,7 +436,6 @@ class Loop:
                            len(handed), ",".join(map(str, handed)))
         self.alive = False
         self.wakeups.stop()
-        self.executor.shutdown()
         return EXIT_REPLACE if self.lifecycle is Lifecycle.REPLACING else 0
 
     # -- the executor's side (task threads) -------------------------------------
@@ -357,19 +443,50 @@ class Loop:
     def _execute(self, claimed):
         """Run one claimed task; whatever happens, a report ``(outcome, result)``."""
         try:
-            try:
-                prepared = self.runner.prepare(claimed)
-            except Exception as exc:  # unknown path, corrupt payload: a permanent failure
-                return self.runner.failed(claimed, exc, retry=False), None
-            timeout = self.runner.timeout_of(prepared[0])
-            if timeout:
-                with self.lock:
-                    self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
-            return self.runner.run(claimed, prepared)
+            prepared, report = self._begin(claimed)
+            return report or self.runner.run(claimed, prepared)
         except BaseException as exc:  # noqa: B036 — nothing a row holds may end a thread
-            logger.exception("%s: task id=%s could not be run or failed; recording it as "
-                             "FAILED", self.worker_id, claimed.id)
-            return self.runner.broken(claimed, exc), None
+            return self._broken(claimed, exc)
+
+    async def _aexecute(self, claimed):
+        """``_execute`` for a coroutine task, on the asyncio executor's event loop. A
+        cancellation with a reason (its timeout) fails the task with that reason; the
+        shutdown's propagates (the task is handed back)."""
+        try:
+            prepared, report = self._begin(claimed)
+            if report:
+                return report
+            try:
+                return await self.runner.arun(claimed, prepared)
+            except asyncio.CancelledError:
+                reason = self.coroutines.reason_for(claimed.id)
+                if reason is None:
+                    raise
+                task, result = prepared
+                return self.runner.failed(claimed, reason, task=task, result=result,
+                                          entry=_timeout_entry(str(reason))), result
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: B036 — nothing a row holds may end the loop
+            return self._broken(claimed, exc)
+
+    def _begin(self, claimed):
+        """``(prepared, None)`` with the task's deadline set, or ``(None, report)`` for a
+        task that cannot start (unknown path, corrupt payload: a permanent failure)."""
+        try:
+            prepared = self.runner.prepare(claimed)
+        except Exception as exc:
+            return None, (self.runner.failed(claimed, exc, retry=False), None)
+        timeout = self.runner.timeout_of(prepared[0])
+        if timeout:
+            with self.lock:
+                self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
+        return prepared, None
+
+    def _broken(self, claimed, exc):
+        logger.exception("%s: task id=%s could not be run or failed; recording it as "
+                         "FAILED", self.worker_id, claimed.id)
+        return self.runner.broken(claimed, exc), None
 
     def _report(self, claimed, report):
         with self.lock:

@@ -20,7 +20,14 @@ free slots, so the loop claims ``min(limit, what the pool has left)`` for each i
 
 from dataclasses import dataclass, field
 
-GENERAL, RESERVED = "general", "reserved"
+GENERAL, RESERVED, ASYNC = "general", "reserved", "async"
+#: How long, on average, a task claimed ahead of a free thread may wait for one: the
+#: claim window holds about this much work per process (see ``window``).
+WINDOW_SECONDS = 0.002
+#: The most tasks a process claims ahead of its threads.
+MAX_WINDOW = 64
+#: The most tasks one claim takes.
+MAX_CLAIM = 500
 
 
 @dataclass(frozen=True)
@@ -68,11 +75,38 @@ def limits_for(queues, local, cluster):
     return {q: (local.get(q), cluster.get(q)) for q in sorted(names)}
 
 
-def free_slots(threads, reserve, *, busy_general, busy_reserved):
+def free_slots(threads, reserve, *, busy_general, busy_reserved, window=0):
     """``(general, reserved)`` free slots of a process with ``threads`` slots of which
-    ``reserve[0]`` are reserved."""
+    ``reserve[0]`` are reserved, and ``window`` general slots more for tasks that wait
+    for a thread (``busy_general`` counts those too)."""
     slots = reserve[0]
-    return max(0, threads - slots - busy_general), max(0, slots - busy_reserved)
+    return max(0, threads - slots + window - busy_general), max(0, slots - busy_reserved)
+
+
+def window(threads, mean_seconds):
+    """How many tasks to claim ahead of ``threads`` busy threads, whose tasks take
+    ``mean_seconds`` on average (None: not known yet, claim none ahead): about
+    ``WINDOW_SECONDS`` of their work, at most ``MAX_WINDOW``. Short tasks then travel
+    in batches (one round trip records and claims many), while a task claimed ahead of
+    slow ones never waits long, nor holds work another server could run. The waiting
+    tasks start highest priority first, so a later urgent task passes them."""
+    if not mean_seconds or threads <= 0:
+        return 0
+    return min(MAX_WINDOW, int(threads * WINDOW_SECONDS / mean_seconds))
+
+
+def with_coroutines(room, *, free_async, async_share):
+    """The general claim's size when the process also runs coroutine tasks: ``room``
+    for thread tasks and, in proportion to ``async_share`` (the share of coroutine
+    tasks among those lately claimed, 0..1), some of its ``free_async`` coroutine slots.
+    Which kind a task is shows only once it is claimed, so the claim is sized for the
+    mix it is likely to get: (nearly) all coroutines (a share of 0.95 or more), every
+    free coroutine slot; none, only the threads' room."""
+    if free_async <= 0 or async_share <= 0:
+        return min(room, MAX_CLAIM)
+    if async_share >= 0.95:
+        return min(room + free_async, MAX_CLAIM)
+    return min(room + min(free_async, round(room * async_share / (1 - async_share))), MAX_CLAIM)
 
 
 def plan(rules, *, general, reserved, running=None):

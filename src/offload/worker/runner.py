@@ -7,11 +7,13 @@ that no longer imports, carry a corrupt payload — the runner turns it into a F
     outcome, result = Runner(backend, worker_id="host-1").run(claimed)
 """
 
+import asyncio
 import json
 import logging
 import traceback
 from datetime import timedelta
 
+from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.tasks import TaskContext, TaskResultStatus
 from django.tasks.base import TaskError
@@ -40,6 +42,13 @@ def send_finished(sender, result, exception=None):
         raise exception
     except BaseException:  # noqa: B036 — re-raised only to be the exception being handled
         task_finished.send_robust(sender, task_result=result)
+
+
+def _arguments(task, result):
+    """The positional arguments of a task's call: its context first if it takes one."""
+    if task.takes_context:
+        return (TaskContext(task_result=result), *result.args)
+    return result.args
 
 
 def _entry_for(exc):
@@ -90,10 +99,7 @@ class Runner:
         # costs the task its thread, its lease or a run.
         task_started.send_robust(self.sender, task_result=result)
         try:
-            if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
-            else:
-                value = task.call(*result.args, **result.kwargs)
+            value = task.call(*_arguments(task, result), **result.kwargs)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: B036  (a task's SystemExit must not stop the server)
@@ -101,6 +107,29 @@ class Runner:
         finally:
             if self.cleanup:
                 close_old_connections()
+        return self.succeeded(claimed, value, result), result
+
+    async def arun(self, claimed, prepared):
+        """``run`` for a coroutine task, awaited on the asyncio executor's event loop.
+        As in Django's async request handling, ``task_started``'s sync receivers and the
+        connection clean-up run through ``sync_to_async`` (the thread Django's async ORM
+        uses), never on the event loop. The executor's ``CancelledError`` propagates."""
+        task, result = prepared
+        await task_started.asend_robust(self.sender, task_result=result)
+        try:
+            value = await task.acall(*_arguments(task, result), **result.kwargs)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise
+        except BaseException as exc:  # noqa: B036  (as in run)
+            return self.failed(claimed, exc, task=task, result=result), result
+        finally:
+            if self.cleanup:
+                await sync_to_async(close_old_connections)()
+        return self.succeeded(claimed, value, result), result
+
+    def succeeded(self, claimed, value, result):
+        """The outcome of a task that returned ``value``: SUCCESSFUL, or FAILED if the
+        value cannot be stored as JSON."""
         try:
             encoded = json.dumps(normalize_json(value), separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -108,9 +137,9 @@ class Runner:
                 f"{claimed.task_path} returned a {type(value).__name__}, which cannot be "
                 f"stored as JSON ({exc}). Return str, int, float, bool, None, list or dict."
             )
-            return self.failed(claimed, bad, retry=False, result=result), result
+            return self.failed(claimed, bad, retry=False, result=result)
         return Outcome(claimed.id, claimed.token, TaskResultStatus.SUCCESSFUL, now(),
-                       return_value=encoded, claim=claimed), result
+                       return_value=encoded, claim=claimed)
 
     def failed(self, claimed, exc, *, retry=True, task=None, result=None, entry=None):
         """The outcome of a failed attempt: READY again after a backoff, or FAILED."""

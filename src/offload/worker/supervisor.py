@@ -32,6 +32,7 @@ from django.tasks import task_backends
 from offload.clock import now
 from offload.exceptions import WorkerLost
 from offload.roles import current_release, server_name
+from offload.spec import ASYNC_CONCURRENCY
 from offload.stats import KEEP_MINUTES
 from offload.worker import child, signals
 from offload.worker.loop import EXIT_REPLACE
@@ -77,12 +78,13 @@ class _Worker:
 class Supervisor:
     def __init__(self, alias="default", *, queues=None, processes=None, threads=4,
                  grace=30.0, burst=False, reserve=None, queue_limits=None, role="async",
-                 release=None, register=True, companions=()):
+                 release=None, register=True, companions=(), async_concurrency=ASYNC_CONCURRENCY):
         self.alias = alias
         self.backend = task_backends[alias]
         self.queues = sorted(queues or self.backend.queues)
         self.processes = processes or os.cpu_count() or 1
         self.threads = threads
+        self.async_concurrency = async_concurrency
         self.grace = grace
         self.burst = burst
         self.reserve = reserve
@@ -113,6 +115,7 @@ class Supervisor:
         worker_id = f"{self.name}-{self._seq}-{secrets.token_hex(2)}"
         popen, fd = child.spawn({
             "alias": self.alias, "queues": self.queues, "threads": self.threads,
+            "async_concurrency": self.async_concurrency,
             "worker_id": worker_id, "grace": self.grace, "burst": self.burst,
             "reserve": list(self.reserve) if self.reserve else None,
             "queue_limits": self.queue_limits, "server": self.name if self.register else "",

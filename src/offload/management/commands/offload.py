@@ -50,6 +50,9 @@ class Command(BaseCommand):
         worker.add_argument("--queues", help="Comma-separated queues (default: every queue the backend declares).")
         worker.add_argument("--processes", type=int, default=None, help="Worker processes (default: CPU count).")
         worker.add_argument("--threads", type=int, default=4, help="Task threads per process (default: %(default)s).")
+        worker.add_argument("--async-concurrency", type=int, default=None, metavar="N",
+                            help="Coroutine (async def) tasks per process at once, on an event loop; "
+                                 "0 runs them on the threads (default: 500)."),
         worker.add_argument("--grace", default="30s", metavar="DURATION",
                             help="Time to finish in-flight tasks on SIGTERM: 30s, 2m; a bare number is "
                                  "seconds (default: %(default)s).")
