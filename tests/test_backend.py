@@ -323,18 +323,30 @@ def test_task_table_on_another_database():
     assert tasks.elsewhere_add.get_result(result.id).return_value == 42
 
 
-def test_bulk_enqueue_one_statement_per_batch():
+def test_bulk_enqueue_a_few_statements_per_batch():
+    """SQLite: one INSERT per batch; PostgreSQL: a COPY per batch, between a statement
+    that takes its ids and its NOTIFY."""
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connections["default"]) as queries:
         results = bulk_enqueue(tasks.add, [((i, i), {}) for i in range(2500)], batch_size=1000)
-    assert len(queries) == 3
+    assert len(queries) == 3 * (3 if connections["default"].vendor == "postgresql" else 1)
     assert len({r.id for r in results}) == 2500
     assert [int(r.id) for r in results] == sorted(int(r.id) for r in results)
     assert results[7].args == [7, 7]
     assert TaskRow.objects.filter(status="READY").count() == 2500
     run_until_empty(max_tasks=5)
     assert [tasks.add.get_result(r.id).return_value for r in results[:5]] == [0, 2, 4, 6, 8]
+
+
+def test_bulk_enqueue_is_part_of_the_callers_transaction():
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        bulk_enqueue(tasks.add, [((i, i), {}) for i in range(300)])  # PostgreSQL: COPY
+        assert TaskRow.objects.count() == 300
+        raise RuntimeError("roll back")
+    assert not TaskRow.objects.exists()
 
 
 def test_bulk_enqueue_rejects_bad_arguments_before_writing():

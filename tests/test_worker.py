@@ -194,3 +194,12 @@ def test_finished_tasks_make_room_without_waiting_for_the_poll(start_worker):
     worker = start_worker("--backend", "slowpoll", "--processes", "1", "--threads", "2", "--burst")
     assert worker.wait(60) == 0
     assert statuses() == {"SUCCESSFUL": 30}
+
+
+def test_an_idle_worker_wakes_for_a_bulk_enqueue(start_worker):
+    """A bulk enqueue large enough for PostgreSQL's COPY path still wakes an idle server
+    (its NOTIFY), long before the hour-long poll."""
+    worker = start_worker("--backend", "slowpoll", "--processes", "1", "--threads", "2")
+    worker.wait_started()
+    bulk_enqueue(tasks.slowpoll_nap, [((), {})] * 300)
+    wait_until(lambda: statuses() == {"SUCCESSFUL": 300}, timeout=30, message="all 300 ran")

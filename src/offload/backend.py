@@ -143,9 +143,13 @@ def option_overrides(task):
     return changed or None
 
 
-def encode_payload(task, args, kwargs, *, max_bytes=None):
+_UNSET = object()
+
+
+def encode_payload(task, args, kwargs, *, max_bytes=None, options=_UNSET):
     """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit
-    (PayloadTooLarge when the text is longer than ``max_bytes``)."""
+    (PayloadTooLarge when the text is longer than ``max_bytes``). ``options``: the
+    task's ``option_overrides``, when the caller worked them out once for many calls."""
     found = _bad_value(list(args), "args") or _bad_value(dict(kwargs), "kwargs")
     if found:
         path, value, problem = found
@@ -161,7 +165,9 @@ def encode_payload(task, args, kwargs, *, max_bytes=None):
             "value.isoformat() for a datetime."
         )
     payload = {"args": args, "kwargs": kwargs}
-    if options := option_overrides(task):
+    if options is _UNSET:
+        options = option_overrides(task)
+    if options:
         payload["options"] = options
     text = json.dumps(payload, separators=(",", ":"))  # ASCII: one byte a character
     if max_bytes is not None and len(text) > max_bytes:
@@ -265,9 +271,10 @@ class OffloadBackend(BaseTaskBackend):
 
     # -- enqueue ---------------------------------------------------------------
 
-    def _row(self, task, args, kwargs):
+    def _row(self, task, args, kwargs, options=_UNSET):
         return (task.queue_name, task.priority, task.module_path,
-                encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES),
+                encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES,
+                               options=options),
                 task.run_after,
                 getattr(task, "unique_key", None))
 
@@ -304,9 +311,10 @@ class OffloadBackend(BaseTaskBackend):
         self.validate_task(task)
         results = []
         calls = list(calls)
+        options = option_overrides(task)  # the same for every call
         for start in range(0, len(calls), batch_size):
             chunk = calls[start:start + batch_size]
-            rows = [self._row(task, args, kwargs) for args, kwargs in chunk]
+            rows = [self._row(task, args, kwargs, options) for args, kwargs in chunk]
             results += self._results(task, chunk, rows, timezone.now())
         return results
 
