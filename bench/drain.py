@@ -1,8 +1,13 @@
-"""Drain benchmark: N no-op tasks enqueued in bulk, drained by ``offload worker --burst``.
+"""Drain benchmark: N tasks enqueued in bulk, drained by ``offload worker --burst``.
 
-Every task is verified SUCCESSFUL afterwards. Prints one JSON object per database::
+Every task is verified SUCCESSFUL afterwards. Prints one JSON object per database.
+``--task`` picks the work: ``noop`` (the default), or ``anap`` (an ``async def`` that
+awaits 100 ms: I/O-bound work). ``--defaults`` passes no ``--processes``/``--threads``
+flags: what a user gets from ``offload worker``::
 
     .venv/bin/python bench/drain.py --db both --tasks 10000
+    .venv/bin/python bench/drain.py --db postgres --defaults
+    .venv/bin/python bench/drain.py --db postgres --defaults --task anap --tasks 2000
 """
 
 import argparse
@@ -17,21 +22,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import progress, run_each, setup_django, worker_cmd, worker_env  # noqa: E402
 
 
-def measure(db, tasks, processes, threads):
+def measure(db, tasks, processes, threads, task="noop", flags=None):
     setup_django(db)
-    from bench.tasks import noop
+    import bench.tasks
     from offload import bulk_enqueue
     from offload.models import TaskRow
 
-    progress(f"[{db}] enqueueing {tasks} tasks in bulk")
+    progress(f"[{db}] enqueueing {tasks} {task} tasks in bulk")
     t0 = time.perf_counter()
-    bulk_enqueue(noop, [((), {})] * tasks)
+    bulk_enqueue(getattr(bench.tasks, task), [((), {})] * tasks)
     enqueue_s = time.perf_counter() - t0
-    progress(f"[{db}] draining with {processes} process(es) x {threads} threads")
+    if flags is None:
+        flags = ["--processes", str(processes), "--threads", str(threads)]
+    progress(f"[{db}] draining with {' '.join(flags) or 'no flags'}")
     t0 = time.perf_counter()
     spawned = time.time()
-    subprocess.run(worker_cmd("--burst", "--processes", str(processes), "--threads", str(threads)),
-                   env=worker_env(db), check=True, timeout=600)
+    subprocess.run(worker_cmd("--burst", *flags), env=worker_env(db), check=True, timeout=600)
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok = TaskRow.objects.filter(status="SUCCESSFUL").count()
@@ -41,11 +47,12 @@ def measure(db, tasks, processes, threads):
     seconds = last.timestamp() - spawned
     # Same fields as the peer harnesses: "seconds" runs from worker spawn to the last
     # finish (start-up included); first_start_to_last_finish_s is the steady drain.
-    return {"system": "offload", "db": db, "metric": "drain", "tasks": tasks, "verified": ok,
+    return {"system": "offload", "db": db, "metric": "drain", "task": task, "tasks": tasks,
+            "verified": ok, "flags": " ".join(flags) or "none",
             "enqueue_per_s": round(tasks / enqueue_s), "seconds": round(seconds, 3),
             "tasks_per_s": round(tasks / seconds), "first_start_to_last_finish_s": round(busy, 3),
             "wall_with_exit_s": round(wall, 2),
-            "processes": processes, "threads": threads,
+            "processes": None if not flags else processes, "threads": None if not flags else threads,
             "worker_cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
 
 
@@ -55,10 +62,14 @@ def main():
     parser.add_argument("--tasks", type=int, default=10000)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--task", choices=["noop", "anap"], default="noop")
+    parser.add_argument("--defaults", action="store_true",
+                        help="no --processes/--threads: the worker's defaults")
     args = parser.parse_args()
     if run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
         return
-    result = measure(args.db, args.tasks, args.processes, args.threads)
+    result = measure(args.db, args.tasks, args.processes, args.threads, args.task,
+                     [] if args.defaults else None)
     print(json.dumps(result), flush=True)
     if result["verified"] != args.tasks:
         sys.exit(f"only {result['verified']} of {args.tasks} tasks SUCCESSFUL")

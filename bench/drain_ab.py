@@ -5,6 +5,7 @@ database, as median and range over the rounds.
 
     .venv/bin/python bench/drain_ab.py 26bdf97 --rounds 6
     .venv/bin/python bench/drain_ab.py 26bdf97 --rounds 4 --pickup --samples 100
+    .venv/bin/python bench/drain_ab.py 26bdf97 --rounds 4 --threads 4   # the worker's default
 
 The base revision is exported to a temporary folder; a link ``offload -> src/offload``
 at its root puts its package ahead of this tree's (bench/ puts the root on sys.path).
@@ -25,8 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def _runs(tree, args):
     """``{(db, metric): value}`` of one round in ``tree``."""
     found = {}
-    out = subprocess.run([sys.executable, "bench/drain.py", "--db", args.db, "--tasks", str(args.tasks)],
-                         cwd=tree, check=True, capture_output=True, text=True, env=os.environ).stdout
+    command = [sys.executable, "bench/drain.py", "--db", args.db, "--tasks", str(args.tasks)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    out = subprocess.run(command, cwd=tree, check=True, capture_output=True, text=True,
+                         env=os.environ).stdout
     for line in out.splitlines():
         r = json.loads(line)
         found[(r["db"], "drain tasks/s")] = r["tasks"] / r["first_start_to_last_finish_s"]
@@ -48,6 +52,7 @@ def main():
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--pickup", action="store_true", help="also measure pickup latency")
     parser.add_argument("--samples", type=int, default=100, help="pickup probes per round")
+    parser.add_argument("--threads", type=int, help="drain.py's --threads (default: drain.py's, 64)")
     args = parser.parse_args()
     values = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,11 @@ wait (enqueue → start) with and without a reserved slot, and writes a chart.
 Capacity is matched to the peers' (4 task slots in all): each server is
 ``offload worker --processes 1 --threads 2``. "reserved" runs ``--threads 3
 --reserve 1:50``: the same two general slots per server plus one that only takes
-priority >= 50 — the feature's price is that idle slot.
+priority >= 50 — the feature's price is that idle slot. ``--defaults`` runs one server
+as a user gets it, ``offload worker`` with no flags (a process per core × 4 threads,
+the claim window on).
+
+    .venv/bin/python bench/priority.py --db both --defaults
 """
 
 import argparse
@@ -22,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
 
 
-def measure(db, low, urgent, every, reserve):
+def measure(db, low, urgent, every, reserve, defaults=False):
     setup_django(db)
     from django.db import connection
 
@@ -37,7 +41,7 @@ def measure(db, low, urgent, every, reserve):
             cursor.execute("ANALYZE offload_task")
     flags = ["--processes", "1"] + (["--threads", "3", "--reserve", "1:50"] if reserve
                                     else ["--threads", "2"])
-    servers = [start_worker(db, *flags) for _ in range(2)]
+    servers = [start_worker(db)] if defaults else [start_worker(db, *flags) for _ in range(2)]
     try:
         deadline = time.monotonic() + 60
         while TaskRow.objects.filter(status="SUCCESSFUL").count() < 200:
@@ -69,7 +73,8 @@ def measure(db, low, urgent, every, reserve):
             "low_tasks": low, "urgent": urgent, "urgent_done": len(waits),
             "p50_ms": round(percentile(waits, 50), 2), "p99_ms": round(percentile(waits, 99), 2),
             "max_ms": round(max(waits), 2) if waits else None, "low_done_during": low_done,
-            "settings": "2 servers x " + ("3 threads, --reserve 1:50" if reserve else "2 threads")}
+            "settings": "1 server, no flags" if defaults else
+                        "2 servers x " + ("3 threads, --reserve 1:50" if reserve else "2 threads")}
 
 
 def report(rows, chart_path):
@@ -114,6 +119,8 @@ def main():
     parser.add_argument("--every", type=float, default=0.025)
     parser.add_argument("--reserve", choices=["yes", "no", "both"], default="both")
     parser.add_argument("--peers", action="store_true", help="also run the peers and report all")
+    parser.add_argument("--defaults", action="store_true",
+                        help="one server with no flags instead of the matched capacity")
     args = parser.parse_args()
     if args.peers:
         from bench.run import RESULTS, ROOT, run_json
@@ -125,9 +132,11 @@ def main():
         (RESULTS / "priority.json").write_text(json.dumps(rows, indent=1))
         report(rows, RESULTS / "priority.png")
         return
+    if args.defaults:
+        args.reserve = "no"
     if not run_each(__file__, args, {"db": ["sqlite", "postgres"], "reserve": ["no", "yes"]}):
-        print(json.dumps(measure(args.db, args.low, args.urgent, args.every, args.reserve == "yes")),
-              flush=True)
+        print(json.dumps(measure(args.db, args.low, args.urgent, args.every, args.reserve == "yes",
+                                 args.defaults)), flush=True)
 
 
 if __name__ == "__main__":

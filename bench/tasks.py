@@ -1,5 +1,6 @@
 """Benchmark workloads."""
 
+import asyncio
 import time
 
 from django.tasks import task
@@ -28,3 +29,9 @@ def stamp_sleep20():
     started = time.time()
     time.sleep(0.02)
     return started
+
+
+@task
+async def anap():
+    """I/O-bound work: a coroutine that awaits 100 ms."""
+    await asyncio.sleep(0.1)
