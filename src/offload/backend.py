@@ -144,13 +144,18 @@ def option_overrides(task):
 
 
 _UNSET = object()
+#: Compact JSON, ASCII (one byte a character); one encoder for every payload (json.dumps
+#: with options builds a new one per call).
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def encode_payload(task, args, kwargs, *, max_bytes=None, options=_UNSET):
     """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit
     (PayloadTooLarge when the text is longer than ``max_bytes``). ``options``: the
     task's ``option_overrides``, when the caller worked them out once for many calls."""
-    found = _bad_value(list(args), "args") or _bad_value(dict(kwargs), "kwargs")
+    if type(kwargs) is not dict:
+        kwargs = dict(kwargs)
+    found = _bad_value(args, "args") or _bad_value(kwargs, "kwargs")
     if found:
         path, value, problem = found
         if len(path) > 80:
@@ -169,7 +174,7 @@ def encode_payload(task, args, kwargs, *, max_bytes=None, options=_UNSET):
         options = option_overrides(task)
     if options:
         payload["options"] = options
-    text = json.dumps(payload, separators=(",", ":"))  # ASCII: one byte a character
+    text = _to_json(payload)
     if max_bytes is not None and len(text) > max_bytes:
         raise PayloadTooLarge(
             f"Cannot enqueue {task.module_path}: its arguments are {len(text):,} bytes as JSON, "
@@ -294,9 +299,10 @@ class OffloadBackend(BaseTaskBackend):
         return results
 
     def _ready_result(self, task, id, now, args, kwargs):
+        # TaskResult copies args and kwargs itself (normalize_json).
         return build_result(
             task, id=id, status=TaskResultStatus.READY, enqueued_at=now, started_at=None,
-            finished_at=None, last_attempted_at=None, args=list(args), kwargs=dict(kwargs),
+            finished_at=None, last_attempted_at=None, args=args, kwargs=kwargs,
             backend=self.alias, errors=[], worker_ids="",
         )
 
