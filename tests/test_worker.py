@@ -203,3 +203,28 @@ def test_an_idle_worker_wakes_for_a_bulk_enqueue(start_worker):
     worker.wait_started()
     bulk_enqueue(tasks.slowpoll_nap, [((), {})] * 300)
     wait_until(lambda: statuses() == {"SUCCESSFUL": 300}, timeout=30, message="all 300 ran")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL: connections per process")
+def test_a_busy_worker_process_holds_two_connections(start_worker, tmp_path):
+    """The loop's, and the LISTEN connection, which also renews the leases (no heartbeat
+    thread with a connection of its own): counted from pg_stat_activity by the
+    application_name every session of a worker process carries, once leases were
+    renewed (the lease is 1 s, so a heartbeat every third of a second)."""
+    gate = tmp_path / "gate"
+    results = bulk_enqueue(tasks.waits_for, [((str(gate),), {})] * 4)
+    worker = start_worker("--processes", "2", "--threads", "2", env={"OFFLOAD_TEST_LEASE": 1})
+    wait_until(lambda: statuses() == {"RUNNING": 4}, message="four tasks running")
+    first = dict(TaskRow.objects.values_list("pk", "lease_expires_at"))
+    wait_until(lambda: all(TaskRow.objects.get(pk=pk).lease_expires_at > at for pk, at in first.items()),
+               message="every lease renewed")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT application_name, count(*) FROM pg_stat_activity "
+                       "WHERE application_name LIKE 'offload:%%' GROUP BY 1")
+        sessions = dict(cursor.fetchall())
+    names = {f"offload:{w}" for r in results for w in TaskRow.objects.get(pk=r.id).worker_ids.split(",")}
+    assert {name: sessions.get(name) for name in names} == dict.fromkeys(names, 2)
+    gate.touch()
+    wait_until(lambda: statuses() == {"SUCCESSFUL": 4}, message="all four done")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0

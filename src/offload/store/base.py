@@ -239,11 +239,15 @@ class SqlStore:
         accepted = self.complete(outcomes, worker=worker) if outcomes else set()
         return accepted, (self.claim(**claim) if claim else [])
 
-    def heartbeat(self, *, worker, ids, lease, now):
+    def heartbeat(self, *, worker, ids, lease, now, execute=None):
+        """``execute(sql, params)``: run it there instead (the wake-up source's own
+        connection, see store/wakeups.py); returns the row count."""
         if not ids:
             return 0
         params = {"worker": worker, "lease_until": self.db_time(now + timedelta(seconds=lease)),
                   "ids": self.array(ids)}
+        if execute is not None:
+            return execute(self.sql("heartbeat"), params)
         return self.execute(self.sql("heartbeat"), params, fetch=False)
 
     def hand_back(self, *, worker):

@@ -12,7 +12,7 @@ Engines add what only they have: SQLite ``prepare()`` and ``data_version()``,
 PostgreSQL ``channel()``, ``listen_params()`` and ``end_sessions()`` doing real work.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -93,7 +93,8 @@ class Store(Protocol):
               worker: str = "") -> tuple[set[int], list[Claimed]]:
         """``complete`` then ``claim(**claim)``, in one statement or transaction where it can."""
 
-    def heartbeat(self, *, worker: str, ids: Sequence[int], lease: float, now: datetime) -> int:
+    def heartbeat(self, *, worker: str, ids: Sequence[int], lease: float, now: datetime,
+                  execute: Callable[[str, dict], int] | None = None) -> int:
         """Extend the leases ``worker`` holds on ``ids``; how many it still held."""
 
     def hand_back(self, *, worker: str) -> list[int]:

@@ -211,10 +211,13 @@ class PostgresStore(SqlStore):
                            "claims now wait for their leases", worker)
         return len(rows)
 
-    def listen_params(self):
-        """Connection parameters for a dedicated LISTEN connection (psycopg 3)."""
+    def listen_params(self, worker=None):
+        """Connection parameters for a worker's dedicated LISTEN connection (psycopg 3),
+        named after ``worker`` like its other sessions (see end_sessions)."""
         conn = self.connection
         params = conn.get_connection_params()
+        if worker:
+            params["application_name"] = application_name(worker)
         params.pop("cursor_factory", None)
         params.pop("context", None)
         params.pop("server_side_binding", None)

@@ -5,10 +5,15 @@ engine it runs on. PostgreSQL: a thread LISTENs on the backend's channel and eve
 NOTIFY (sent by enqueue) is news; the loop may sleep a whole ``POLL_SECONDS`` between
 polls. SQLite: no notifications, but ``PRAGMA data_version`` changes when another
 connection commits, and reading it is cheap, so the loop looks before each claim and
-polls every few milliseconds while idle. Example::
+polls every few milliseconds while idle.
+
+A source with ``HEARTBEAT = True`` (PostgreSQL's) also renews the worker's leases, on
+its own connection, so a worker process needs no heartbeat thread with a connection of
+its own: ``beat(execute)`` is called every ``interval`` seconds from the source's
+thread, with ``execute(sql, params)`` running a statement on that connection. Example::
 
     source = store.wakeups("default", "host-1-w0")
-    source.start(news=on_news)        # on_news() may be called from another thread
+    source.start(news=on_news, beat=on_beat, interval=10)  # both called from its thread
     if source.look(call):             # before a claim, with free slots
         ...
 """
@@ -23,11 +28,13 @@ logger = logging.getLogger("offload.worker")
 class DataVersion:
     """SQLite: news is a changed ``PRAGMA data_version`` (another connection committed)."""
 
+    HEARTBEAT = False  # the loop runs its own heartbeat thread
+
     def __init__(self, store):
         self.store = store
         self.version = None
 
-    def start(self, news):
+    def start(self, news, beat=None, interval=None):
         self.store.prepare()
 
     def look(self, call):
@@ -53,7 +60,10 @@ class DataVersion:
 
 
 class Listen:
-    """PostgreSQL: news is a NOTIFY on the backend's channel, received by a thread."""
+    """PostgreSQL: news is a NOTIFY on the backend's channel, received by a thread, which
+    also runs the heartbeat on the same connection (one connection for both)."""
+
+    HEARTBEAT = True
 
     def __init__(self, store, backend, name):
         self.store = store
@@ -63,8 +73,9 @@ class Listen:
         self.seen = 0
         self.alive = True
 
-    def start(self, news):
-        threading.Thread(target=self._listen, args=(news,), name="offload-listen", daemon=True).start()
+    def start(self, news, beat=None, interval=None):
+        threading.Thread(target=self._listen, args=(news, beat, interval), name="offload-listen",
+                         daemon=True).start()
 
     def look(self, call):
         return False  # news arrives through the thread
@@ -81,22 +92,43 @@ class Listen:
     def stop(self):
         self.alive = False
 
+    def _beat(self, beat, execute):
+        """A psycopg error is this connection's: it propagates (reconnect); anything
+        else is a bug, logged, and the leases are renewed again next time."""
+        import psycopg
+
+        try:
+            beat(execute)
+        except psycopg.Error:
+            raise
+        except Exception:
+            logger.exception("%s: heartbeat failed", self.name)
+
     def _notice(self, news):
         self.notices += 1
         news()
 
-    def _listen(self, news):
+    def _listen(self, news, beat, interval):
         import psycopg
 
         channel = self.store.channel(self.backend)
+        next_beat = time.monotonic() + (interval or 0)
         while self.alive:
             try:
-                with psycopg.connect(**self.store.listen_params(), autocommit=True) as conn:
+                with psycopg.connect(**self.store.listen_params(self.name), autocommit=True) as conn:
                     conn.execute(f'LISTEN "{channel}"')
                     self._notice(news)  # anything enqueued while we were not listening
+
+                    def execute(sql, params, conn=conn):
+                        return conn.execute(sql, params).rowcount
+
                     while self.alive:
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        wait = 1.0 if beat is None else max(0.0, min(1.0, next_beat - time.monotonic()))
+                        for _ in conn.notifies(timeout=wait, stop_after=1):
                             self._notice(news)
+                        if beat is not None and time.monotonic() >= next_beat:
+                            next_beat = time.monotonic() + interval
+                            self._beat(beat, execute)
             except psycopg.Error as exc:
                 logger.warning("%s: LISTEN connection lost (%s); polling until it is back",
                                self.name, exc)

@@ -179,10 +179,11 @@ class Loop:
     # -- the loop --------------------------------------------------------------
 
     def run(self):
-        self.wakeups.start(news=self._news)
+        self.wakeups.start(news=self._news, beat=self._beat, interval=self.opts.heartbeat)
         for executor in self._executors():
             executor.start()
-        threading.Thread(target=self._heartbeat, name="offload-heartbeat", daemon=True).start()
+        if not self.wakeups.HEARTBEAT:  # else the wake-up source's thread beats, on its connection
+            threading.Thread(target=self._heartbeat, name="offload-heartbeat", daemon=True).start()
         logger.info("%s: taking queues %s with %d threads and %s", self.worker_id,
                     ",".join(self.queues) or "(every queue)", self.threads,
                     f"up to {self.coroutines.slots} coroutines at once" if self.coroutines
@@ -499,13 +500,24 @@ class Loop:
     def _heartbeat(self):
         stop = threading.Event()
         while self.alive and not stop.wait(self.opts.heartbeat):
-            ids = list(self.inflight)
-            if ids:
-                try:
-                    self._db("heartbeat", worker=self.worker_id, ids=ids,
-                             lease=self.opts.LEASE_SECONDS, now=now())
-                except Exception:  # a bug must not silently end the leases' renewal
-                    logger.exception("%s: heartbeat failed", self.worker_id)
+            try:
+                self._beat()
+            except Exception:  # a bug must not silently end the leases' renewal
+                logger.exception("%s: heartbeat failed", self.worker_id)
+
+    def _beat(self, execute=None):
+        """Renew the leases of every task this process holds: from the heartbeat thread
+        (a database error is logged), or from the wake-up source's with ``execute`` on
+        its connection (which handles that connection's errors)."""
+        ids = list(self.inflight)
+        if not ids or not self.alive:
+            return
+        if execute is None:
+            self._db("heartbeat", worker=self.worker_id, ids=ids, lease=self.opts.LEASE_SECONDS,
+                     now=now())
+        else:
+            self.store.heartbeat(worker=self.worker_id, ids=ids, lease=self.opts.LEASE_SECONDS,
+                                 now=now(), execute=execute)
 
     # -- in-process use (tests, scripts) ----------------------------------------
 
