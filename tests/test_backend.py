@@ -339,6 +339,25 @@ def test_bulk_enqueue_a_few_statements_per_batch():
     assert [tasks.add.get_result(r.id).return_value for r in results[:5]] == [0, 2, 4, 6, 8]
 
 
+@pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def test_enqueue_is_prepared_unless_something_watches_the_queries():
+    connection = connections["default"]
+    seen = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        tasks.add.enqueue(1, 2)
+    assert any("INSERT INTO offload_task" in sql for sql in seen)  # the wrapper saw it
+    tasks.add.enqueue(3, 4)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("INSERT INTO offload_task" in sql for sql in prepared)
+
+
 def test_bulk_enqueue_is_part_of_the_callers_transaction():
     from django.db import transaction
 
