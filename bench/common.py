@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,45 @@ def setup_django(db):
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+@contextmanager
+def database_hop(db, delay_ms):
+    """PostgreSQL a network hop away for the block: bench/netdelay.py in a process of its
+    own, ``delay_ms`` each way, and ``BENCH_PG_PORT`` pointing at it, so that Django in
+    this process (set up inside the block) and the workers it starts go through it. The
+    database is still created directly. Yields the proxy (``summary`` after the block),
+    or None when ``delay_ms`` is 0."""
+    if not delay_ms:
+        yield None
+        return
+    if db != "postgres":
+        raise SystemExit("--delay-ms needs --db postgres")
+    from bench.netdelay import delayed_process
+
+    before = os.environ.get("BENCH_PG_PORT")
+    with delayed_process(target=("127.0.0.1", 5432), delay_ms=delay_ms) as proxy:
+        os.environ["BENCH_PG_PORT"] = str(proxy.port)
+        progress(f"[{db}] PostgreSQL through bench/netdelay.py on port {proxy.port}, {delay_ms} ms each way")
+        try:
+            yield proxy
+        finally:
+            if before is None:
+                os.environ.pop("BENCH_PG_PORT", None)
+            else:
+                os.environ["BENCH_PG_PORT"] = before
+    s = proxy.summary or {}
+    progress(f"[{db}] netdelay: {s.get('connections')} connections, {s.get('chunks')} chunks, held p50 "
+             f"{s.get('held_p50_ms')} ms, p99 {s.get('held_p99_ms')} ms, cpu {s.get('cpu_s')} s")
+
+
+def hop_fields(delay_ms, proxy):
+    """The JSON fields of a run with ``database_hop``."""
+    fields = {"delay_ms": delay_ms}
+    if proxy is not None and proxy.summary:
+        fields.update(proxy_held_p50_ms=proxy.summary["held_p50_ms"], proxy_held_p99_ms=proxy.summary["held_p99_ms"],
+                      proxy_cpu_s=proxy.summary["cpu_s"])
+    return fields
 
 
 def worker_cmd(*args):

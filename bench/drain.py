@@ -3,10 +3,13 @@
 Every task is verified SUCCESSFUL afterwards. Prints one JSON object per database.
 ``--task`` picks the work: ``noop`` (the default), or ``anap`` (an ``async def`` that
 awaits 100 ms: I/O-bound work). ``--defaults`` passes no ``--processes``/``--threads``
-flags: what a user gets from ``offload worker``::
+flags: what a user gets from ``offload worker``. ``--delay-ms MS`` (PostgreSQL) puts
+the database a network hop away: bench/netdelay.py adds MS each way to every
+connection, the enqueuing one of this process and the worker's::
 
     .venv/bin/python bench/drain.py --db both --tasks 10000
     .venv/bin/python bench/drain.py --db postgres --defaults
+    .venv/bin/python bench/drain.py --db postgres --defaults --delay-ms 0.5
     .venv/bin/python bench/drain.py --db postgres --defaults --task anap --tasks 2000
 """
 
@@ -19,10 +22,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import progress, run_each, setup_django, worker_cmd, worker_env  # noqa: E402
+from bench.common import database_hop, hop_fields, progress, run_each, setup_django, worker_cmd, worker_env  # noqa: E402
 
 
-def measure(db, tasks, processes, threads, task="noop", flags=None):
+def measure(db, tasks, processes, threads, task="noop", flags=None, delay_ms=0):
+    with database_hop(db, delay_ms) as proxy:
+        result = _measure(db, tasks, processes, threads, task, flags)
+    return {**result, **hop_fields(delay_ms, proxy)}
+
+
+def _measure(db, tasks, processes, threads, task, flags):
     setup_django(db)
     import bench.tasks
     from offload import bulk_enqueue
@@ -65,11 +74,15 @@ def main():
     parser.add_argument("--task", choices=["noop", "anap"], default="noop")
     parser.add_argument("--defaults", action="store_true",
                         help="no --processes/--threads: the worker's defaults")
+    parser.add_argument("--delay-ms", type=float, default=0,
+                        help="PostgreSQL a hop away: this one-way delay (bench/netdelay.py); 0 = off")
     args = parser.parse_args()
+    if args.delay_ms and args.db != "postgres":
+        parser.error("--delay-ms needs --db postgres")
     if run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
         return
     result = measure(args.db, args.tasks, args.processes, args.threads, args.task,
-                     [] if args.defaults else None)
+                     [] if args.defaults else None, args.delay_ms)
     print(json.dumps(result), flush=True)
     if result["verified"] != args.tasks:
         sys.exit(f"only {result['verified']} of {args.tasks} tasks SUCCESSFUL")

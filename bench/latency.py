@@ -2,9 +2,12 @@
 
 One task at a time, spaced apart so the server is idle each time; the latency is the
 time the task body starts (``time.time()`` inside the task) minus the time just before
-``enqueue()`` was called, on the same machine clock. Prints one JSON object per database::
+``enqueue()`` was called, on the same machine clock. Prints one JSON object per database.
+``--delay-ms MS`` (PostgreSQL) puts the database a network hop away: bench/netdelay.py
+adds MS each way to every connection, this process's and the worker's::
 
     .venv/bin/python bench/latency.py --db both --samples 200
+    .venv/bin/python bench/latency.py --db postgres --samples 100 --delay-ms 0.5
 """
 
 import argparse
@@ -14,10 +17,24 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
+from bench.common import (  # noqa: E402
+    database_hop,
+    hop_fields,
+    percentile,
+    progress,
+    run_each,
+    setup_django,
+    start_worker,
+)
 
 
-def measure(db, samples, gap):
+def measure(db, samples, gap, delay_ms=0):
+    with database_hop(db, delay_ms) as proxy:
+        result = _measure(db, samples, gap)
+    return {**result, **hop_fields(delay_ms, proxy)}
+
+
+def _measure(db, samples, gap):
     setup_django(db)
     from django.db import connection
 
@@ -62,9 +79,13 @@ def main():
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--gap", type=float, default=0.03, help="seconds between probes")
+    parser.add_argument("--delay-ms", type=float, default=0,
+                        help="PostgreSQL a hop away: this one-way delay (bench/netdelay.py); 0 = off")
     args = parser.parse_args()
+    if args.delay_ms and args.db != "postgres":
+        parser.error("--delay-ms needs --db postgres")
     if not run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
-        print(json.dumps(measure(args.db, args.samples, args.gap)), flush=True)
+        print(json.dumps(measure(args.db, args.samples, args.gap, args.delay_ms)), flush=True)
 
 
 if __name__ == "__main__":

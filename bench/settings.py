@@ -1,4 +1,8 @@
-"""Settings for Offload's benchmarks: ``BENCH_DB=sqlite|postgres``, a throw-away database."""
+"""Settings for Offload's benchmarks: ``BENCH_DB=sqlite|postgres``, a throw-away database.
+
+PostgreSQL: ``BENCH_PG_HOST`` (127.0.0.1), ``BENCH_PG_PORT`` (5432; bench/netdelay.py's
+port when a benchmark runs with ``--delay-ms``), ``BENCH_PG_USER``, ``BENCH_PG_DB``.
+"""
 
 import os
 from pathlib import Path
@@ -28,7 +32,7 @@ if os.environ.get("BENCH_DB", "sqlite") == "postgres":
     DATABASES = {"default": {
         "ENGINE": "django.db.backends.postgresql", "NAME": os.environ.get("BENCH_PG_DB", "offload_bench"),
         "USER": os.environ.get("BENCH_PG_USER", "postgres"), "HOST": os.environ.get("BENCH_PG_HOST", "127.0.0.1"),
-        "PORT": 5432,
+        "PORT": int(os.environ.get("BENCH_PG_PORT", 5432)),
     }}
 else:
     DATABASES = {"default": {
