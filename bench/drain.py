@@ -11,6 +11,7 @@ connection, the enqueuing one of this process and the worker's::
     .venv/bin/python bench/drain.py --db postgres --defaults
     .venv/bin/python bench/drain.py --db postgres --defaults --delay-ms 0.5
     .venv/bin/python bench/drain.py --db postgres --defaults --task anap --tasks 2000
+    .venv/bin/python bench/drain.py --db postgres --defaults --task anap --tasks 400 --async-concurrency 0
 """
 
 import argparse
@@ -61,8 +62,18 @@ def _measure(db, tasks, processes, threads, task, flags):
             "enqueue_per_s": round(tasks / enqueue_s), "seconds": round(seconds, 3),
             "tasks_per_s": round(tasks / seconds), "first_start_to_last_finish_s": round(busy, 3),
             "wall_with_exit_s": round(wall, 2),
-            "processes": None if not flags else processes, "threads": None if not flags else threads,
+            "processes": processes if "--processes" in flags else None,
+            "threads": threads if "--threads" in flags else None,
             "worker_cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
+
+
+def _flags(args):
+    """The worker's flags: none with ``--defaults``, else processes and threads; and
+    ``--async-concurrency`` if given."""
+    flags = [] if args.defaults else ["--processes", str(args.processes), "--threads", str(args.threads)]
+    if args.async_concurrency is not None:
+        flags += ["--async-concurrency", str(args.async_concurrency)]
+    return flags
 
 
 def main():
@@ -74,6 +85,8 @@ def main():
     parser.add_argument("--task", choices=["noop", "anap"], default="noop")
     parser.add_argument("--defaults", action="store_true",
                         help="no --processes/--threads: the worker's defaults")
+    parser.add_argument("--async-concurrency", type=int,
+                        help="the worker's --async-concurrency (0: coroutine tasks on the threads)")
     parser.add_argument("--delay-ms", type=float, default=0,
                         help="PostgreSQL a hop away: this one-way delay (bench/netdelay.py); 0 = off")
     args = parser.parse_args()
@@ -82,7 +95,7 @@ def main():
     if run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
         return
     result = measure(args.db, args.tasks, args.processes, args.threads, args.task,
-                     [] if args.defaults else None, args.delay_ms)
+                     _flags(args), args.delay_ms)
     print(json.dumps(result), flush=True)
     if result["verified"] != args.tasks:
         sys.exit(f"only {result['verified']} of {args.tasks} tasks SUCCESSFUL")
