@@ -1,8 +1,11 @@
 """What one claim costs with a large backlog: 1,000,000 READY tasks of mixed priority,
 then 500 claims of 10 tasks each (each claim followed by recording the 10 as done),
 with ageing off and on. Prints per-claim p50/p99 in ms and the plan PostgreSQL uses.
+``--finished N`` first adds N finished (SUCCESSFUL) tasks, as a table that keeps a
+week of results holds.
 
     .venv/bin/python bench/claim_cost.py --db postgres --rows 1000000
+    .venv/bin/python bench/claim_cost.py --db both --rows 1000000 --finished 1000000 --ageing off
 """
 
 import argparse
@@ -16,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import percentile, progress, run_each, setup_django  # noqa: E402
 
 
-def measure(db, rows, claims, ageing):
+def measure(db, rows, claims, ageing, finished=0):
     os.environ["BENCH_AGE_RATE"] = "1.0" if ageing else "0"
     os.environ["BENCH_AGE_CAP"] = "100"
     setup_django(db)
@@ -31,6 +34,14 @@ def measure(db, rows, claims, ageing):
     backend = task_backends["default"]
     store, opts = backend.store, backend.opts
     step = 50_000
+    from offload.models import TaskRow
+
+    for start in range(0, finished, step):
+        batch = min(step, finished - start)
+        ids = [int(r.id) for r in bulk_enqueue(noop, [((), {})] * batch)]
+        TaskRow.objects.filter(pk__in=ids).update(status="SUCCESSFUL", finished_at=now(),
+                                                   return_value="null")
+        progress(f"[{db}] {start + batch:,}/{finished:,} finished rows")
     for start in range(0, rows, step):
         batch = min(step, rows - start)
         for priority in (-50, 0, 50):  # three bands, a third each
@@ -56,7 +67,7 @@ def measure(db, rows, claims, ageing):
             plan = "\n".join(r[0] for r in cursor.fetchall())
     connection.close()
     return {"system": "offload", "db": db, "metric": "claim_cost", "ageing": ageing,
-            "ready_rows": rows, "claims": claims, "batch": 10,
+            "ready_rows": rows, "finished_rows": finished, "claims": claims, "batch": 10,
             "p50_ms": round(percentile(times, 50), 3), "p99_ms": round(percentile(times, 99), 3),
             "plan": plan}
 
@@ -66,12 +77,13 @@ def main():
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--claims", type=int, default=500)
+    parser.add_argument("--finished", type=int, default=0, help="finished rows added first")
     parser.add_argument("--ageing", choices=["on", "off", "both"], default="both")
     parser.add_argument("--show-plan", action="store_true")
     args = parser.parse_args()
     if run_each(__file__, args, {"db": ["sqlite", "postgres"], "ageing": ["off", "on"]}):
         return
-    result = measure(args.db, args.rows, args.claims, args.ageing == "on")
+    result = measure(args.db, args.rows, args.claims, args.ageing == "on", args.finished)
     plan = result.pop("plan")
     print(json.dumps(result), flush=True)
     if args.show_plan and plan:
