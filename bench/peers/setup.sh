@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create the peer-benchmark virtualenvs under bench/ from the pinned requirements.
-# Usage: bash bench/peers/setup.sh [dtdb|celery|all]   (default: all)
+# Usage: bash bench/peers/setup.sh [dtdb|celery|pgqueuer|huey|procrastinate|all]   (default: all)
 # Idempotent: a venv is rebuilt only when its requirements file changed
 # (sha256 stamp kept inside the venv).
 set -euo pipefail
@@ -8,6 +8,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BENCH="$(dirname "$HERE")"
 WHICH="${1:-all}"
+PEERS="dtdb celery pgqueuer huey procrastinate"
 
 find_python() {
     local cand
@@ -31,7 +32,7 @@ find_python() {
     return 1
 }
 
-make_venv() {  # $1 = name (dtdb|celery)
+make_venv() {  # $1 = name (dtdb|celery|pgqueuer|huey|procrastinate)
     local req="$HERE/requirements-$1.txt" venv="$BENCH/.venv-peers-$1"
     local want; want="$(sha256sum "$req" | cut -d' ' -f1)"
     if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" = "$want" ]; then
@@ -49,7 +50,7 @@ make_venv() {  # $1 = name (dtdb|celery)
 }
 
 case "$WHICH" in
-    dtdb|celery) make_venv "$WHICH" ;;
-    all) make_venv dtdb; make_venv celery ;;
-    *) echo "usage: $0 [dtdb|celery|all]" >&2; exit 2 ;;
+    dtdb|celery|pgqueuer|huey|procrastinate) make_venv "$WHICH" ;;
+    all) for peer in $PEERS; do make_venv "$peer"; done ;;
+    *) echo "usage: $0 [${PEERS// /|}|all]" >&2; exit 2 ;;
 esac

@@ -19,6 +19,10 @@ Worker settings (fastest honest ones for tiny tasks, see celery_peer.py too):
   chatter with a single worker; rate limits disabled; no task events.
 * Results are kept (Redis result backend) so every task can be verified.
 
+CPU per drain task (``cpu_us_per_task``): CPU of the worker and its pool processes
+(getrusage of the exited children, start-up included) plus that of the redis-server
+process over the drain (every client of that server counts).
+
 Only Redis db 15 is used and flushed (before and after).  Only worker
 processes started here are signalled (by PID); every wait has a deadline.
 """
@@ -38,6 +42,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from peerutil import (  # noqa: E402
     HostCPU,
+    RedisCPU,
+    children_cpu_seconds,
+    cpu_fields,
     cpu_seconds,
     descendants,
     die_with_parent,
@@ -113,7 +120,8 @@ def drain(app, r, args, logpath):
     log(f"published in {enqueue_s:.2f}s")
     idle = wait_for_quiet(log)
     log("starting worker")
-    host = HostCPU().start()
+    host, server = HostCPU().start(), RedisCPU().start()
+    cpu0 = children_cpu_seconds()
     wall_start = time.time()
     worker = Worker(args, logpath)
     deadline = time.monotonic() + args.timeout
@@ -129,17 +137,19 @@ def drain(app, r, args, logpath):
                 raise RuntimeError(f"drain did not finish within {args.timeout}s; see {logpath}")
     finally:
         worker.stop()
+    worker_cpu, redis_cpu = children_cpu_seconds() - cpu0, server.stop()
     host_busy = host.busy_pct()
     ok = sum(m["status"] == "SUCCESS" for m in metas)
     if ok != n:
         raise RuntimeError(f"only {ok}/{n} tasks SUCCESS; see {logpath}")
     done = sorted(datetime.fromisoformat(m["date_done"]).timestamp() for m in metas)
     seconds = done[-1] - wall_start
-    emit({**common(args), "metric": "drain", "tasks": n,
+    emit({**common(args), "metric": "drain", "task": "noop", "tasks": n,
           "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
           "first_to_last_finish_s": round(done[-1] - done[0], 3),
           "enqueue_s": round(enqueue_s, 3), "enqueue_per_s": round(n / enqueue_s, 1),
-          "verified": ok, "host_busy_before_pct": idle, "host_busy_pct": host_busy})
+          "verified": ok, **cpu_fields(n, worker_cpu, redis_cpu),
+          "host_busy_before_pct": idle, "host_busy_pct": host_busy})
 
 
 def pickup(args, logpath):

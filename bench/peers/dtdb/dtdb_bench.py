@@ -15,6 +15,11 @@ Measures, on SQLite (WAL file) and/or PostgreSQL:
   the task body minus time.time() taken just before ``enqueue()``.  The
   polling worker's latency depends on its ``--interval`` (see below).
 
+CPU per drain task (``cpu_us_per_task``): CPU of the db_worker processes (getrusage
+of the exited children, start-up included; on SQLite that includes the database
+work) plus, on PostgreSQL, that of the backends serving ``bench_peer_dtdb`` (sampled
+from /proc, peerutil.PostgresCPU), over the drain.
+
 Worker settings (db_worker has no prefetch/concurrency knobs; these are all
 of its speed-relevant options):
 
@@ -49,7 +54,18 @@ from importlib.metadata import version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from peerutil import HostCPU, cpu_seconds, die_with_parent, emit, percentiles, run_per_db, wait_for_quiet  # noqa: E402
+from peerutil import (  # noqa: E402
+    HostCPU,
+    PostgresCPU,
+    children_cpu_seconds,
+    cpu_fields,
+    cpu_seconds,
+    die_with_parent,
+    emit,
+    percentiles,
+    run_per_db,
+    wait_for_quiet,
+)
 
 PG_NAME = "bench_peer_dtdb"
 DEFAULT_WORKERS = {"postgres": 2, "sqlite": 1}
@@ -153,6 +169,8 @@ def drain(db, args, workers, workdir):
     idle = wait_for_quiet(log)
     log(f"starting {workers} worker(s) (--batch)")
     host = HostCPU().start()
+    db_cpu = PostgresCPU(PG_NAME).start() if db == "postgres" else None
+    cpu0 = children_cpu_seconds()
     wall_start = time.time()
     pool = Workers(workers, args.interval, batch=True, logdir=workdir)
     try:
@@ -161,6 +179,8 @@ def drain(db, args, workers, workdir):
         log(f"drain did not finish within {args.timeout}s")
     finally:
         pool.stop()
+    worker_cpu = children_cpu_seconds() - cpu0
+    db_cpu_s = db_cpu.stop() if db_cpu else None
     host_busy = host.busy_pct()
 
     agg = DBTaskResult.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
@@ -169,11 +189,12 @@ def drain(db, args, workers, workdir):
         raise RuntimeError(f"only {ok}/{n} tasks SUCCESSFUL; see {workdir}/worker.log")
     seconds = agg["last"].timestamp() - wall_start
     busy = (agg["last"] - agg["first"]).total_seconds()
-    emit({**common(db, args, workers), "metric": "drain", "tasks": n,
+    emit({**common(db, args, workers), "metric": "drain", "task": "noop", "tasks": n,
           "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
           "first_start_to_last_finish_s": round(busy, 3),
           "enqueue_s": round(enqueue_s, 3), "enqueue_per_s": round(n / enqueue_s, 1),
-          "verified": ok, "host_busy_before_pct": idle, "host_busy_pct": host_busy})
+          "verified": ok, **cpu_fields(n, worker_cpu, db_cpu_s, db_server=db == "postgres"),
+          "host_busy_before_pct": idle, "host_busy_pct": host_busy})
     DBTaskResult.objects.all().delete()
 
 
