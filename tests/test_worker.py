@@ -10,6 +10,7 @@ from django.tasks import TaskResultStatus
 
 from offload import bulk_enqueue
 from offload.models import TaskRow
+from offload.worker.planner import MAX_WINDOW
 from tests.conftest import wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
@@ -228,3 +229,27 @@ def test_a_busy_worker_process_holds_two_connections(start_worker, tmp_path):
     wait_until(lambda: statuses() == {"SUCCESSFUL": 4}, message="all four done")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_sigkill_with_a_claim_window_reruns_only_what_was_running(start_worker):
+    """Short tasks fill the claim window (tasks claimed ahead of the threads). Whatever
+    the killed process held comes back (rescued) and runs elsewhere: nothing is lost,
+    and only tasks it held may run twice (those running, or finished but not yet
+    recorded: at most its threads plus its window)."""
+    n, threads = 10000, 3
+    bulk_enqueue(tasks.logged, [((f"k{i}",), {"sleep": 0.001}) for i in range(n)])
+    worker = start_worker("--processes", "2", "--threads", str(threads))
+    wait_until(lambda: Run.objects.count() >= 600, message="tasks running")
+    victim = Run.objects.order_by("-id").values_list("pid", flat=True)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: statuses() == {"SUCCESSFUL": n}, timeout=90, message="all tasks successful")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    runs = Run.objects.values("key").annotate(n=Count("id"))
+    assert len(runs) == n  # nothing lost
+    rescued = set(TaskRow.objects.filter(rescues__gt=0).values_list("pk", flat=True))
+    assert rescued  # the killed process held tasks, and they came back
+    twice = {int(r["task_id"]) for r in Run.objects.values("task_id").annotate(n=Count("id"))
+             if r["n"] > 1}
+    assert twice <= rescued  # only tasks the killed process held ran again
+    assert len(twice) <= threads + MAX_WINDOW
