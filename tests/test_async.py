@@ -6,6 +6,7 @@ import os
 import signal
 
 import pytest
+from django.db import connection
 from django.db.models import Count
 from django.tasks import TaskResultStatus
 
@@ -128,3 +129,23 @@ def test_sync_and_async_tasks_in_one_worker_each_run_once(burst):
     assert statuses() == {"SUCCESSFUL": 300}
     runs = Run.objects.values("key").annotate(n=Count("id"))
     assert len(runs) == 300 and {r["n"] for r in runs} == {1}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL: sessions per process")
+def test_coroutines_that_use_the_orm_leave_no_connection_behind(start_worker):
+    """Django keeps a connection per async context: each coroutine task that used the
+    ORM opened its own, and the executor closes it when the task ends (as a request's),
+    so 200 of them leave the process with its own two sessions."""
+    bulk_enqueue(tasks.alogged, [((f"k{i}",), {}) for i in range(200)])
+    worker = start_worker("--processes", "1", "--threads", "1")
+    wait_until(lambda: statuses() == {"SUCCESSFUL": 200}, timeout=60, message="all 200 ran")
+    [name] = {f"offload:{w}" for w in TaskRow.objects.values_list("worker_ids", flat=True)}
+
+    def sessions():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [name])
+            return cursor.fetchone()[0]
+
+    wait_until(lambda: sessions() == 2, timeout=10, message=f"two sessions ({sessions()})")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0

@@ -27,10 +27,13 @@ Example::
 
 import asyncio
 import itertools
+import logging
 import queue
 import threading
 import time
 from typing import Protocol
+
+logger = logging.getLogger("offload.worker")
 
 
 class Executor(Protocol):
@@ -99,11 +102,17 @@ class AsyncExecutor:
     task, ``reason_for(task_id)`` gives the reason (None: cancelled by the shutdown, whose
     tasks are handed back, not reported)."""
 
-    def __init__(self, slots, *, execute, finished, name="offload-async"):
+    def __init__(self, slots, *, execute, finished, name="offload-async", tidy=None,
+                 tidy_every=1.0):
         self.slots = slots
         self.execute = execute
         self.finished = finished
         self.name = name
+        #: A coroutine function run every ``tidy_every`` seconds while tasks run or ran
+        #: since the last time (the connection sweep).
+        self.tidy = tidy
+        self.tidy_every = tidy_every
+        self._ran = False
         self.loop = None
         self._running = {}  # id -> asyncio.Task (event loop thread only)
         self._reasons = {}
@@ -117,7 +126,19 @@ class AsyncExecutor:
 
     def _main(self):
         asyncio.set_event_loop(self.loop)
+        if self.tidy is not None:
+            self.loop.create_task(self._tidy())
         self.loop.run_forever()
+
+    async def _tidy(self):
+        while True:
+            await asyncio.sleep(self.tidy_every)
+            if self._ran or self._running:
+                self._ran = False
+                try:
+                    await self.tidy()
+                except Exception:
+                    logger.exception("%s: tidying up failed", self.name)
 
     def submit(self, claimed):
         self.loop.call_soon_threadsafe(self._start, claimed)
@@ -135,6 +156,7 @@ class AsyncExecutor:
         finally:
             self._running.pop(claimed.id, None)
             self._reasons.pop(claimed.id, None)
+            self._ran = True
         self.finished(claimed, report)
 
     def cancel(self, task_id, reason):

@@ -35,7 +35,7 @@ from offload.spec import ASYNC_CONCURRENCY
 from offload.worker import planner, signals
 from offload.worker.executor import AsyncExecutor, ThreadExecutor
 from offload.worker.planner import ASYNC, GENERAL, RESERVED, limits_for
-from offload.worker.runner import Runner, send_finished
+from offload.worker.runner import Runner, send_finished, tidy_connections
 
 logger = logging.getLogger("offload.worker")
 
@@ -132,8 +132,10 @@ class Loop:
         #: Coroutine tasks' executor; None (``async_concurrency=0``): they run on the
         #: threads, each on its own event loop (Django's ``Task.call``).
         self.coroutines = async_concurrency and AsyncExecutor(
-            async_concurrency, execute=self._aexecute, finished=self._report)
+            async_concurrency, execute=self._aexecute, finished=self._report,
+            tidy=tidy_connections)
         self._is_coroutine = {}  # task path -> whether it is an async def (learned)
+        self._prepared = {}  # id -> (task, result) of a coroutine task the loop announced
         self.wakeups = self.store.wakeups(backend.alias, worker_id)
         self.pace = _Pace()
         self.wake = threading.Event()
@@ -333,6 +335,22 @@ class Loop:
                 kind, executor = slot, self.reserved if slot == RESERVED else self.executor
             self.slot_of[c.id] = kind
             self.busy[kind] += 1
+            if kind != ASYNC:
+                executor.submit(c)
+                continue
+            # A coroutine task is prepared and announced (task_started) here, in the
+            # loop's thread: its sync receivers must not run on the event loop, and a
+            # thread hop per task would cost more than the work.
+            try:
+                prepared, report = self._begin(c)
+                if report is None:
+                    self.runner.started(prepared[1])
+            except Exception as exc:  # as in _execute: nothing a row holds may stop the loop
+                prepared, report = None, self._broken(c, exc)
+            if report is not None:
+                self._report(c, report)
+                continue
+            self._prepared[c.id] = prepared
             executor.submit(c)
         if slot == GENERAL:
             self.pace.dispatched(coroutines, len(claimed))
@@ -450,13 +468,12 @@ class Loop:
             return self._broken(claimed, exc)
 
     async def _aexecute(self, claimed):
-        """``_execute`` for a coroutine task, on the asyncio executor's event loop. A
-        cancellation with a reason (its timeout) fails the task with that reason; the
-        shutdown's propagates (the task is handed back)."""
+        """``_execute`` for a coroutine task the loop prepared and announced
+        (``_dispatch``), on the asyncio executor's event loop. A cancellation with a
+        reason (its timeout) fails the task with that reason; the shutdown's propagates
+        (the task is handed back)."""
         try:
-            prepared, report = self._begin(claimed)
-            if report:
-                return report
+            prepared = self._prepared.pop(claimed.id)
             try:
                 return await self.runner.arun(claimed, prepared)
             except asyncio.CancelledError:

@@ -44,6 +44,12 @@ def send_finished(sender, result, exception=None):
         task_finished.send_robust(sender, task_result=result)
 
 
+async def tidy_connections():
+    """``close_old_connections`` on the thread Django's async ORM uses (as a request's
+    end does for an async view): connections past ``CONN_MAX_AGE`` or broken close."""
+    await sync_to_async(close_old_connections)()
+
+
 def _arguments(task, result):
     """The positional arguments of a task's call: its context first if it takes one."""
     if task.takes_context:
@@ -95,9 +101,7 @@ class Runner:
             task, result = prepared or self.prepare(claimed)
         except Exception as exc:  # unknown path, corrupt payload: permanent failure
             return self.failed(claimed, exc, retry=False), None
-        # A receiver's error is logged by send_robust (logger django.dispatch); it never
-        # costs the task its thread, its lease or a run.
-        task_started.send_robust(self.sender, task_result=result)
+        self.started(result)
         try:
             value = task.call(*_arguments(task, result), **result.kwargs)
         except KeyboardInterrupt:
@@ -109,22 +113,30 @@ class Runner:
                 close_old_connections()
         return self.succeeded(claimed, value, result), result
 
+    def started(self, result):
+        """Send ``task_started``. A receiver's error is logged by send_robust (logger
+        django.dispatch); it never costs the task its thread, its lease or a run."""
+        task_started.send_robust(self.sender, task_result=result)
+
     async def arun(self, claimed, prepared):
         """``run`` for a coroutine task, awaited on the asyncio executor's event loop.
-        As in Django's async request handling, ``task_started``'s sync receivers and the
-        connection clean-up run through ``sync_to_async`` (the thread Django's async ORM
-        uses), never on the event loop. The executor's ``CancelledError`` propagates."""
+        The loop sent ``task_started`` already, from its own thread (no receiver runs
+        on the event loop, and no thread hop per task). The executor's
+        ``CancelledError`` propagates.
+
+        Connections: Django's async ORM runs on one thread (``sync_to_async``), whose
+        connections are cleaned up where they were made: after a failed task at once
+        (it may have broken one), otherwise by the executor's sweep every second
+        (``tidy_connections``) rather than with a thread hop per task."""
         task, result = prepared
-        await task_started.asend_robust(self.sender, task_result=result)
         try:
             value = await task.acall(*_arguments(task, result), **result.kwargs)
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise
         except BaseException as exc:  # noqa: B036  (as in run)
-            return self.failed(claimed, exc, task=task, result=result), result
-        finally:
             if self.cleanup:
-                await sync_to_async(close_old_connections)()
+                await tidy_connections()
+            return self.failed(claimed, exc, task=task, result=result), result
         return self.succeeded(claimed, value, result), result
 
     def succeeded(self, claimed, value, result):
