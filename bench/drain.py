@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import database_hop, hop_fields, progress, run_each, setup_django, worker_cmd, worker_env  # noqa: E402
+from bench.peers.peerutil import PostgresCPU, cpu_fields  # noqa: E402
 
 
 def measure(db, tasks, processes, threads, task="noop", flags=None, delay_ms=0):
@@ -45,10 +46,18 @@ def _measure(db, tasks, processes, threads, task, flags):
     if flags is None:
         flags = ["--processes", str(processes), "--threads", str(threads)]
     progress(f"[{db}] draining with {' '.join(flags) or 'no flags'}")
+    # The database server's CPU as the peers' harnesses count it (bench/peers/peerutil.py).
+    server = None
+    if db == "postgres":
+        from django.db import connection
+
+        server = PostgresCPU(connection.settings_dict["NAME"])
+        server.start()
     t0 = time.perf_counter()
     spawned = time.time()
     subprocess.run(worker_cmd("--burst", *flags), env=worker_env(db), check=True, timeout=600)
     wall = time.perf_counter() - t0
+    db_cpu_s = server.stop() if server else None
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok = TaskRow.objects.filter(status="SUCCESSFUL").count()
     first = TaskRow.objects.order_by("started_at").values_list("started_at", flat=True).first()
@@ -64,7 +73,7 @@ def _measure(db, tasks, processes, threads, task, flags):
             "wall_with_exit_s": round(wall, 2),
             "processes": processes if "--processes" in flags else None,
             "threads": threads if "--threads" in flags else None,
-            "worker_cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
+            **cpu_fields(tasks, usage.ru_utime + usage.ru_stime, db_cpu_s, db_server=server is not None)}
 
 
 def _flags(args):
