@@ -113,6 +113,7 @@ class AsyncExecutor:
         self.tidy = tidy
         self.tidy_every = tidy_every
         self._ran = False
+        self._tidier = None
         self.loop = None
         self._running = {}  # id -> asyncio.Task (event loop thread only)
         self._reasons = {}
@@ -127,7 +128,7 @@ class AsyncExecutor:
     def _main(self):
         asyncio.set_event_loop(self.loop)
         if self.tidy is not None:
-            self.loop.create_task(self._tidy())
+            self._tidier = self.loop.create_task(self._tidy())
         self.loop.run_forever()
 
     async def _tidy(self):
@@ -176,8 +177,9 @@ class AsyncExecutor:
     def shutdown(self):
         """Cancel what runs (it is handed back) and stop the event loop."""
         def stop():
-            for running in self._running.values():
-                running.cancel()
+            for running in [*self._running.values(), self._tidier]:
+                if running is not None:
+                    running.cancel()
             self.loop.call_soon(self.loop.stop)
 
         if self.loop is not None and not self.loop.is_closed():
