@@ -83,8 +83,10 @@ def error_entries(text):
     A damaged list (not JSON, not a list of entries: a row changed outside Offload)
     becomes one entry that says so and quotes its beginning, so the task's next error
     can still be recorded after it."""
+    if not text or text == "[]":  # most rows: no error yet
+        return []
     try:
-        entries = json.loads(text or "[]")
+        entries = json.loads(text)
     except ValueError as exc:
         problem = f"are not JSON ({exc})"
     else:
