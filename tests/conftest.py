@@ -26,6 +26,31 @@ def wait_until(predicate, timeout=30.0, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def kill_a_process_mid_drain(worker, n, ran):
+    """Once ``ran`` tasks have run (Run rows, the ledger outside the task table),
+    SIGKILL the worker process that ran the latest one; wait until all ``n`` tasks
+    succeeded, stop the server, and check that nothing was lost. Returns ``(rescued,
+    twice)``: the ids taken back from the killed process, and the ids that ran twice."""
+    from django.db.models import Count
+
+    from offload.models import TaskRow
+    from tests.testapp.models import Run
+
+    wait_until(lambda: Run.objects.count() >= ran, message="tasks running")
+    victim = Run.objects.order_by("-id").values_list("pid", flat=True)[0]
+    assert victim in worker.children()
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: TaskRow.objects.filter(status="SUCCESSFUL").count() == n, timeout=90,
+               message="all tasks successful")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert Run.objects.values("key").distinct().count() == n  # nothing lost
+    rescued = set(TaskRow.objects.filter(rescues__gt=0).values_list("pk", flat=True))
+    twice = {int(r["task_id"]) for r in Run.objects.values("task_id").annotate(n=Count("id"))
+             if r["n"] > 1}
+    return rescued, twice
+
+
 def offload_checks(*ids):
     """Offload's system check messages (those with ``ids`` if given), run as ``manage.py
     check`` runs them (Django's task checks call ``OffloadBackend.check``)."""

@@ -2,7 +2,6 @@
 beside few threads, Django's async ORM inside them, timeouts that cancel, SIGTERM and
 SIGKILL, and a mix of sync and async tasks in one worker."""
 
-import os
 import signal
 
 import pytest
@@ -12,7 +11,7 @@ from django.tasks import TaskResultStatus
 
 from offload import bulk_enqueue
 from offload.models import TaskRow
-from tests.conftest import wait_until
+from tests.conftest import kill_a_process_mid_drain, wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -107,18 +106,7 @@ def test_sigkill_loses_no_coroutine_and_reruns_only_those_in_flight(start_worker
     n = 300
     bulk_enqueue(tasks.alogged, [((f"k{i}",), {"sleep": 0.05}) for i in range(n)])
     worker = start_worker("--processes", "2", "--threads", "1")
-    wait_until(lambda: Run.objects.count() >= 40, message="tasks running")
-    victim = Run.objects.order_by("-id").values_list("pid", flat=True)[0]
-    assert victim in worker.children()
-    os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: statuses() == {"SUCCESSFUL": n}, timeout=90, message="all tasks successful")
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
-    runs = Run.objects.values("key").annotate(n=Count("id"))
-    assert len(runs) == n  # nothing lost
-    rescued = set(TaskRow.objects.filter(rescues__gt=0).values_list("pk", flat=True))
-    twice = {int(r["task_id"]) for r in Run.objects.values("task_id").annotate(n=Count("id"))
-             if r["n"] > 1}
+    rescued, twice = kill_a_process_mid_drain(worker, n, ran=40)
     assert twice <= rescued  # only tasks the killed process held ran again
 
 

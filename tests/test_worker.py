@@ -11,7 +11,7 @@ from django.tasks import TaskResultStatus
 from offload import bulk_enqueue
 from offload.models import TaskRow
 from offload.worker.planner import MAX_WINDOW
-from tests.conftest import wait_until
+from tests.conftest import kill_a_process_mid_drain, wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -239,17 +239,7 @@ def test_sigkill_with_a_claim_window_reruns_only_what_was_running(start_worker):
     n, threads = 10000, 3
     bulk_enqueue(tasks.logged, [((f"k{i}",), {"sleep": 0.001}) for i in range(n)])
     worker = start_worker("--processes", "2", "--threads", str(threads))
-    wait_until(lambda: Run.objects.count() >= 600, message="tasks running")
-    victim = Run.objects.order_by("-id").values_list("pid", flat=True)[0]
-    os.kill(victim, signal.SIGKILL)
-    wait_until(lambda: statuses() == {"SUCCESSFUL": n}, timeout=90, message="all tasks successful")
-    worker.signal(signal.SIGTERM)
-    assert worker.wait() == 0
-    runs = Run.objects.values("key").annotate(n=Count("id"))
-    assert len(runs) == n  # nothing lost
-    rescued = set(TaskRow.objects.filter(rescues__gt=0).values_list("pk", flat=True))
+    rescued, twice = kill_a_process_mid_drain(worker, n, ran=600)
     assert rescued  # the killed process held tasks, and they came back
-    twice = {int(r["task_id"]) for r in Run.objects.values("task_id").annotate(n=Count("id"))
-             if r["n"] > 1}
     assert twice <= rescued  # only tasks the killed process held ran again
     assert len(twice) <= threads + MAX_WINDOW
