@@ -37,6 +37,14 @@ Worker settings (see the module docstring of pgqueuer_peer.py for the handlers):
 * durability ``durable`` (PgQueuer's default: logged tables, like every other queue
   measured here).
 
+``--delay-ms MS`` puts the database a network hop away, as in Offload's bench/drain.py
+and bench/latency.py: for each measurement bench/netdelay.py (stdlib only, imported by
+path) runs in a process of its own, adding MS each way, and this harness's connection
+(enqueue, LISTEN for the probes, the checks) and the workers' (PGPORT) go through it;
+creating, ``pgq install``-ing and dropping the database stay direct. Every row has
+``"delay_ms"`` (0 = off) and, with a delay, the delay the proxy held per chunk
+(``proxy_held_p50_ms``/``p99``) and its CPU time (``proxy_cpu_s``).
+
 CPU per drain task (``cpu_us_per_task``): CPU of the worker processes (getrusage of
 the exited children, start-up included) plus that of the PostgreSQL backends serving
 ``bench_peer_pgqueuer`` (sampled from /proc, peerutil.PostgresCPU), over the drain.
@@ -48,12 +56,14 @@ and only 127.0.0.1 is contacted.
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from importlib.metadata import version
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,6 +85,46 @@ from peerutil import (  # noqa: E402
 PG_NAME = "bench_peer_pgqueuer"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 log = stderr_logger("pgqueuer postgres")
+
+
+def _netdelay():
+    """bench/netdelay.py, imported by path (stdlib only: it runs in this venv too)."""
+    path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "netdelay.py")
+    spec = importlib.util.spec_from_file_location("netdelay", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@contextmanager
+def database_hop(delay_ms, seconds):
+    """PostgreSQL a network hop away for the block: bench/netdelay.py in a process of its
+    own, ``delay_ms`` each way; yields the port to connect to (PGPORT points there for
+    the workers started in the block) and the proxy (None when ``delay_ms`` is 0; its
+    ``summary`` after the block)."""
+    if not delay_ms:
+        yield PG["port"], None
+        return
+    with _netdelay().delayed_process(target=(PG["host"], PG["port"]), delay_ms=delay_ms,
+                                     seconds=seconds) as proxy:
+        log(f"PostgreSQL through bench/netdelay.py on port {proxy.port}, {delay_ms} ms each way")
+        os.environ["PGPORT"] = str(proxy.port)
+        try:
+            yield proxy.port, proxy
+        finally:
+            os.environ["PGPORT"] = str(PG["port"])
+    s = proxy.summary or {}
+    log(f"netdelay: {s.get('connections')} connections, {s.get('chunks')} chunks, held p50 "
+        f"{s.get('held_p50_ms')} ms, p99 {s.get('held_p99_ms')} ms, cpu {s.get('cpu_s')} s")
+
+
+def hop_fields(delay_ms, proxy):
+    """The JSON fields of a run with ``database_hop`` (as bench/common.py's)."""
+    fields = {"delay_ms": delay_ms}
+    if proxy is not None and proxy.summary:
+        fields.update(proxy_held_p50_ms=proxy.summary["held_p50_ms"], proxy_held_p99_ms=proxy.summary["held_p99_ms"],
+                      proxy_cpu_s=proxy.summary["cpu_s"])
+    return fields
 
 
 class Workers:
@@ -185,12 +235,12 @@ async def drain(conn, queries, args, task, n, logpath):
         raise RuntimeError(f"only {ok}/{n} jobs successful, {left} left in the queue; see {logpath}")
     seconds = row["last"].timestamp() - wall_start
     busy = (row["last"] - row["first"]).total_seconds()
-    emit({**common(args), "metric": "drain", "task": task, "tasks": n, **settings(args),
+    return {**common(args), "metric": "drain", "task": task, "tasks": n, **settings(args),
           "seconds": round(seconds, 3), "tasks_per_s": round(n / seconds, 1),
           "first_start_to_last_finish_s": round(busy, 3),
           "enqueue_s": round(enqueue_s, 3), "enqueue_per_s": round(n / enqueue_s, 1),
           "verified": ok, **cpu_fields(n, worker_cpu, db_cpu_s),
-          "analyzed": args.analyze, "host_busy_before_pct": idle, "host_busy_pct": host_busy})
+          "analyzed": args.analyze, "host_busy_before_pct": idle, "host_busy_pct": host_busy}
 
 
 async def pickup(conn, queries, args, logpath):
@@ -247,15 +297,26 @@ async def pickup(conn, queries, args, logpath):
         await conn.remove_listener("bench_probe", on_notify)
     if ok != len(sent):
         raise RuntimeError(f"only {ok}/{len(sent)} probes logged successful; see {logpath}")
-    emit({**common(args), "metric": "pickup", **settings(args), **percentiles(lat),
-          "verified": ok, "worker_cpu_pct": round(cpu_pct, 1),
-          "host_busy_before_pct": idle, "host_busy_pct": host_busy})
+    return {**common(args), "metric": "pickup", **settings(args), **percentiles(lat),
+            "verified": ok, "worker_cpu_pct": round(cpu_pct, 1),
+            "host_busy_before_pct": idle, "host_busy_pct": host_busy}
 
 
-async def run(args):
+async def measured(args, measure, *more):
+    """One measurement on a connection of its own, through the proxy with ``--delay-ms``."""
     import asyncpg
     from pgqueuer import AsyncpgDriver, Queries
 
+    with database_hop(args.delay_ms, args.timeout + 600) as (port, proxy):
+        conn = await asyncpg.connect(database=PG_NAME, **{**PG, "port": port})
+        try:
+            row = await measure(conn, Queries(AsyncpgDriver(conn)), args, *more)
+        finally:
+            await conn.close()
+    emit({**row, **hop_fields(args.delay_ms, proxy)})
+
+
+async def run(args):
     os.environ.update({"PGHOST": PG["host"], "PGPORT": str(PG["port"]), "PGUSER": PG["user"],
                        "PGDATABASE": PG_NAME})
     logpath = f"/tmp/bench_peer_pgqueuer_{os.getpid()}.log"
@@ -263,18 +324,14 @@ async def run(args):
     try:
         subprocess.run([sys.executable, "-m", "pgqueuer", "install"], check=True, timeout=120,
                        stdout=subprocess.DEVNULL)
-        conn = await asyncpg.connect(database=PG_NAME, **PG)
-        try:
-            queries = Queries(AsyncpgDriver(conn))
-            if args.tasks:
-                await drain(conn, queries, args, "noop", args.tasks, logpath)
-            for n in args.anap_tasks:
-                await drain(conn, queries, args, "anap", n, logpath)
-            if args.samples:
-                await pickup(conn, queries, args, logpath)
-        finally:
-            await conn.close()
-        os.unlink(logpath)
+        if args.tasks:
+            await measured(args, drain, "noop", args.tasks, logpath)
+        for n in args.anap_tasks:
+            await measured(args, drain, "anap", n, logpath)
+        if args.samples:
+            await measured(args, pickup, logpath)
+        if os.path.exists(logpath):
+            os.unlink(logpath)
     except BaseException:
         log(f"FAILED; worker log: {logpath}")
         raise
@@ -296,6 +353,8 @@ def main():
                     help="ANALYZE the queue table after the bulk enqueue (default: on)")
     ap.add_argument("--timeout", type=float, default=300,
                     help="deadline in seconds for each drain (default: 300)")
+    ap.add_argument("--delay-ms", type=float, default=0,
+                    help="PostgreSQL a hop away: this one-way delay (bench/netdelay.py); 0 = off")
     ap.add_argument("--db", default="postgres", choices=["postgres", "both"],
                     help="accepted for symmetry with dtdb_bench.py; always PostgreSQL")
     args = ap.parse_args()

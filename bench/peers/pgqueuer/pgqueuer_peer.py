@@ -5,7 +5,8 @@ Runs ``pgqueuer.run(create, ...)``, the documented programmatic form of
 ``pgq run`` itself fails at start-up with the typer release pip resolves today
 (``setup_fancy_logger``: 'str' object has no attribute 'name').
 
-The database comes from PGHOST/PGPORT/PGUSER/PGDATABASE (set by pgqueuer_bench.py).
+The database comes from PGHOST/PGPORT/PGUSER/PGDATABASE (set by pgqueuer_bench.py;
+with its ``--delay-ms`` PGPORT is bench/netdelay.py's port, both connections go through it).
 A QueueManager (not the PgQueuer application, which adds a scheduler) on one asyncpg
 connection, PgQueuer's documented set-up, with three entrypoints:
 
