@@ -49,18 +49,18 @@ def spawn(spec):
 
 def _name_connections(worker_id):
     """Name this process's PostgreSQL sessions after the worker, so the supervisor can
-    end them if the process dies mid-statement (see PostgresStore.end_sessions)."""
-    from django.db.backends.signals import connection_created
+    end them if the process dies mid-statement (see PostgresStore.end_sessions): the
+    ``application_name`` connection parameter of every PostgreSQL alias, sent when a
+    connection opens (no statement of its own, and a pooler such as PgBouncer applies it
+    to whichever server connection serves this client)."""
+    from django.db import connections
 
     from offload.store.postgres import application_name
 
-    def name(sender, connection, **kwargs):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('application_name', %s, false)",
-                               [application_name(worker_id)])
-
-    connection_created.connect(name, weak=False)
+    for alias in connections.settings:
+        settings_dict = connections.settings[alias]
+        if settings_dict["ENGINE"].endswith("postgresql"):
+            settings_dict.setdefault("OPTIONS", {})["application_name"] = application_name(worker_id)
 
 
 def main():
