@@ -57,13 +57,22 @@ DATABASES = {
     "default": _db("offload", "test_offload", "OFFLOAD_DB_NAME"),
     "tasks": _db("offload_tasks", "test_offload_tasks", "OFFLOAD_TASKS_DB_NAME"),
 }
+# A worker started with OFFLOAD_TEST_LISTEN: the default backend's OPTIONS["LISTEN"]:
+# "false", or "direct" (LISTEN through a second alias for the same database), or
+# "broken" (through an alias on a port where nothing listens).
+_LISTEN = os.environ.get("OFFLOAD_TEST_LISTEN")
+if _LISTEN in ("direct", "broken"):
+    DATABASES["direct"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
+    if _LISTEN == "broken":
+        DATABASES["direct"]["PORT"] = 1
 
 TASKS = {
     "default": {
         "BACKEND": "offload.backend.OffloadBackend",
         "QUEUES": ["default", "emails", "reports"],
         "OPTIONS": {"RETRY_BACKOFF": 0, "LEASE_SECONDS": float(os.environ.get("OFFLOAD_TEST_LEASE", 30)),
-                    "MAX_RESCUES": int(os.environ.get("OFFLOAD_TEST_MAX_RESCUES", 5))},
+                    "MAX_RESCUES": int(os.environ.get("OFFLOAD_TEST_MAX_RESCUES", 5)),
+                    **({"LISTEN": False if _LISTEN == "false" else "direct"} if _LISTEN else {})},
     },
     "other": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": ["default"]},
     "elsewhere": {

@@ -25,6 +25,17 @@ def test_durations():
         parse_duration("soon")
 
 
+def test_listen_is_true_false_or_a_database_alias():
+    assert Options.from_params("default", {}).LISTEN is True
+    assert Options.from_params("default", {"LISTEN": False}).LISTEN is False
+    assert Options.from_params("default", {"LISTEN": "tasks"}).LISTEN == "tasks"
+    with pytest.raises(ImproperlyConfigured, match=r"\['LISTEN'\]='task' is not a DATABASES alias\. "
+                                                   r"Did you mean 'tasks'\?"):
+        Options.from_params("default", {"LISTEN": "task"})
+    with pytest.raises(ImproperlyConfigured, match=r"\['LISTEN'\]=1: use True, False, or the DATABASES"):
+        Options.from_params("default", {"LISTEN": 1})
+
+
 def test_options_reject_unknown_keys_with_a_suggestion():
     with pytest.raises(ImproperlyConfigured, match="Did you mean 'LEASE_SECONDS'"):
         Options.from_params("default", {"LEASE_SECOND": 10})

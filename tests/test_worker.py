@@ -243,3 +243,30 @@ def test_sigkill_with_a_claim_window_reruns_only_what_was_running(start_worker):
     assert rescued  # the killed process held tasks, and they came back
     assert twice <= rescued  # only tasks the killed process held ran again
     assert len(twice) <= threads + MAX_WINDOW
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL: LISTEN")
+@pytest.mark.parametrize("listen", ["false", "direct", "broken"])
+def test_listen_off_or_elsewhere_keeps_pickup_and_leases(start_worker, listen):
+    """OPTIONS["LISTEN"]: False (poll), a DATABASES alias for the same database, or an
+    alias whose server cannot be reached (the LISTEN connection fails: the worker polls,
+    and renews its leases through its own connection meanwhile). In every case a task
+    enqueued to an idle server runs, and a task that outlives its 1 s lease three times
+    over keeps it: it is never rescued or run twice."""
+    worker = start_worker("--processes", "1", "--threads", "2",
+                          env={"OFFLOAD_TEST_LISTEN": listen, "OFFLOAD_TEST_LEASE": 1})
+    worker.wait_started()
+    quick = tasks.add.enqueue(2, 3)
+    wait_until(lambda: tasks.add.get_result(quick.id).is_finished, timeout=15, message="pickup")
+    slow = tasks.logged.enqueue("slow", sleep=3)
+    wait_until(lambda: tasks.logged.get_result(slow.id).is_finished, timeout=30, message="slow task")
+    row = TaskRow.objects.get(pk=slow.id)
+    assert (row.status, row.rescues, Run.objects.filter(key="slow").count()) == ("SUCCESSFUL", 0, 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                       "AND query LIKE 'LISTEN%%'", [f"offload:{row.worker_ids}"])
+        listening = cursor.fetchone()[0]
+    if listen != "direct":  # (a listening session's last statement is its heartbeat)
+        assert listening == 0
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from offload.suggest import did_you_mean
@@ -49,6 +50,12 @@ class Options:
     HEARTBEAT_SECONDS: float | None = None
     #: Longest idle sleep between claim attempts (NOTIFY or data_version wake earlier).
     POLL_SECONDS: float = 0.25
+    #: PostgreSQL: how a worker hears of new tasks. True: LISTEN over the task
+    #: database's own connection settings; a DATABASES alias: over that alias's (a
+    #: direct connection to the same database, when the task database is reached
+    #: through a transaction pooler such as PgBouncer, where LISTEN does not work);
+    #: False: no LISTEN, poll every POLL_SECONDS.
+    LISTEN: bool | str = True
     #: Finished tasks older than this are deleted by the async server (None: keep).
     RETAIN: float | None = None
     #: A task whose process died this many times is failed with WorkerLost.
@@ -113,6 +120,16 @@ class Options:
                 f"TASKS[{alias!r}]['OPTIONS']['MAX_PAYLOAD_BYTES']={limit!r}: use a whole number "
                 "of bytes >= 1 (1048576 = 1 MiB), or None for no limit."
             )
+        listen = options.LISTEN
+        if not isinstance(listen, (bool, str)) or listen == "":
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['LISTEN']={listen!r}: use True, False, or the "
+                "DATABASES alias of a direct connection to the task database.")
+        if isinstance(listen, str) and listen not in settings.DATABASES:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['LISTEN']={listen!r} is not a DATABASES alias."
+                f"{did_you_mean(listen, settings.DATABASES)} DATABASES has: "
+                f"{', '.join(sorted(settings.DATABASES))}.")
         if options.MAX_ATTEMPTS < 1 or options.MAX_RESCUES < 0:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']: MAX_ATTEMPTS must be >= 1 and MAX_RESCUES >= 0."

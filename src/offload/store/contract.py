@@ -9,7 +9,8 @@ Times are parameters (``now``), never read inside the store. Example::
     store.complete([Outcome(c.id, c.token, "SUCCESSFUL", now(), return_value="null")])  # {c.id}
 
 Engines add what only they have: SQLite ``prepare()`` and ``data_version()``,
-PostgreSQL ``channel()``, ``listen_params()`` and ``end_sessions()`` doing real work.
+PostgreSQL ``channel()``, ``listen_params()`` and ``end_sessions()`` doing real work;
+each gives its wake-up source (``wakeups(backend, name, listen=...)``).
 """
 
 from collections.abc import Callable, Iterable, Sequence

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, transaction
+from django.db import DatabaseError, InterfaceError, connections, transaction
 
 from offload.ageing import age_key, ageing_bounds
 from offload.stats import observation, observe, stat_columns, tally
@@ -220,10 +220,11 @@ class PostgresStore(SqlStore):
                            "claims now wait for their leases", worker)
         return len(rows)
 
-    def listen_params(self, worker=None):
-        """Connection parameters for a worker's dedicated LISTEN connection (psycopg 3),
-        named after ``worker`` like its other sessions (see end_sessions)."""
-        conn = self.connection
+    def listen_params(self, worker=None, alias=None):
+        """Connection parameters for a worker's dedicated LISTEN connection (psycopg 3):
+        this store's database's, or those of the DATABASES alias ``alias``; named after
+        ``worker`` like its other sessions (see end_sessions)."""
+        conn = connections[alias] if alias else self.connection
         params = conn.get_connection_params()
         if worker:
             params["application_name"] = application_name(worker)
@@ -233,8 +234,12 @@ class PostgresStore(SqlStore):
         params.pop("prepare_threshold", None)
         return params
 
-    def wakeups(self, backend, name):
-        """How a worker learns of new work: LISTEN/NOTIFY (store/wakeups.py)."""
-        from offload.store.wakeups import Listen
+    def wakeups(self, backend, name, listen=True):
+        """How a worker learns of new work (store/wakeups.py): LISTEN/NOTIFY over this
+        store's connection settings, or over those of the DATABASES alias ``listen``;
+        ``listen=False``: polling only."""
+        from offload.store.wakeups import Listen, Poll
 
-        return Listen(self, backend, name)
+        if listen is False:
+            return Poll()
+        return Listen(self, backend, name, alias=None if listen is True else listen)

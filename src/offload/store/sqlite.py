@@ -39,7 +39,7 @@ class SqliteStore(SqlStore):
             cursor.execute(self.sql("data_version"))
             return cursor.fetchone()[0]
 
-    def wakeups(self, backend, name):
+    def wakeups(self, backend, name, listen=True):
         """How a worker learns of new work: ``data_version`` (store/wakeups.py)."""
         from offload.store.wakeups import DataVersion
 

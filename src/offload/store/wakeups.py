@@ -59,16 +59,43 @@ class DataVersion:
         pass
 
 
+class Poll:
+    """PostgreSQL with ``OPTIONS["LISTEN"] = False``: no news; the loop polls every
+    ``POLL_SECONDS`` and runs its own heartbeat thread."""
+
+    HEARTBEAT = False
+
+    def start(self, news, beat=None, interval=None):
+        pass
+
+    def look(self, call):
+        return False
+
+    def claiming(self):
+        pass
+
+    def news_since_claim(self):
+        return False
+
+    def idle_sleep(self, idle, poll):
+        return poll
+
+    def stop(self):
+        pass
+
+
 class Listen:
     """PostgreSQL: news is a NOTIFY on the backend's channel, received by a thread, which
-    also runs the heartbeat on the same connection (one connection for both)."""
+    also runs the heartbeat on the same connection (one connection for both). ``alias``:
+    the DATABASES alias whose connection settings it uses (None: the store's)."""
 
     HEARTBEAT = True
 
-    def __init__(self, store, backend, name):
+    def __init__(self, store, backend, name, alias=None):
         self.store = store
         self.backend = backend
         self.name = name
+        self.alias = alias
         self.notices = 0
         self.seen = 0
         self.alive = True
@@ -112,10 +139,11 @@ class Listen:
         import psycopg
 
         channel = self.store.channel(self.backend)
-        next_beat = time.monotonic() + (interval or 0)
+        self._next_beat = time.monotonic() + (interval or 0)
         while self.alive:
             try:
-                with psycopg.connect(**self.store.listen_params(self.name), autocommit=True) as conn:
+                params = self.store.listen_params(self.name, alias=self.alias)
+                with psycopg.connect(**params, autocommit=True) as conn:
                     conn.execute(f'LISTEN "{channel}"')
                     self._notice(news)  # anything enqueued while we were not listening
 
@@ -123,16 +151,31 @@ class Listen:
                         return conn.execute(sql, params).rowcount
 
                     while self.alive:
-                        wait = 1.0 if beat is None else max(0.0, min(1.0, next_beat - time.monotonic()))
+                        wait = 1.0 if beat is None else max(0.0, min(1.0, self._next_beat - time.monotonic()))
                         for _ in conn.notifies(timeout=wait, stop_after=1):
                             self._notice(news)
-                        if beat is not None and time.monotonic() >= next_beat:
-                            next_beat = time.monotonic() + interval
-                            self._beat(beat, execute)
+                        self._beat_if_due(beat, interval, execute)
             except psycopg.Error as exc:
                 logger.warning("%s: LISTEN connection lost (%s); polling until it is back",
                                self.name, exc)
-                time.sleep(1.0)
+                self._wait_offline(beat, interval)
             except Exception:
                 logger.exception("%s: LISTEN failed; polling until it is back", self.name)
-                time.sleep(1.0)
+                self._wait_offline(beat, interval)
+
+    def _beat_if_due(self, beat, interval, execute):
+        if beat is not None and time.monotonic() >= self._next_beat:
+            self._next_beat = time.monotonic() + interval
+            self._beat(beat, execute)
+
+    def _wait_offline(self, beat, interval):
+        """A second before reconnecting; the leases are renewed meanwhile as the loop
+        would (``execute=None``: through Django's connection, whose route the claims
+        take), so a LISTEN connection that cannot be made never costs a lease."""
+        deadline = time.monotonic() + 1.0
+        while self.alive and time.monotonic() < deadline:
+            try:
+                self._beat_if_due(beat, interval, None)
+            except Exception:  # the loop's heartbeat logs database errors; a bug here too
+                logger.exception("%s: heartbeat failed", self.name)
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

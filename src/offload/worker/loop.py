@@ -136,7 +136,7 @@ class Loop:
             tidy=tidy_connections)
         self._is_coroutine = {}  # task path -> whether it is an async def (learned)
         self._prepared = {}  # id -> (task, result) of a coroutine task the loop announced
-        self.wakeups = self.store.wakeups(backend.alias, worker_id)
+        self.wakeups = self.store.wakeups(backend.alias, worker_id, listen=self.opts.LISTEN)
         self.pace = _Pace()
         self.wake = threading.Event()
         # Shared with the executor's threads, under the lock: done, deadlines, abandoned.
