@@ -1,16 +1,20 @@
 """Wake-up sources: how a worker's loop learns that new work may be there, per engine.
 
-Each store gives one (``store.wakeups(backend, name)``), so the loop never asks which
-engine it runs on. PostgreSQL: a thread LISTENs on the backend's channel and every
-NOTIFY (sent by enqueue) is news; the loop may sleep a whole ``POLL_SECONDS`` between
-polls. SQLite: no notifications, but ``PRAGMA data_version`` changes when another
+Each store gives one (``store.wakeups(backend, name, listen=OPTIONS["LISTEN"])``), so
+the loop never asks which engine it runs on. PostgreSQL: a thread LISTENs on the
+backend's channel (over the task database's connection settings, or another alias's)
+and every NOTIFY (sent by enqueue) is news; the loop may sleep a whole
+``POLL_SECONDS`` between polls; with ``LISTEN = False``, ``Poll``: no news, only the
+poll. SQLite: no notifications, but ``PRAGMA data_version`` changes when another
 connection commits, and reading it is cheap, so the loop looks before each claim and
 polls every few milliseconds while idle.
 
-A source with ``HEARTBEAT = True`` (PostgreSQL's) also renews the worker's leases, on
+A source with ``HEARTBEAT = True`` (``Listen``) also renews the worker's leases, on
 its own connection, so a worker process needs no heartbeat thread with a connection of
 its own: ``beat(execute)`` is called every ``interval`` seconds from the source's
-thread, with ``execute(sql, params)`` running a statement on that connection. Example::
+thread, with ``execute(sql, params)`` running a statement on that connection, or
+``execute=None`` (the loop's way, through Django) while that connection is down.
+Example::
 
     source = store.wakeups("default", "host-1-w0")
     source.start(news=on_news, beat=on_beat, interval=10)  # both called from its thread
