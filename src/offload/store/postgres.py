@@ -58,9 +58,7 @@ class PostgresStore(SqlStore):
         """
         conn = self.connection
         if conn.queries_logged or conn.execute_wrappers:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, params)
-                return cursor.fetchall() if cursor.description else cursor.rowcount
+            return self.execute(sql, params)  # every hot statement returns rows
         with conn.wrap_database_errors, psycopg.Cursor(self._raw()) as cursor:
             cursor.execute(sql, params, prepare=True)
             return cursor.fetchall() if cursor.description else cursor.rowcount

@@ -29,43 +29,10 @@ import time
 logger = logging.getLogger("offload.worker")
 
 
-class DataVersion:
-    """SQLite: news is a changed ``PRAGMA data_version`` (another connection committed)."""
-
-    HEARTBEAT = False  # the loop runs its own heartbeat thread
-
-    def __init__(self, store):
-        self.store = store
-        self.version = None
-
-    def start(self, news, beat=None, interval=None):
-        self.store.prepare()
-
-    def look(self, call):
-        """Whether there is news since the last look; ``call`` runs a store method the
-        loop's way (a database error is logged and gives None)."""
-        current = call("data_version")
-        if current != self.version:
-            self.version = current
-            return True
-        return False
-
-    def claiming(self):
-        pass
-
-    def news_since_claim(self):
-        return False  # another look would be a query: the next round looks
-
-    def idle_sleep(self, idle, poll):
-        return idle
-
-    def stop(self):
-        pass
-
-
 class Poll:
-    """PostgreSQL with ``OPTIONS["LISTEN"] = False``: no news; the loop polls every
-    ``POLL_SECONDS`` and runs its own heartbeat thread."""
+    """No news: the loop polls every ``POLL_SECONDS`` and runs its own heartbeat thread
+    (PostgreSQL with ``OPTIONS["LISTEN"] = False``); the base of the other sources,
+    which override what they do differently."""
 
     HEARTBEAT = False
 
@@ -88,7 +55,33 @@ class Poll:
         pass
 
 
-class Listen:
+class DataVersion(Poll):
+    """SQLite: news is a changed ``PRAGMA data_version`` (another connection committed);
+    the loop runs its own heartbeat thread."""
+
+    def __init__(self, store):
+        self.store = store
+        self.version = None
+
+    def start(self, news, beat=None, interval=None):
+        self.store.prepare()
+
+    def look(self, call):
+        """Whether there is news since the last look; ``call`` runs a store method the
+        loop's way (a database error is logged and gives None)."""
+        current = call("data_version")
+        if current != self.version:
+            self.version = current
+            return True
+        return False
+
+    # news_since_claim: False, as Poll's (another look would be a query: the next round looks)
+
+    def idle_sleep(self, idle, poll):
+        return idle
+
+
+class Listen(Poll):
     """PostgreSQL: news is a NOTIFY on the backend's channel, received by a thread, which
     also runs the heartbeat on the same connection (one connection for both). ``alias``:
     the DATABASES alias whose connection settings it uses (None: the store's)."""
@@ -108,8 +101,7 @@ class Listen:
         threading.Thread(target=self._listen, args=(news, beat, interval), name="offload-listen",
                          daemon=True).start()
 
-    def look(self, call):
-        return False  # news arrives through the thread
+    # look: False, as Poll's (news arrives through the thread)
 
     def claiming(self):
         self.seen = self.notices
@@ -117,21 +109,23 @@ class Listen:
     def news_since_claim(self):
         return self.notices != self.seen
 
-    def idle_sleep(self, idle, poll):
-        return poll  # a NOTIFY wakes the loop sooner
+    # idle_sleep: the poll, as Poll's (a NOTIFY wakes the loop sooner)
 
     def stop(self):
         self.alive = False
 
     def _beat(self, beat, execute):
-        """A psycopg error is this connection's: it propagates (reconnect); anything
-        else is a bug, logged, and the leases are renewed again next time."""
+        """A psycopg error on this connection (``execute``) propagates (reconnect);
+        anything else is logged (the loop's own way, ``execute=None``, logs database
+        errors itself), and the leases are renewed again next time."""
         import psycopg
 
         try:
             beat(execute)
         except psycopg.Error:
-            raise
+            if execute is not None:
+                raise
+            logger.exception("%s: heartbeat failed", self.name)
         except Exception:
             logger.exception("%s: heartbeat failed", self.name)
 
@@ -178,8 +172,5 @@ class Listen:
         take), so a LISTEN connection that cannot be made never costs a lease."""
         deadline = time.monotonic() + 1.0
         while self.alive and time.monotonic() < deadline:
-            try:
-                self._beat_if_due(beat, interval, None)
-            except Exception:  # the loop's heartbeat logs database errors; a bug here too
-                logger.exception("%s: heartbeat failed", self.name)
+            self._beat_if_due(beat, interval, None)
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
