@@ -43,7 +43,7 @@ def database_hop(db, delay_ms):
         return
     if db != "postgres":
         raise SystemExit("--delay-ms needs --db postgres")
-    from bench.netdelay import delayed_process
+    from bench.netdelay import delayed_process, summary_line
 
     before = os.environ.get("BENCH_PG_PORT")
     with delayed_process(target=("127.0.0.1", 5432), delay_ms=delay_ms) as proxy:
@@ -56,18 +56,14 @@ def database_hop(db, delay_ms):
                 os.environ.pop("BENCH_PG_PORT", None)
             else:
                 os.environ["BENCH_PG_PORT"] = before
-    s = proxy.summary or {}
-    progress(f"[{db}] netdelay: {s.get('connections')} connections, {s.get('chunks')} chunks, held p50 "
-             f"{s.get('held_p50_ms')} ms, p99 {s.get('held_p99_ms')} ms, cpu {s.get('cpu_s')} s")
+    progress(f"[{db}] {summary_line(proxy)}")
 
 
 def hop_fields(delay_ms, proxy):
-    """The JSON fields of a run with ``database_hop``."""
-    fields = {"delay_ms": delay_ms}
-    if proxy is not None and proxy.summary:
-        fields.update(proxy_held_p50_ms=proxy.summary["held_p50_ms"], proxy_held_p99_ms=proxy.summary["held_p99_ms"],
-                      proxy_cpu_s=proxy.summary["cpu_s"])
-    return fields
+    """The JSON fields of a run with ``database_hop`` (bench/netdelay.py's run_fields)."""
+    from bench.netdelay import run_fields
+
+    return run_fields(delay_ms, proxy)
 
 
 def worker_cmd(*args):

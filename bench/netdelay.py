@@ -291,6 +291,23 @@ def delayed_process(target=("127.0.0.1", 5432), delay_ms=0.5, seconds=3600):
     handle.summary = json.loads(lines[-1]) if lines else None
 
 
+def run_fields(delay_ms, proxy):
+    """The JSON fields a benchmark's row gains from a run through ``delayed_process``
+    (``proxy`` None: no delay): the delay, and the delay the proxy held and its CPU."""
+    fields = {"delay_ms": delay_ms}
+    if proxy is not None and proxy.summary:
+        fields.update(proxy_held_p50_ms=proxy.summary["held_p50_ms"], proxy_held_p99_ms=proxy.summary["held_p99_ms"],
+                      proxy_cpu_s=proxy.summary["cpu_s"])
+    return fields
+
+
+def summary_line(proxy):
+    """One line of what a finished ``delayed_process`` did, for a benchmark's progress."""
+    s = proxy.summary or {}
+    return (f"netdelay: {s.get('connections')} connections, {s.get('chunks')} chunks, held p50 "
+            f"{s.get('held_p50_ms')} ms, p99 {s.get('held_p99_ms')} ms, cpu {s.get('cpu_s')} s")
+
+
 def parse_target(text):
     host, _, port = text.rpartition(":")
     return host or "127.0.0.1", int(port)

@@ -56,6 +56,7 @@ and only 127.0.0.1 is contacted.
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import os
 import random
@@ -87,8 +88,9 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 log = stderr_logger("pgqueuer postgres")
 
 
+@functools.cache
 def _netdelay():
-    """bench/netdelay.py, imported by path (stdlib only: it runs in this venv too)."""
+    """bench/netdelay.py, imported by path, once (stdlib only: it runs in this venv too)."""
     path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "netdelay.py")
     spec = importlib.util.spec_from_file_location("netdelay", path)
     module = importlib.util.module_from_spec(spec)
@@ -113,18 +115,12 @@ def database_hop(delay_ms, seconds):
             yield proxy.port, proxy
         finally:
             os.environ["PGPORT"] = str(PG["port"])
-    s = proxy.summary or {}
-    log(f"netdelay: {s.get('connections')} connections, {s.get('chunks')} chunks, held p50 "
-        f"{s.get('held_p50_ms')} ms, p99 {s.get('held_p99_ms')} ms, cpu {s.get('cpu_s')} s")
+    log(_netdelay().summary_line(proxy))
 
 
 def hop_fields(delay_ms, proxy):
-    """The JSON fields of a run with ``database_hop`` (as bench/common.py's)."""
-    fields = {"delay_ms": delay_ms}
-    if proxy is not None and proxy.summary:
-        fields.update(proxy_held_p50_ms=proxy.summary["held_p50_ms"], proxy_held_p99_ms=proxy.summary["held_p99_ms"],
-                      proxy_cpu_s=proxy.summary["cpu_s"])
-    return fields
+    """The JSON fields of a run with ``database_hop`` (bench/netdelay.py's run_fields)."""
+    return _netdelay().run_fields(delay_ms, proxy)
 
 
 class Workers:
