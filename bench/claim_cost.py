@@ -2,10 +2,13 @@
 then 500 claims of 10 tasks each (each claim followed by recording the 10 as done),
 with ageing off and on. Prints per-claim p50/p99 in ms and the plan PostgreSQL uses.
 ``--finished N`` first adds N finished (SUCCESSFUL) tasks, as a table that keeps a
-week of results holds.
+week of results holds. ``--keys K`` gives the backlog K distinct concurrency keys (limit
+1, round-robin); ``--full-key N`` puts N urgent tasks of one key whose holder runs in
+front of the backlog, which every claim passes over (docs/flow-control.md).
 
     .venv/bin/python bench/claim_cost.py --db postgres --rows 1000000
     .venv/bin/python bench/claim_cost.py --db both --rows 1000000 --finished 1000000 --ageing off
+    .venv/bin/python bench/claim_cost.py --db both --rows 1000000 --keys 100000 --ageing off
 """
 
 import argparse
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import percentile, progress, run_each, setup_django  # noqa: E402
 
 
-def measure(db, rows, claims, ageing, finished=0):
+def measure(db, rows, claims, ageing, finished=0, keys=0, full_key=0):
     os.environ["BENCH_AGE_RATE"] = "1.0" if ageing else "0"
     os.environ["BENCH_AGE_CAP"] = "100"
     setup_django(db)
@@ -48,6 +51,17 @@ def measure(db, rows, claims, ageing, finished=0):
             bulk_enqueue(noop.using(priority=priority), [((), {})] * (batch // 3))
         progress(f"[{db}] {start + batch:,}/{rows:,} rows")
     with connection.cursor() as cursor:
+        if keys:
+            cursor.execute("UPDATE offload_task SET concurrency_key = 'k' || (id %% %s), "
+                           "concurrency_limit = 1 WHERE status = 'READY'", [keys])
+            progress(f"[{db}] {keys:,} concurrency keys")
+    if full_key:
+        holder = noop.using(priority=100, concurrency_key="hot").enqueue()
+        store.claim(backend="default", queues=["default"], limit=1, worker="holder", lease=3600,
+                    now=now())
+        assert TaskRow.objects.get(pk=holder.id).status == "RUNNING"
+        bulk_enqueue(noop.using(priority=100, concurrency_key="hot"), [((), {})] * full_key)
+    with connection.cursor() as cursor:
         cursor.execute("ANALYZE offload_task" if db == "postgres" else "ANALYZE")
     times = []
     for _ in range(claims):
@@ -67,7 +81,8 @@ def measure(db, rows, claims, ageing, finished=0):
             plan = "\n".join(r[0] for r in cursor.fetchall())
     connection.close()
     return {"system": "offload", "db": db, "metric": "claim_cost", "ageing": ageing,
-            "ready_rows": rows, "finished_rows": finished, "claims": claims, "batch": 10,
+            "ready_rows": rows, "finished_rows": finished, "keys": keys, "full_key": full_key,
+            "claims": claims, "batch": 10,
             "p50_ms": round(percentile(times, 50), 3), "p99_ms": round(percentile(times, 99), 3),
             "plan": plan}
 
@@ -79,11 +94,15 @@ def main():
     parser.add_argument("--claims", type=int, default=500)
     parser.add_argument("--finished", type=int, default=0, help="finished rows added first")
     parser.add_argument("--ageing", choices=["on", "off", "both"], default="both")
+    parser.add_argument("--keys", type=int, default=0, help="distinct concurrency keys")
+    parser.add_argument("--full-key", type=int, default=0,
+                        help="tasks of one full concurrency key in front of the backlog")
     parser.add_argument("--show-plan", action="store_true")
     args = parser.parse_args()
     if run_each(__file__, args, {"db": ["sqlite", "postgres"], "ageing": ["off", "on"]}):
         return
-    result = measure(args.db, args.rows, args.claims, args.ageing == "on", args.finished)
+    result = measure(args.db, args.rows, args.claims, args.ageing == "on", args.finished,
+                     args.keys, args.full_key)
     plan = result.pop("plan")
     print(json.dumps(result), flush=True)
     if args.show_plan and plan:

@@ -26,6 +26,17 @@ def wait_until(predicate, timeout=30.0, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def max_overlap(runs):
+    """Most runs that were in progress at the same instant."""
+    events = sorted([(r.started, 1) for r in runs] + [(r.ended, -1) for r in runs],
+                    key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
 def kill_a_process_mid_drain(worker, n, ran):
     """Once ``ran`` tasks have run (Run rows, the ledger outside the task table),
     SIGKILL the worker process that ran the latest one; wait until all ``n`` tasks

@@ -14,20 +14,9 @@ from offload.models import Schedule, TaskRow
 from offload.scheduling.periodic import Periodic, due, parse_schedules
 from offload.testing import run_until_empty
 from offload.worker.scheduler import Scheduler
-from tests.conftest import wait_until
+from tests.conftest import max_overlap, wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Run
-
-
-def max_overlap(runs):
-    """Most runs that were in progress at the same instant."""
-    events = sorted([(r.started, 1) for r in runs] + [(r.ended, -1) for r in runs],
-                    key=lambda e: (e[0], e[1]))
-    level = peak = 0
-    for _, step in events:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 def age(result, seconds):

@@ -35,8 +35,9 @@ def store():
 
 
 def put(store, *rows, at=None, age_rate=0.0, backend=B):
-    """Enqueue ``rows`` of (queue, priority[, run_after[, unique_key]]); their ids."""
-    full = [(r[0], r[1], PATH, PAYLOAD, *(r[2:] + (None, None))[:2]) for r in rows]
+    """Enqueue ``rows`` of (queue, priority[, run_after[, unique_key[, concurrency_key[,
+    concurrency_limit]]]]); their ids."""
+    full = [(r[0], r[1], PATH, PAYLOAD, *(r[2:] + (None,) * 4)[:4]) for r in rows]
     return [id_ for id_, _ in store.enqueue(backend, full, now=at or now(), age_rate=age_rate)]
 
 
@@ -101,14 +102,14 @@ def test_enqueue_returns_ids_in_order_and_sets_the_row(store):
 
 def test_enqueue_keeps_one_pending_task_per_unique_key(store):
     [held] = put(store, ("default", 0, None, "k1"))
-    result = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1"),
-                               ("default", 0, PATH, PAYLOAD, None, "k2"),
-                               ("default", 0, PATH, PAYLOAD, None, "k2")], now=now())
+    result = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1", None, None),
+                               ("default", 0, PATH, PAYLOAD, None, "k2", None, None),
+                               ("default", 0, PATH, PAYLOAD, None, "k2", None, None)], now=now())
     k2 = result[1][0]
     assert result == [(held, False), (k2, True), (k2, False)]
     assert store.pending(B, ["k1", "k2", "k3"]) == {"k1": held, "k2": k2}
     TaskRow.objects.filter(pk=held).update(status="SUCCESSFUL")  # no longer holds k1
-    [(again, created)] = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1")], now=now())
+    [(again, created)] = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1", None, None)], now=now())
     assert created and again != held
 
 
@@ -203,6 +204,77 @@ def test_claim_limited_counts_what_runs_anywhere(store):
     store.pause(backend=B, queue="default", paused=True, now=now())
     store.hand_back(worker="w2")
     assert store.claim_limited(limit=5, worker="w3", **kw) == []
+
+
+
+# -- concurrency keys (docs/flow-control.md) -------------------------------------------
+
+def keyed(key, limit=1, priority=0, queue="default"):
+    return (queue, priority, None, None, key, limit)
+
+
+def test_a_full_key_waits_and_frees_when_its_holder_finishes(store):
+    first, second, _ = put(store, *[keyed("app:1")] * 3)
+    other, free = put(store, keyed("app:2"), ("default", 0))
+    claimed = take(store)
+    assert sorted(c.id for c in claimed) == sorted([first, other, free])  # one per key
+    assert {c.id: c.concurrency_key for c in claimed}[first] == "app:1"
+    assert take(store, worker="w2") == []  # both keys full: nothing else may start
+    store.complete([done(next(c for c in claimed if c.id == first))])
+    assert [c.id for c in take(store, worker="w2")] == [second]  # the next in line
+
+
+def test_a_key_admits_up_to_its_limit_in_one_claim_and_across_claims(store):
+    ids = put(store, *[keyed("report", limit=2)] * 5)
+    assert [c.id for c in take(store, limit=1)] == ids[:1]
+    assert [c.id for c in take(store, worker="w2")] == ids[1:2]  # room for one more
+    assert take(store, worker="w3") == []
+    assert row(ids[2]).status == "READY"
+
+
+def test_a_full_key_never_stands_in_front_of_other_work(store):
+    """20 urgent tasks of a full key above one plain task: a claim of one takes the
+    plain task (the scan passes over the full key), not nothing."""
+    [holder] = put(store, keyed("hot", priority=90))
+    assert [c.id for c in take(store, limit=1)] == [holder]
+    put(store, *[keyed("hot", priority=90)] * 20)
+    [plain] = put(store, ("default", 0))
+    assert [c.id for c in take(store, worker="w2", limit=1)] == [plain]
+
+
+def test_keys_are_shared_across_tasks_and_kept_by_priority(store):
+    low, high = put(store, keyed("app:7", priority=0), keyed("app:7", priority=50))
+    assert [c.id for c in take(store)] == [high]
+    assert row(low).status == "READY"
+
+
+def test_a_rescue_or_hand_back_frees_the_key(store):
+    a, b = put(store, keyed("app:3"), keyed("app:3"))
+    take(store, worker="dead", lease=300)
+    assert take(store, worker="w2") == []
+    store.rescue(backend=B, now=now(), max_rescues=5, worker="dead")
+    [c] = take(store, worker="w2")
+    assert c.id == a  # rescued, it keeps its place in line
+    store.hand_back(worker="w2")
+    assert [c.id for c in take(store, worker="w3")] == [a]
+    assert row(b).status == "READY"
+
+
+def test_claim_limited_admits_keys_too(store):
+    a, b, c = put(store, keyed("k"), keyed("k"), ("default", 0))
+    kw = dict(backend=B, queue="default", cluster_max=3, lease=30, now=now())
+    assert sorted(x.id for x in store.claim_limited(limit=3, worker="w1", **kw)) == [a, c]
+    assert store.claim_limited(limit=3, worker="w2", **kw) == []
+    assert row(b).status == "READY"
+
+
+def test_cycle_admits_keys_and_the_next_claim_sees_the_freed_slot(store):
+    a, b = put(store, keyed("k"), keyed("k"))
+    [ca] = take(store, limit=1)
+    claim = {"backend": B, "queues": ["default"], "limit": 5, "worker": "w1", "lease": 30}
+    accepted, claimed = store.cycle([done(ca)], {**claim, "now": now()})
+    assert accepted == {a}  # the claim riding with it saw a still running: b waits...
+    assert [x.id for x in claimed + take(store)] == [b]  # ...for the next claim at most
 
 
 # -- complete, cycle, heartbeat --------------------------------------------------------
@@ -434,3 +506,18 @@ def test_pause_leaves_another_backends_queue_alone(store):
 def test_end_sessions_is_harmless_for_a_worker_without_sessions(store):
     assert store.end_sessions("nobody-here") == 0
     connections["default"].ensure_connection()
+
+
+def test_forget_keys_deletes_only_the_lock_rows_of_keys_nothing_runs(store):
+    from offload.models import ConcurrencyKey
+
+    put(store, keyed("a"), keyed("b"), keyed("a"))
+    [c1, c2] = take(store)
+    store.complete([done(c1)])
+    if store.engine == "sqlite":  # no lock rows: the single writer serialises claims
+        assert store.forget_keys(backend=B) == 0 and not ConcurrencyKey.objects.exists()
+        return
+    assert set(ConcurrencyKey.objects.values_list("key", flat=True)) == {"a", "b"}
+    assert store.forget_keys(backend=B) == 1
+    assert list(ConcurrencyKey.objects.values_list("key", flat=True)) == [c2.concurrency_key]
+    assert [c.concurrency_key for c in take(store, worker="w2")] == ["a"]  # re-created at need

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -34,6 +35,8 @@ from offload.store import get_store
 
 #: Tasks per INSERT statement in bulk_enqueue.
 BULK_BATCH = 5000
+#: The largest concurrency_limit (a limit above any real cluster's slots is no limit).
+MAX_CONCURRENCY = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,16 +60,45 @@ class OffloadTask(Task):
     #: While a task with this key is READY or RUNNING, enqueueing another one with the
     #: same key returns the pending task instead (set it with ``.using(unique_key=...)``).
     unique_key: str | None = None
+    #: Flow control (docs/flow-control.md): at most this many tasks holding the same
+    #: ``concurrency_key`` run at once, on every server together; the others wait READY.
+    concurrency_limit: int | None = None
+    #: The key: a str, or a callable computing it from the task's arguments at enqueue
+    #: (``concurrency_key=lambda application_id, **_: f"application:{application_id}"``).
+    #: Tasks of any kind share a key's slots. With a limit and no key, the key is the
+    #: task's path (at most N of this task at once); with a key and no limit, the limit is 1.
+    concurrency_key: str | Callable | None = None
 
     def using(self, *, max_attempts=None, retry_backoff=None, retry_backoff_max=None,
-              retry_jitter=None, timeout=None, unique_key=None, **changes):
+              retry_jitter=None, timeout=None, unique_key=None, concurrency_limit=None,
+              concurrency_key=None, **changes):
         task = Task.using(self, **changes)
         extra = {k: v for k, v in {
             "max_attempts": max_attempts, "retry_backoff": retry_backoff,
             "retry_backoff_max": retry_backoff_max, "retry_jitter": retry_jitter,
             "timeout": timeout, "unique_key": unique_key,
+            "concurrency_limit": concurrency_limit, "concurrency_key": concurrency_key,
         }.items() if v is not None}
         return dataclasses.replace(task, **extra) if extra else task
+
+    def concurrency(self, args, kwargs):
+        """``(key, limit)`` of one enqueue of this task, or ``(None, None)``."""
+        key, limit = self.concurrency_key, self.concurrency_limit
+        if key is None and limit is None:
+            return None, None
+        if callable(key):
+            try:
+                key = key(*args, **kwargs)
+            except Exception as exc:
+                raise InvalidTaskOptions(
+                    f"Cannot enqueue {self.module_path}: its concurrency_key callable raised "
+                    f"{type(exc).__name__}: {exc}") from exc
+            if not isinstance(key, str):
+                raise InvalidTaskOptions(
+                    f"Cannot enqueue {self.module_path}: its concurrency_key callable returned "
+                    f"{key!r:.80}, not a str; return the key, such as f\"application:{{id}}\".")
+            _check_text("concurrency_key (computed)", key, 255)
+        return (self.module_path if key is None else key), (1 if limit is None else limit)
 
 
 #: Deepest nesting of lists and dicts inside one argument. Deeper structures are
@@ -255,6 +287,13 @@ class OffloadBackend(BaseTaskBackend):
             return
         if task.unique_key is not None:
             _check_text("unique_key", task.unique_key, 255)
+        if task.concurrency_key is not None and not callable(task.concurrency_key):
+            _check_text("concurrency_key", task.concurrency_key, 255)
+        limit = task.concurrency_limit
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_CONCURRENCY):
+            raise InvalidTaskOptions(
+                f"concurrency_limit={limit!r}: use a whole number from 1 to {MAX_CONCURRENCY:,} "
+                "(how many tasks holding one concurrency key may run at once).")
         if task.max_attempts is not None and (
             not isinstance(task.max_attempts, int) or task.max_attempts < 1
         ):
@@ -277,11 +316,12 @@ class OffloadBackend(BaseTaskBackend):
     # -- enqueue ---------------------------------------------------------------
 
     def _row(self, task, args, kwargs, options=_UNSET):
-        return (task.queue_name, task.priority, task.module_path,
-                encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES,
-                               options=options),
-                task.run_after,
-                getattr(task, "unique_key", None))
+        payload = encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES,
+                                 options=options)
+        if isinstance(task, OffloadTask):
+            return (task.queue_name, task.priority, task.module_path, payload, task.run_after,
+                    task.unique_key, *task.concurrency(args, kwargs))
+        return task.queue_name, task.priority, task.module_path, payload, task.run_after, None, None, None
 
     def _results(self, task, calls, rows, now):
         """TaskResults for stored rows; a unique key already pending gives that task."""

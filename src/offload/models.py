@@ -46,6 +46,10 @@ class TaskRow(models.Model):
     #: ``priority - AGE_RATE * epoch(available_at)`` while the task is ageing; NULL when
     #: ageing is off or the task reached AGE_CAP (see store/sql/postgres/picked.sql).
     age_key = models.FloatField(null=True, blank=True)
+    #: Flow control (docs/flow-control.md): at most ``concurrency_limit`` tasks holding
+    #: this key run at once on every server together; NULL: no key.
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)
+    concurrency_limit = models.IntegerField(null=True, blank=True)
 
     class Meta:
         app_label = "offload"  # importable, and so diagnosable, without the app installed
@@ -90,6 +94,12 @@ class TaskRow(models.Model):
                 condition=models.Q(status__in=["READY", "FAILED"]),
                 name="offload_task_pending",
             ),
+            # How many tasks holding a concurrency key run (the claim's admission count).
+            models.Index(
+                fields=["backend", "concurrency_key"],
+                condition=models.Q(status="RUNNING", concurrency_key__isnull=False),
+                name="offload_task_key_running",
+            ),
         ]
 
         constraints = [
@@ -102,6 +112,25 @@ class TaskRow(models.Model):
 
     def __str__(self):
         return f"{self.task_path} #{self.pk} ({self.status})"
+
+
+class ConcurrencyKey(models.Model):
+    """PostgreSQL: a row per concurrency key that claims lock, so that two servers never
+    both see room for a key's last slot (``offload_key_running``, migration 0008). It
+    holds no count: the count is of the key's RUNNING tasks. Maintenance deletes the
+    rows of keys that no pending task holds. Unused on SQLite, whose single writer
+    serialises claims."""
+
+    backend = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+
+    class Meta:
+        app_label = "offload"
+        db_table = "offload_key"
+        constraints = [models.UniqueConstraint(fields=["backend", "key"], name="offload_key_unique")]
+
+    def __str__(self):
+        return f"{self.backend}/{self.key}"
 
 
 class QueueState(models.Model):

@@ -84,7 +84,8 @@ class SqlStore:
     # -- the hot path -----------------------------------------------------------
 
     def enqueue(self, backend, rows, *, now, age_rate=0.0):
-        """Insert ``rows`` of (queue, priority, path, payload_json, run_after, unique_key).
+        """Insert ``rows`` (``offload.store.contract.Row``: queue, priority, path,
+        payload_json, run_after, unique_key, concurrency_key, concurrency_limit).
 
         Returns ``[(id, created)]`` in order; a row whose unique key a pending task holds
         is not inserted and gets that task's id with ``created=False``.
@@ -212,7 +213,7 @@ class SqlStore:
         claimed_at = claimed_at or params["now"]
         claimed = [
             Claimed(r[0], r[1], r[2], r[3], r[4], as_aware(r[5]), as_aware(r[6]),
-                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]), backend)
+                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]), backend, r[11])
             for r in rows
         ]
         # RETURNING order is unspecified: restore the claim order.
@@ -272,6 +273,11 @@ class SqlStore:
             rows = self.execute(self.sql("rescue_worker" if worker else "rescue"), params)
             self.record_rows([r[0] for r in rows], timed=False)  # RETRIED, or FAILED
         return rows
+
+    def forget_keys(self, *, backend, batch=5000):
+        """Delete the claim-lock rows of concurrency keys that nothing runs (PostgreSQL's
+        offload_key, see migration 0008; SQLite has none); return how many."""
+        return 0
 
     def prune(self, *, backend, before, batch=5000):
         """Delete ``backend``'s finished tasks older than ``before`` in batches; return how many.

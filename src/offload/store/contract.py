@@ -38,6 +38,7 @@ class Claimed:
     claimed_at: datetime
     available_at: datetime  # when it became runnable: the wait is claimed_at - available_at
     backend: str  # the backend it was claimed for
+    concurrency_key: str | None = None  # flow control: the key it holds while it runs
 
 
 @dataclass(slots=True)
@@ -60,8 +61,9 @@ class Outcome:
     claim: Claimed | None = None
 
 
-#: An enqueue row: (queue, priority, task path, payload JSON, run_after, unique_key).
-Row = tuple[str, int, str, str, datetime | None, str | None]
+#: An enqueue row: (queue, priority, task path, payload JSON, run_after, unique_key,
+#: concurrency_key, concurrency_limit).
+Row = tuple[str, int, str, str, datetime | None, str | None, str | None, int | None]
 
 
 @runtime_checkable
@@ -124,6 +126,9 @@ class Store(Protocol):
     def cap_aged(self, *, backend: str, now: datetime, age_rate: float, age_cap: int,
                  batch: int = 10000) -> int:
         """Stop ageing the tasks that reached the cap; how many."""
+
+    def forget_keys(self, *, backend: str, batch: int = 5000) -> int:
+        """Delete the lock rows of concurrency keys that no task runs; how many."""
 
     def prune(self, *, backend: str, before: datetime, batch: int = 5000) -> int:
         """Delete finished tasks that finished before ``before``; how many."""

@@ -88,6 +88,7 @@ class PostgresStore(SqlStore):
             "paths": [r[2] for r in rows], "payloads": [r[3] for r in rows],
             "run_afters": [r[4] for r in rows], "unique_keys": [r[5] for r in rows],
             "age_keys": [age_key(r[1], r[4] or now, age_rate) for r in rows],
+            "concurrency_keys": [r[6] for r in rows], "concurrency_limits": [r[7] for r in rows],
         }
         return self.fetch(self.sql("enqueue"), params)
 
@@ -98,10 +99,11 @@ class PostgresStore(SqlStore):
         shows all three). Returns ``[(id, None)]``."""
         ids = [r[0] for r in self.execute(self.sql("enqueue_ids"), {"count": len(rows)})]
         with self.connection.cursor() as cursor, cursor.copy(self.sql("enqueue_copy")) as copy:
-            for id_, (queue, priority, path, payload, run_after, _) in zip(ids, rows, strict=True):
+            for id_, (queue, priority, path, payload, run_after, _, ckey, climit) in zip(
+                    ids, rows, strict=True):
                 copy.write_row((id_, backend, queue, priority, path, payload, "READY", now,
                                 run_after or now, run_after, 0, 0, "", "[]",
-                                age_key(priority, run_after or now, age_rate)))
+                                age_key(priority, run_after or now, age_rate), ckey, climit))
         self.execute(self.sql("notify"), {"channel": self.channel(backend)}, fetch=False)
         return [(id_, None) for id_ in ids]
 
@@ -205,6 +207,18 @@ class PostgresStore(SqlStore):
         offload_stat (record_sums)."""
         params = {**self._sums(observations, len(ids), timed), "worker": worker, "ids": list(ids)}
         self.fetch(self.sql("record_sums"), params)
+
+    def forget_keys(self, *, backend, batch=5000):
+        """Delete ``backend``'s offload_key rows whose key no task runs, in batches.
+        Always safe: a row is only a lock, a claim re-creates it, and a row a claim
+        holds is skipped (SKIP LOCKED), never waited for."""
+        deleted = 0
+        while True:
+            n = self.execute(self.sql("forget_keys"), {"backend": backend, "batch": batch},
+                             fetch=False)
+            deleted += n
+            if n < batch:
+                return deleted
 
     def end_sessions(self, worker):
         """End the sessions a dead worker process left behind and wait (up to 5 s) until

@@ -54,10 +54,10 @@ class SqliteStore(SqlStore):
             return []
         now_db = self.db_time(now)
         batch = []
-        for queue, priority, path, payload, run_after, unique_key in rows:
+        for queue, priority, path, payload, run_after, unique_key, ckey, climit in rows:
             ra = self.db_time(run_after)
             batch.append((queue, priority, path, payload, ra or now_db, ra, unique_key,
-                          age_key(priority, run_after or now, age_rate)))
+                          age_key(priority, run_after or now, age_rate), ckey, climit))
         params = {"backend": backend, "now": now_db, "rows": _json(batch)}
         return self.execute(self.sql("enqueue"), params)
 

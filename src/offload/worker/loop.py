@@ -403,6 +403,10 @@ class Loop:
                 continue
             if outcome.status == TaskResultStatus.READY:  # a retry: runnable again, maybe now
                 self.pace.maybe_more = True
+            elif outcome.claim is not None and outcome.claim.concurrency_key is not None:
+                # Its key has room again, which the claim that rode with this outcome
+                # could not see yet (it read the task as running): claim once more.
+                self.pace.maybe_more = True
             if result is not None and outcome.status in _FINAL:
                 object.__setattr__(result, "status", outcome.status)
                 object.__setattr__(result, "finished_at", outcome.finished_at)

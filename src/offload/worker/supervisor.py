@@ -199,6 +199,7 @@ class Supervisor:
             self._folded_at = time.monotonic()
             self.backend.store.fold_stats(backend=self.alias,
                                           before=now() - timedelta(minutes=KEEP_MINUTES))
+            self.backend.store.forget_keys(backend=self.alias)
 
     def _prune(self, force):
         retain = self.backend.opts.RETAIN

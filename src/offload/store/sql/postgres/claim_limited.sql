@@ -2,15 +2,18 @@
 -- Runs in a transaction right after pg_advisory_xact_lock on the queue's key, so claims
 -- of this queue are serialised across servers, and — being a new statement — sees every
 -- claim committed before the lock was granted: the RUNNING count cannot be stale.
-WITH picked AS (
-    SELECT id FROM offload_task
+-- Concurrency keys are admitted as in every claim (admit).
+WITH candidates AS (
+    SELECT id, priority AS eff, available_at, concurrency_key, concurrency_limit
+    FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
       AND available_at <= %(now)s
       AND {claimable}
+      AND {key_room}
     ORDER BY priority DESC, available_at, id
     LIMIT GREATEST(0, LEAST(%(limit)s, %(cluster_max)s - (
         SELECT count(*) FROM offload_task
         WHERE status = 'RUNNING' AND backend = %(backend)s AND queue_name = %(queue)s)))
     FOR UPDATE SKIP LOCKED
-), {take}
+), {admit}, {take}
 SELECT * FROM taken

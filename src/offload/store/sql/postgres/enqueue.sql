@@ -6,13 +6,17 @@
 WITH ins AS (
     INSERT INTO offload_task (
         backend, queue_name, priority, task_path, payload, status, enqueued_at,
-        available_at, run_after, attempts, rescues, worker_ids, errors, unique_key, age_key)
+        available_at, run_after, attempts, rescues, worker_ids, errors, unique_key, age_key,
+        concurrency_key, concurrency_limit)
     SELECT %(backend)s, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
-           COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key
+           COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key,
+           v.concurrency_key, v.concurrency_limit
     FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(paths)s::text[],
                 %(payloads)s::text[], %(run_afters)s::timestamptz[], %(unique_keys)s::text[],
-                %(age_keys)s::float8[])
-         AS v(queue_name, priority, task_path, payload, run_after, unique_key, age_key)
+                %(age_keys)s::float8[], %(concurrency_keys)s::text[],
+                %(concurrency_limits)s::int[])
+         AS v(queue_name, priority, task_path, payload, run_after, unique_key, age_key,
+              concurrency_key, concurrency_limit)
     ON CONFLICT (backend, unique_key)
         WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL DO NOTHING
     RETURNING id, unique_key

@@ -3,5 +3,6 @@
 -- enqueue's INSERT sets, the same values.
 -- scope: the rows written carry their backend.
 COPY offload_task (id, backend, queue_name, priority, task_path, payload, status, enqueued_at,
-                   available_at, run_after, attempts, rescues, worker_ids, errors, age_key)
+                   available_at, run_after, attempts, rescues, worker_ids, errors, age_key,
+                   concurrency_key, concurrency_limit)
 FROM STDIN

@@ -1,5 +1,6 @@
 -- picked (a fragment of claim and cycle): which tasks to take, in three parts, each
--- an index scan that LIMIT stops early, merged by effective priority.
+-- an index scan that LIMIT stops early, merged by effective priority into the
+-- candidates, of which admit keeps those their concurrency keys have room for.
 -- Why three: with ageing a task's effective priority is
 --     priority + min(AGE_CAP, AGE_RATE * seconds since available_at).
 -- "ageing": a task still ageing orders by priority - AGE_RATE * epoch(available_at),
@@ -14,7 +15,8 @@
 -- Why SKIP LOCKED in each half: concurrent claimers pass over each other's rows instead
 -- of waiting; rows locked here but not picked are released when the statement commits.
 capped AS (
-    SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+    SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key, concurrency_limit
+    FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s
       AND {filters}
       AND age_key IS NULL AND available_at <= %(now)s
@@ -22,7 +24,8 @@ capped AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), ageing AS (
-    SELECT id, age_key + %(age_now)s AS eff, available_at FROM offload_task
+    SELECT id, age_key + %(age_now)s AS eff, available_at, concurrency_key, concurrency_limit
+    FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
       AND age_key IS NOT NULL
       AND {filters}
@@ -31,7 +34,8 @@ capped AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), aged_out AS (
-    SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+    SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key, concurrency_limit
+    FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
       AND age_key IS NOT NULL
       AND {filters}
@@ -39,9 +43,9 @@ capped AS (
     ORDER BY priority DESC, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), picked AS (
-    SELECT id FROM (SELECT * FROM capped UNION ALL SELECT * FROM ageing
-                    UNION ALL SELECT * FROM aged_out) AS c
+), candidates AS (
+    SELECT * FROM (SELECT * FROM capped UNION ALL SELECT * FROM ageing
+                   UNION ALL SELECT * FROM aged_out) AS c
     ORDER BY eff DESC, available_at, id
     LIMIT %(limit)s
-)
+), {admit}

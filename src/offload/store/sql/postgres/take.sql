@@ -12,5 +12,6 @@ taken AS (
     FROM picked
     WHERE t.id = picked.id
     RETURNING t.id, t.task_path, t.payload, t.priority, t.queue_name, t.enqueued_at,
-              t.run_after, t.started_at, t.worker_ids, t.errors, t.available_at
+              t.run_after, t.started_at, t.worker_ids, t.errors, t.available_at,
+              t.concurrency_key
 )

@@ -7,19 +7,23 @@
 -- Why no explicit lock: a single UPDATE statement takes SQLite's write lock when it
 -- starts (waiting up to the busy timeout), so the SELECT inside it sees no concurrent
 -- claimer and no two processes can take the same row.
--- {filters}: the queues, exclusions, pause, release fence and minimum priority.
+-- {filters}: the queues, exclusions, pause, release fence, minimum priority and full
+-- concurrency keys; {admit}: which candidates the keys have room for.
 {take}
 WHERE id IN (
-    SELECT id FROM (
+    WITH candidates AS (
+      SELECT * FROM (
         SELECT * FROM (
-            SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+            SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key,
+                   concurrency_limit FROM offload_task
             WHERE status = 'READY' AND backend = %(backend)s AND {filters}
               AND age_key IS NULL AND available_at <= %(now)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
         UNION ALL
         SELECT * FROM (
-            SELECT id, age_key + %(age_now)s AS eff, available_at
+            SELECT id, age_key + %(age_now)s AS eff, available_at, concurrency_key,
+                   concurrency_limit
             FROM offload_task INDEXED BY offload_task_ageing
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
               AND age_key IS NOT NULL AND {filters}
@@ -28,14 +32,17 @@ WHERE id IN (
             LIMIT %(limit)s)
         UNION ALL
         SELECT * FROM (
-            SELECT id, priority + %(age_cap)s AS eff, available_at FROM offload_task
+            SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key,
+                   concurrency_limit FROM offload_task
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
               AND age_key IS NOT NULL AND {filters}
               AND available_at <= %(horizon)s
             ORDER BY priority DESC, available_at, id
             LIMIT %(limit)s)
+      )
+      ORDER BY eff DESC, available_at, id
+      LIMIT %(limit)s
     )
-    ORDER BY eff DESC, available_at, id
-    LIMIT %(limit)s
+    {admit}
 )
 {taken}

@@ -1,0 +1,94 @@
+"""Flow control with real worker processes (docs/flow-control.md): concurrency keys
+hold across servers, never occupy a slot while they wait, and are freed by a rescue."""
+
+import os
+import signal
+
+import pytest
+from django.tasks import TaskResultStatus
+
+from offload import bulk_enqueue
+from offload.exceptions import InvalidTaskOptions
+from offload.models import TaskRow
+from tests.conftest import max_overlap, wait_until
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
+
+
+def test_one_key_runs_one_task_at_a_time_across_two_servers(start_worker):
+    """30 tasks of 50 ms holding one key, two servers with no flags: never two at once,
+    and all of them run (a task waiting for the key holds no slot and does not fail)."""
+    servers = [start_worker(), start_worker()]
+    for server in servers:
+        server.wait_started()  # both compete for the key from the first task on
+    bulk_enqueue(tasks.span.using(concurrency_key="application:42"),
+                 [((f"k{i}",), {"sleep": 0.05}) for i in range(30)])
+    wait_until(lambda: TaskRow.objects.filter(status="SUCCESSFUL").count() == 30, timeout=60,
+               message="30 keyed tasks done")
+    runs = Run.objects.all()
+    assert runs.count() == 30 and max_overlap(runs) == 1
+    for server in servers:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_distinct_keys_run_in_parallel(start_worker):
+    """The key computed from each task's arguments (a callable): 30 keys, 30 at once
+    as far as the server's slots go."""
+    per_application = tasks.span.using(concurrency_key=lambda key, **_: f"application:{key}")
+    bulk_enqueue(per_application, [((f"{i}",), {"sleep": 0.05}) for i in range(30)])
+    assert TaskRow.objects.filter(concurrency_key="application:7", concurrency_limit=1).exists()
+    worker = start_worker()
+    wait_until(lambda: TaskRow.objects.filter(status="SUCCESSFUL").count() == 30, timeout=60,
+               message="30 tasks with distinct keys done")
+    assert max_overlap(Run.objects.all()) >= 4  # the default server runs 8 at once
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+def test_a_sigkilled_holder_frees_its_key_at_rescue(start_worker):
+    """The holder of a key is SIGKILLed mid-task: the next task of that key starts once
+    the supervisor has rescued the dead process's tasks, not after the holder's lease."""
+    worker = start_worker("--processes", "2", "--threads", "2", env={"OFFLOAD_TEST_LEASE": 300})
+    worker.wait_started()
+    holder = tasks.span.using(concurrency_key="k").enqueue("holder", sleep=3)
+    waiting = tasks.span.using(concurrency_key="k").enqueue("next")
+    run = wait_until(lambda: Run.objects.filter(key="holder").first(), message="the holder running")
+    assert TaskRow.objects.get(pk=waiting.id).status == "READY"  # the key is held
+    os.kill(run.pid, signal.SIGKILL)
+    wait_until(lambda: tasks.span.get_result(waiting.id).status == TaskResultStatus.SUCCESSFUL,
+               timeout=30, message="the waiting task ran after the rescue")
+    assert TaskRow.objects.get(pk=holder.id).rescues == 1
+    wait_until(lambda: tasks.span.get_result(holder.id).is_finished, timeout=30,
+               message="the rescued holder ran again")
+    assert TaskRow.objects.get(pk=holder.id).status == "SUCCESSFUL"
+    assert max_overlap(Run.objects.exclude(ended=None)) == 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"concurrency_limit": 0}, "concurrency_limit=0: use a whole number from 1 to 10,000"),
+    ({"concurrency_limit": 2.5}, "concurrency_limit=2.5: use a whole number"),
+    ({"concurrency_key": ""}, "concurrency_key='': is empty"),
+    ({"concurrency_key": 42}, "concurrency_key=42: is an int"),
+    ({"concurrency_key": lambda *a, **k: None}, "its concurrency_key callable returned None, not a str"),
+    ({"concurrency_key": lambda *a, **k: ""}, "concurrency_key (computed)='': is empty"),
+    ({"concurrency_key": lambda *a, **k: 1 / 0},
+     "its concurrency_key callable raised ZeroDivisionError: division by zero"),
+])
+def test_bad_concurrency_options_are_refused_at_enqueue(options, message):
+    with pytest.raises(InvalidTaskOptions) as caught:
+        tasks.span.using(**options).enqueue("x")
+    assert message in str(caught.value)
+    assert not TaskRow.objects.exists()
+
+
+def test_a_limit_without_a_key_limits_the_task_itself():
+    result = tasks.span.using(concurrency_limit=3).enqueue("x")
+    row = TaskRow.objects.get(pk=result.id)
+    assert (row.concurrency_key, row.concurrency_limit) == ("tests.testapp.tasks.span", 3)
+    plain = TaskRow.objects.get(pk=tasks.span.enqueue("y").id)
+    assert (plain.concurrency_key, plain.concurrency_limit) == (None, None)
