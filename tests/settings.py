@@ -72,6 +72,7 @@ TASKS = {
         "QUEUES": ["default", "emails", "reports"],
         "OPTIONS": {"RETRY_BACKOFF": 0, "LEASE_SECONDS": float(os.environ.get("OFFLOAD_TEST_LEASE", 30)),
                     "MAX_RESCUES": int(os.environ.get("OFFLOAD_TEST_MAX_RESCUES", 5)),
+                    "CANCEL_GRACE": float(os.environ.get("OFFLOAD_TEST_CANCEL_GRACE", 5)),
                     **({"LISTEN": False if _LISTEN == "false" else "direct"} if _LISTEN else {})},
     },
     "other": {"BACKEND": "offload.backend.OffloadBackend", "QUEUES": ["default"]},

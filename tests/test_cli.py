@@ -27,7 +27,7 @@ from tests.testapp import tasks
 
 POSTGRES = os.environ.get("OFFLOAD_TEST_DB") == "postgres"
 COMMANDS = ["worker", "pause", "resume", "queues", "prune", "run", "servers", "retire",
-            "release", "health", "status"]
+            "release", "health", "status", "cancel"]
 
 
 def offload(*args, env=None, timeout=60):

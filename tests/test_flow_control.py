@@ -1,12 +1,14 @@
 """Flow control with real worker processes (docs/flow-control.md): concurrency keys
 hold across servers, never occupy a slot while they wait, and are freed by a rescue."""
 
+import io
 import os
 import signal
 
 import pytest
 from django.tasks import TaskResultStatus
 
+import offload
 from offload import bulk_enqueue
 from offload.exceptions import InvalidTaskOptions
 from offload.models import TaskRow
@@ -92,3 +94,87 @@ def test_a_limit_without_a_key_limits_the_task_itself():
     assert (row.concurrency_key, row.concurrency_limit) == ("tests.testapp.tasks.span", 3)
     plain = TaskRow.objects.get(pk=tasks.span.enqueue("y").id)
     assert (plain.concurrency_key, plain.concurrency_limit) == (None, None)
+
+
+# -- cancelling a running task --------------------------------------------------------
+
+def test_a_running_sync_task_that_looks_is_cancelled_and_never_runs_again(start_worker):
+    """The task checks offload.cancellation between steps: it stops at the request,
+    ends FAILED with Cancelled though it had attempts left, and its thread (the only
+    one) runs the next task."""
+    worker = start_worker("--processes", "1", "--threads", "1")
+    worker.wait_started()
+    running = tasks.stoppable.using(max_attempts=3).enqueue("stoppable")
+    wait_until(lambda: Run.objects.filter(key="stoppable").exists(), message="the task running")
+    following = tasks.span.enqueue("next")
+    assert offload.cancel(running.id, reason="customer withdrew") == "stopping"
+    wait_until(lambda: tasks.stoppable.get_result(running.id).is_finished, timeout=5,
+               message="the cancelled task finished within the grace")
+    result = tasks.stoppable.get_result(running.id)
+    assert result.status == TaskResultStatus.FAILED
+    assert result.errors[-1].exception_class_path == "offload.exceptions.Cancelled"
+    assert "cancelled: customer withdrew" in result.errors[-1].traceback
+    wait_until(lambda: tasks.span.get_result(following.id).status == TaskResultStatus.SUCCESSFUL,
+               message="the next task on the freed thread")
+    assert Run.objects.filter(key="stoppable").count() == 1  # not retried
+    assert offload.cancel(running.id) == "finished"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+def test_a_running_coroutine_is_cancelled_at_its_next_await(start_worker):
+    worker = start_worker("--processes", "1", "--threads", "1")
+    worker.wait_started()
+    running = tasks.alogged.using(max_attempts=3).enqueue("coroutine", sleep=60)
+    wait_until(lambda: Run.objects.filter(key="coroutine").exists(), message="the coroutine running")
+    assert offload.cancel(running.id) == "stopping"
+    wait_until(lambda: tasks.alogged.get_result(running.id).is_finished, timeout=5,
+               message="the cancelled coroutine finished within the grace")
+    result = tasks.alogged.get_result(running.id)
+    assert (result.status, result.errors[-1].exception_class_path) == (
+        TaskResultStatus.FAILED, "offload.exceptions.Cancelled")
+    assert Run.objects.filter(key="coroutine").count() == 1
+    again = tasks.alogged.enqueue("after")
+    wait_until(lambda: tasks.alogged.get_result(again.id).is_finished, message="the slot free again")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+def test_a_task_that_does_not_stop_is_failed_and_its_process_replaced(start_worker):
+    """A sync task that never looks: after CANCEL_GRACE (1 s here) it is FAILED with
+    Cancelled anyway and its process is replaced; it never runs again."""
+    worker = start_worker("--processes", "1", "--threads", "2", env={"OFFLOAD_TEST_CANCEL_GRACE": 1})
+    worker.wait_started()
+    running = tasks.span.using(max_attempts=3).enqueue("deaf", sleep=60)
+    run = wait_until(lambda: Run.objects.filter(key="deaf").first(), message="the task running")
+    assert offload.cancel(running.id) == "stopping"
+    wait_until(lambda: tasks.span.get_result(running.id).is_finished, timeout=10,
+               message="failed after the grace")
+    result = tasks.span.get_result(running.id)
+    assert (result.status, result.errors[-1].exception_class_path) == (
+        TaskResultStatus.FAILED, "offload.exceptions.Cancelled")
+    wait_until(lambda: worker.children() and run.pid not in worker.children(), timeout=15,
+               message="the process replaced")
+    after = tasks.span.enqueue("after")
+    wait_until(lambda: tasks.span.get_result(after.id).is_finished, message="work goes on")
+    assert Run.objects.filter(key="deaf").count() == 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+def test_cancel_of_a_ready_task_a_finished_one_and_an_unknown_id(start_worker):
+    from django.core.management import call_command
+    from django.tasks.exceptions import TaskResultDoesNotExist
+
+    ready = tasks.span.enqueue("never")
+    assert offload.cancel(ready) == "cancelled"
+    assert tasks.span.get_result(ready.id).errors[-1].exception_class_path == "offload.exceptions.Cancelled"
+    assert offload.cancel(ready.id) == "finished"
+    with pytest.raises(TaskResultDoesNotExist):
+        offload.cancel("123456789")
+    other = tasks.span.enqueue("cli")
+    out = io.StringIO()
+    call_command("offload", "cancel", other.id, "--reason", "duplicate", stdout=out)
+    assert out.getvalue().strip() == f"{other.id}: cancelled (it had not started)"
+    assert "cancelled by manage.py offload cancel: duplicate" in \
+        tasks.span.get_result(other.id).errors[-1].traceback

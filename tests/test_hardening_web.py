@@ -350,7 +350,7 @@ def test_admin_select_all_acts_on_more_rows_than_one_statement_binds(superuser_c
 
     assert f"{n} task(s) will run again." in select_all("retry").content.decode()
     assert TaskRow.objects.filter(status="READY").count() == n
-    assert f"{n} task(s) cancelled." in select_all("cancel").content.decode()
+    assert f"{n} task(s) cancelled or asked to stop." in select_all("cancel").content.decode()
     assert TaskRow.objects.filter(status="FAILED", errors__contains="Cancelled").count() == n
     assert LogEntry.objects.filter(change_message="Retried").count() == n
     assert LogEntry.objects.filter(change_message="Cancelled").count() == n

@@ -87,6 +87,28 @@ def test_dashboard_shows_and_acts(staff_client):
     assert staff_client.post("/offload/act/", {"action": "pause", "queue": "nope"}).status_code == 400
 
 
+
+def test_dashboard_lists_running_tasks_and_asks_one_to_stop(staff_client):
+    """A task a worker runs (claimed here as a worker would) shows under "Running now";
+    Cancel asks its worker to stop it, and the page says so."""
+    from django.tasks import task_backends
+
+    from offload.clock import now
+
+    running = tasks.noop.enqueue()
+    task_backends["default"].store.claim(backend="default", queues=[], limit=1, worker="w1",
+                                         lease=60, now=now())
+    body = staff_client.get("/offload/").content.decode()
+    section = body[body.index('id="running"'):body.index('id="waiting"')]
+    assert f'data-task="{running.id}"' in section and 'value="cancel"' in section
+    response = staff_client.post("/offload/act/", {"action": "cancel", "task": running.id}, follow=True)
+    assert f"Task {running.id} asked to stop" in response.content.decode()
+    row = TaskRow.objects.get(pk=running.id)
+    assert row.status == "RUNNING" and "Cancelled" in row.cancel_error
+    assert LogEntry.objects.filter(change_message="Asked to stop (cancel)").count() == 1
+    section = staff_client.get("/offload/").content.decode()
+    assert "(asked to stop)" in section
+
 def test_dashboard_is_staff_only_and_csrf_protected(client):
     from django.test import Client
 

@@ -277,6 +277,27 @@ def test_cycle_admits_keys_and_the_next_claim_sees_the_freed_slot(store):
     assert [x.id for x in claimed + take(store)] == [b]  # ...for the next claim at most
 
 
+
+# -- cancelling running tasks (docs/flow-control.md) -----------------------------------
+
+def test_stop_asks_the_holder_and_a_stopped_task_back_in_ready_is_cancelled(store):
+    a, b = put(store, ("default", 0), ("default", 0))
+    take(store, worker="w1", lease=300)
+    assert store.stop(backend=B, ids=[a, 10**9], reason="cancelled by test") == [a]
+    assert store.stop(backend=B, ids=[a], reason="again") == [a]  # keeps the first reason
+    [(id_, entry)] = store.stopping(worker="w1", ids=[a, b])
+    assert id_ == a and entry == {"exception_class_path": "offload.exceptions.Cancelled",
+                                  "traceback": "offload.exceptions.Cancelled: cancelled by test\n"}
+    assert store.stopping(worker="w2", ids=[a]) == [] and store.stopping(worker="w1", ids=[]) == []
+    store.rescue(backend=B, now=now(), max_rescues=5, worker="w1")  # both back to READY
+    assert [c.id for c in take(store, worker="w2")] == [b]  # a is never claimed again
+    assert store.cancel_stopped(backend=B, now=now()) == [a]
+    r = row(a)
+    assert r.status == "FAILED" and r.finished_at is not None
+    assert json.loads(r.errors)[-1] == entry
+    assert store.cancel_stopped(backend=B, now=now()) == []
+
+
 # -- complete, cycle, heartbeat --------------------------------------------------------
 
 def test_complete_writes_outcomes_under_the_lease_token(store):

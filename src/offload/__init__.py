@@ -9,6 +9,7 @@ The names below are Offload's own public API on top of that contract.
 """
 
 from offload.backend import OffloadBackend, OffloadTask, bulk_enqueue
+from offload.cancellation import acancel, cancel
 
-__all__ = ["OffloadBackend", "OffloadTask", "bulk_enqueue"]
+__all__ = ["OffloadBackend", "OffloadTask", "acancel", "bulk_enqueue", "cancel"]
 __version__ = "0.1.0"

@@ -80,10 +80,10 @@ class TaskRowAdmin(ReadOnly, admin.ModelAdmin):
         n = actions.retry(request.user, queryset)
         self.message_user(request, f"{n} task(s) will run again.", messages.SUCCESS)
 
-    @admin.action(description="Cancel ready tasks", permissions=["operate"])
+    @admin.action(description="Cancel tasks (running ones are asked to stop)", permissions=["operate"])
     def cancel(self, request, queryset):
         n = actions.cancel(request.user, queryset)
-        self.message_user(request, f"{n} task(s) cancelled.", messages.SUCCESS)
+        self.message_user(request, f"{n} task(s) cancelled or asked to stop.", messages.SUCCESS)
 
     @admin.action(description="Enqueue a copy (same task and arguments)", permissions=["operate"])
     def re_enqueue(self, request, queryset):

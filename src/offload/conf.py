@@ -73,6 +73,9 @@ class Options:
     RETRY_BACKOFF_MAX: float = 3600.0
     RETRY_JITTER: bool = True
     TIMEOUT: float | None = None
+    #: How long a task asked to stop (``offload.cancel``), or a coroutine cancelled at its
+    #: timeout, has to stop before it is failed anyway and its process replaced.
+    CANCEL_GRACE: float = 5.0
     #: Largest task payload (arguments as JSON) enqueue accepts; None: no limit.
     MAX_PAYLOAD_BYTES: int | None = 1024 * 1024
 
@@ -89,12 +92,15 @@ class Options:
             values[key] = value
         try:
             for key in ("LEASE_SECONDS", "HEARTBEAT_SECONDS", "POLL_SECONDS", "RETAIN",
-                        "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "TIMEOUT"):
+                        "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "TIMEOUT", "CANCEL_GRACE"):
                 if values.get(key) is not None:
                     values[key] = parse_duration(values[key], name=key)
         except ValueError as exc:
             raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
         options = cls(**values)
+        if options.CANCEL_GRACE <= 0:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['CANCEL_GRACE'] must be a positive duration.")
         if options.LEASE_SECONDS < 1:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']['LEASE_SECONDS'] must be at least 1 second."

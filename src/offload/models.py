@@ -50,6 +50,9 @@ class TaskRow(models.Model):
     #: this key run at once on every server together; NULL: no key.
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)
     concurrency_limit = models.IntegerField(null=True, blank=True)
+    #: Set when the RUNNING task was asked to stop (``offload.cancel``): the JSON error
+    #: entry (a Cancelled) its worker records; see docs/flow-control.md.
+    cancel_error = models.TextField(null=True, blank=True)
 
     class Meta:
         app_label = "offload"  # importable, and so diagnosable, without the app installed
@@ -99,6 +102,11 @@ class TaskRow(models.Model):
                 fields=["backend", "concurrency_key"],
                 condition=models.Q(status="RUNNING", concurrency_key__isnull=False),
                 name="offload_task_key_running",
+            ),
+            # Tasks asked to stop: maintenance fails the ones that went back to READY.
+            models.Index(
+                fields=["backend"], condition=models.Q(cancel_error__isnull=False),
+                name="offload_task_stopping",
             ),
         ]
 

@@ -54,6 +54,14 @@ def error_entry(exception_class_path, text):
     return {"exception_class_path": exception_class_path, "traceback": text}
 
 
+CANCELLED = "offload.exceptions.Cancelled"
+
+
+def cancelled_entry(reason):
+    """The error entry of a cancelled task; ``reason`` says who and why."""
+    return error_entry(CANCELLED, f"{CANCELLED}: {reason}\n")
+
+
 def decode_payload(text):
     """``(args, kwargs, options)`` from a stored payload, or CorruptPayload."""
     try:

@@ -224,3 +224,17 @@ async def awaits_for(path, timeout=60.0):
             raise TimeoutError(f"{path} did not appear within {timeout}s")
         await asyncio.sleep(0.01)
     return "released"
+
+
+@task(takes_context=True)
+def stoppable(context, key, seconds=30.0):
+    """Works in small steps for ``seconds``, looking between steps whether it was asked
+    to stop (``offload.cancellation``)."""
+    from offload import cancellation
+
+    Run.objects.create(key=key, task_id=context.task_result.id, pid=os.getpid())
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cancellation.raise_if_requested()
+        time.sleep(0.01)
+    return "finished"

@@ -82,12 +82,18 @@ def retry(user, rows):
 
 
 def cancel(user, rows):
-    """READY tasks become FAILED with a Cancelled error; returns how many."""
+    """READY tasks become FAILED with a Cancelled error; RUNNING ones are asked to stop
+    (their worker fails them with it, docs/flow-control.md). Returns how many."""
     done = 0
     for alias, b, ids in _ids_by_backend(rows, "READY"):
         cancelled = b.store.cancel(backend=alias, ids=ids, now=now(), reason=f"cancelled by {user}")
         _record(user, Deployment.current().database(alias), "Cancelled", [(pk, "Cancelled") for pk in cancelled])
         done += len(cancelled)
+    for alias, b, ids in _ids_by_backend(rows, "RUNNING"):
+        asked = b.store.stop(backend=alias, ids=ids, reason=f"cancelled by {user}")
+        _record(user, Deployment.current().database(alias), "Asked to stop",
+                [(pk, "Asked to stop (cancel)") for pk in asked])
+        done += len(asked)
     return done
 
 

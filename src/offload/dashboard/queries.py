@@ -248,6 +248,12 @@ def waiting(backend="default", limit=10):
     return list(rows.order_by("-priority", "available_at", "id")[:limit])
 
 
+def running(backend="default", limit=10):
+    """The longest-running tasks (the few RUNNING rows, through offload_task_lease)."""
+    return list(TaskRow.objects.using(Deployment.current().database(backend)).filter(
+        backend=backend, status="RUNNING").order_by("last_attempted_at", "id")[:limit])
+
+
 def schedules(backend="default"):
     from offload.scheduling.periodic import parse_schedules
 

@@ -97,7 +97,8 @@ def index(request):
         "may_change_queues": request.user.has_perm(actions.PERMISSIONS["pause"]),
         "queues": [{"name": q, "paused": q in paused} for q in declared],
         "servers": sorted(servers.items()), "failures": failures,
-        "waiting": queries.waiting(backend), "waits": queries.waits_by_band(backend),
+        "waiting": queries.waiting(backend), "running": queries.running(backend),
+        "waits": queries.waits_by_band(backend),
         "schedules": queries.schedules(backend),
         "chart": chart,
     })
@@ -210,12 +211,15 @@ def act(request):
     else:
         task_id = _task_id(request)
         db = Deployment.current().database(backend)
-        result = getattr(actions, action)(request.user,
-                                          TaskRow.objects.using(db).filter(backend=backend, pk=task_id))
+        rows = TaskRow.objects.using(db).filter(backend=backend, pk=task_id)
+        running = rows.filter(status="RUNNING").exists()
+        result = getattr(actions, action)(request.user, rows)
         if not result:
             messages.warning(request, f"Nothing to do for task {task_id}.")
         elif action == "re_enqueue":
             messages.success(request, f"Enqueued a copy: task {', '.join(result)}.")
+        elif action == "cancel" and running:
+            messages.success(request, f"Task {task_id} asked to stop; its worker fails it with Cancelled.")
         else:
             messages.success(request, f"Task {task_id} {'will run again' if action == 'retry' else 'cancelled'}.")
     return redirect(f"{reverse('offload:dashboard')}?{urlencode({'backend': backend})}")

@@ -25,7 +25,7 @@ from django.db import connections, transaction
 from django.utils.dateparse import parse_datetime
 
 from offload.ageing import ageing_bounds
-from offload.results import error_entry
+from offload.results import cancelled_entry, error_entry
 from offload.stats import TOTALS_MINUTE
 from offload.store.contract import Claimed
 from offload.store.queries import query
@@ -171,13 +171,38 @@ class SqlStore:
     def cancel(self, *, backend, ids, now, reason):
         """READY → FAILED with an ``offload.exceptions.Cancelled`` error; returns the ids
         (any number of ids, in one transaction)."""
-        error = error_entry("offload.exceptions.Cancelled", f"offload.exceptions.Cancelled: {reason}\n")
-        params = {"backend": backend, "now": self.db_time(now), "error": json.dumps(error),
+        params = {"backend": backend, "now": self.db_time(now),
+                  "error": json.dumps(cancelled_entry(reason)),
                   "ids": self.array(ids)}
         with transaction.atomic(using=self.db_alias):
             cancelled = [r[0] for r in self.execute(self.sql("cancel"), params)]
             self.record_rows(cancelled, timed=False)
         return cancelled
+
+    def stop(self, *, backend, ids, reason):
+        """Ask the workers running tasks ``ids`` (RUNNING) to stop them: they fail each
+        with an ``offload.exceptions.Cancelled`` error (docs/flow-control.md). Returns
+        the ids asked; a task asked before keeps its first reason."""
+        params = {"backend": backend, "error": json.dumps(cancelled_entry(reason)),
+                  "ids": self.array(ids)}
+        return [r[0] for r in self.execute(self.sql("stop"), params)]
+
+    def stopping(self, *, worker, ids):
+        """``[(id, error entry)]`` of the tasks ``ids`` that ``worker`` runs and was
+        asked to stop (``stop``)."""
+        if not ids:
+            return []
+        return [(id_, json.loads(entry)) for id_, entry in self.execute(
+            self.sql("stopping"), {"worker": worker, "ids": self.array(ids)})]
+
+    def cancel_stopped(self, *, backend, now):
+        """Tasks asked to stop that are READY again (rescued, handed back, retried)
+        become FAILED with their Cancelled error instead of running; returns the ids."""
+        with transaction.atomic(using=self.db_alias):
+            ids = [r[0] for r in self.execute(self.sql("cancel_stopped"),
+                                              {"backend": backend, "now": self.db_time(now)})]
+            self.record_rows(ids, timed=False)
+        return ids
 
     def pause(self, *, backend, queue, paused, now):
         params = {"backend": backend, "queue": queue, "paused": paused, "now": self.db_time(now)}

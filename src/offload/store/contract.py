@@ -113,6 +113,15 @@ class Store(Protocol):
     def runnable(self, *, backend: str, queues: Sequence[str], now: datetime) -> bool:
         """Whether a task of ``queues`` (empty: any) is runnable now, paused queues aside."""
 
+    def stop(self, *, backend: str, ids: Sequence[int], reason: str) -> list[int]:
+        """Ask the workers running these RUNNING tasks to stop them; the ids asked."""
+
+    def stopping(self, *, worker: str, ids: Sequence[int]) -> list[tuple[int, dict]]:
+        """``[(id, Cancelled error entry)]`` of ``worker``'s tasks among ``ids`` asked to stop."""
+
+    def cancel_stopped(self, *, backend: str, now: datetime) -> list[int]:
+        """Tasks asked to stop that are READY again become FAILED (Cancelled); the ids."""
+
     def pause(self, *, backend: str, queue: str, paused: bool, now: datetime) -> None:
         """Set a queue's paused flag; claims skip a paused queue's tasks."""
 

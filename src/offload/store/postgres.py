@@ -104,8 +104,20 @@ class PostgresStore(SqlStore):
                 copy.write_row((id_, backend, queue, priority, path, payload, "READY", now,
                                 run_after or now, run_after, 0, 0, "", "[]",
                                 age_key(priority, run_after or now, age_rate), ckey, climit))
-        self.execute(self.sql("notify"), {"channel": self.channel(backend)}, fetch=False)
+        self.notify(backend)
         return [(id_, None) for id_ in ids]
+
+    def notify(self, backend, payload=""):
+        """NOTIFY ``backend``'s channel at commit: "" new work, "stop" a task asked to
+        stop (``Listen`` tells the loop which)."""
+        self.execute(self.sql("notify"), {"channel": self.channel(backend), "payload": payload},
+                     fetch=False)
+
+    def stop(self, *, backend, ids, reason):
+        asked = super().stop(backend=backend, ids=ids, reason=reason)
+        if asked:  # the workers look at once instead of at their next check
+            self.notify(backend, "stop")
+        return asked
 
     def _claim_params(self, *, backend, queues, limit, worker, lease, now, exclude=(),
                       min_priority=-100, age_rate=0.0, age_cap=0, server=""):

@@ -3,7 +3,8 @@
 Each store gives one (``store.wakeups(backend, name, listen=OPTIONS["LISTEN"])``), so
 the loop never asks which engine it runs on. PostgreSQL: a thread LISTENs on the
 backend's channel (over the task database's connection settings, or another alias's)
-and every NOTIFY (sent by enqueue) is news; the loop may sleep a whole
+and every NOTIFY (sent by enqueue) is news (one with the payload "stop": a running
+task was asked to stop, ``stops_since_look``); the loop may sleep a whole
 ``POLL_SECONDS`` between polls; with ``LISTEN = False``, ``Poll``: no news, only the
 poll. SQLite: no notifications, but ``PRAGMA data_version`` changes when another
 connection commits, and reading it is cheap, so the loop looks before each claim and
@@ -46,6 +47,11 @@ class Poll:
         pass
 
     def news_since_claim(self):
+        return False
+
+    def stops_since_look(self):
+        """Whether a running task was asked to stop since the last call (the loop
+        also looks every ``STOP_POLL`` seconds while it runs tasks)."""
         return False
 
     def idle_sleep(self, idle, poll):
@@ -95,6 +101,8 @@ class Listen(Poll):
         self.alias = alias
         self.notices = 0
         self.seen = 0
+        self.stops = 0
+        self.stops_seen = 0
         self.alive = True
 
     def start(self, news, beat=None, interval=None):
@@ -108,6 +116,11 @@ class Listen(Poll):
 
     def news_since_claim(self):
         return self.notices != self.seen
+
+    def stops_since_look(self):
+        stops = self.stops
+        news, self.stops_seen = stops != self.stops_seen, stops
+        return news
 
     # idle_sleep: the poll, as Poll's (a NOTIFY wakes the loop sooner)
 
@@ -129,8 +142,12 @@ class Listen(Poll):
         except Exception:
             logger.exception("%s: heartbeat failed", self.name)
 
-    def _notice(self, news):
-        self.notices += 1
+    def _notice(self, news, payload=""):
+        """A NOTIFY: new work (payload ""), or a running task asked to stop ("stop")."""
+        if payload == "stop":
+            self.stops += 1
+        else:
+            self.notices += 1
         news()
 
     def _listen(self, news, beat, interval):
@@ -150,8 +167,8 @@ class Listen(Poll):
 
                     while self.alive:
                         wait = 1.0 if beat is None else max(0.0, min(1.0, self._next_beat - time.monotonic()))
-                        for _ in conn.notifies(timeout=wait, stop_after=1):
-                            self._notice(news)
+                        for notice in conn.notifies(timeout=wait, stop_after=1):
+                            self._notice(news, notice.payload)
                         self._beat_if_due(beat, interval, execute)
             except psycopg.Error as exc:
                 logger.warning("%s: LISTEN connection lost (%s); polling until it is back",

@@ -28,8 +28,9 @@ from collections import Counter
 from django.db import DatabaseError, InterfaceError, connections
 from django.tasks import TaskResultStatus
 
+from offload import cancellation
 from offload.clock import now
-from offload.exceptions import TaskTimeout
+from offload.exceptions import Cancelled, TaskTimeout
 from offload.results import error_entry, import_task
 from offload.spec import ASYNC_CONCURRENCY
 from offload.worker import planner, signals
@@ -41,9 +42,9 @@ logger = logging.getLogger("offload.worker")
 
 #: Exit status of a process that must be replaced (a task overran its timeout).
 EXIT_REPLACE = 75
-#: How long a coroutine cancelled for its timeout has to stop before its process is
-#: replaced: as long as its timeout, at most this.
-CANCEL_GRACE = 5.0
+#: While it runs tasks, a process looks every this many seconds for ones asked to stop
+#: (``offload.cancel``); a PostgreSQL NOTIFY makes it look at once.
+STOP_POLL = 1.0
 _FINAL = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 _DB_ERRORS = (DatabaseError, InterfaceError)
 
@@ -144,11 +145,14 @@ class Loop:
         self.lock = threading.Lock()
         self.done = []  # (outcome, result) reported by task threads
         self.deadlines = {}  # id -> (monotonic deadline, claimed, task, result)
+        self.prepared_of = {}  # id -> (task, result) of a task that started, until reported
         self.abandoned = set()  # ids whose thread overran its timeout
         self.inflight = {}  # id -> Claimed, until its outcome is recorded
         self.slot_of = {}  # id -> GENERAL | RESERVED | ASYNC
         self.busy = Counter()  # slot kind -> how many of inflight
-        self.cancelling = set()  # ids of coroutines cancelled for their timeout
+        self.cancelling = set()  # ids of coroutines cancelled (their timeout, a stop request)
+        self.stopping = {}  # id -> (Cancelled, entry): tasks asked to stop (offload.cancel)
+        self._stops_looked = 0.0  # monotonic time of the last look for stop requests
         self.lifecycle = Lifecycle.RUNNING
         self.stop_at = None  # monotonic end of the grace, once not RUNNING
         self.alive = True
@@ -204,6 +208,7 @@ class Loop:
             logger.warning("%s: supervisor is gone; stopping", self.worker_id)
             self.request_stop("drain")
         self._check_timeouts()
+        self._check_stops()
         with self.lock:
             done, self.done = self.done, []
         mono = time.monotonic()
@@ -374,6 +379,8 @@ class Loop:
         sleep = self.wakeups.idle_sleep(self.pace.idle, self.opts.POLL_SECONDS)
         if self.burst and not self.inflight:
             sleep = min(sleep, 0.05)  # look again soon: exit, or take what a limit released
+        if self.inflight:
+            sleep = min(sleep, STOP_POLL)  # look for stop requests
         with self.lock:
             if self.deadlines:
                 sleep = min(sleep, max(0.0, min(d[0] for d in self.deadlines.values()) - mono))
@@ -394,6 +401,8 @@ class Loop:
             if (kind := self.slot_of.pop(outcome.id, None)) is not None:
                 self.busy[kind] -= 1
             self.cancelling.discard(outcome.id)
+            if self.stopping.pop(outcome.id, None) is not None:
+                cancellation.forget(outcome.id)
             if outcome.id not in accepted:
                 logger.warning(
                     "%s: the outcome %s of task id=%s was not recorded: its lease was lost "
@@ -417,7 +426,7 @@ class Loop:
 
     def _check_timeouts(self):
         """A task past its timeout: a coroutine is cancelled and has its timeout again,
-        at most ``CANCEL_GRACE``, to stop (its runner records the TaskTimeout); a thread
+        at most ``OPTIONS["CANCEL_GRACE"]``, to stop (its runner records the TaskTimeout); a thread
         cannot be stopped, nor a coroutine that ignored its cancellation, so its outcome
         is recorded here and the process is replaced."""
         mono = time.monotonic()
@@ -425,10 +434,21 @@ class Loop:
             for task_id, (deadline, claimed, task, result) in list(self.deadlines.items()):
                 if mono < deadline:
                     continue
+                stop = self.stopping.get(task_id)
+                if stop is not None:  # asked to stop, and the grace is over
+                    del self.deadlines[task_id]
+                    self.abandoned.add(task_id)
+                    self.done.append((self.runner.failed(claimed, stop[0], task=task, result=result),
+                                      result))
+                    logger.error("%s: task id=%s was asked to stop and did not within %gs; "
+                                 "replacing this process", self.worker_id, task_id,
+                                 self.opts.CANCEL_GRACE)
+                    self._become("replace", mono)
+                    continue
                 seconds = self.runner.timeout_of(task)
                 if self.slot_of.get(task_id) == ASYNC and task_id not in self.cancelling:
                     self.cancelling.add(task_id)
-                    stop_by = mono + min(CANCEL_GRACE, seconds)
+                    stop_by = mono + min(self.opts.CANCEL_GRACE, seconds)
                     self.deadlines[task_id] = (stop_by, claimed, task, result)
                     message = (f"{claimed.task_path} ran longer than its timeout of "
                                f"{seconds:g}s; it was cancelled.")
@@ -446,6 +466,32 @@ class Loop:
                 logger.error("%s: task id=%s timed out after %gs; replacing this process",
                              self.worker_id, task_id, seconds)
                 self._become("replace", mono)
+
+    def _check_stops(self):
+        """Look for this process's tasks asked to stop (``offload.cancel``): at once when
+        the wake-up source says so, else every ``STOP_POLL`` seconds while tasks run.
+        Each is told (``offload.cancellation``; a coroutine is cancelled) and has
+        ``OPTIONS["CANCEL_GRACE"]`` seconds to stop before its outcome is recorded here and the
+        process replaced, as for a timeout."""
+        mono = time.monotonic()
+        told = self.wakeups.stops_since_look()
+        if not self.inflight or not (told or mono - self._stops_looked >= STOP_POLL):
+            return
+        self._stops_looked = mono
+        ids = [i for i in self.inflight if i not in self.stopping and i not in self.abandoned]
+        for task_id, entry in self._db("stopping", worker=self.worker_id, ids=ids) or []:
+            claimed = self.inflight[task_id]
+            message = entry["traceback"].strip().split(": ", 1)[-1]
+            error = Cancelled(f"{claimed.task_path} (id={task_id}): {message}")
+            self.stopping[task_id] = (error, entry)
+            cancellation.request(task_id, error, entry)
+            with self.lock:
+                task, result = self.prepared_of.get(task_id, (None, None))
+                self.deadlines[task_id] = (mono + self.opts.CANCEL_GRACE, claimed, task, result)
+            if self.slot_of.get(task_id) == ASYNC:
+                self.cancelling.add(task_id)
+                self.coroutines.cancel(task_id, error)
+            logger.warning("%s: task id=%s was asked to stop (%s)", self.worker_id, task_id, message)
 
     def _finish(self):
         # Start nothing more before handing back: a task waiting for a thread, or a
@@ -500,8 +546,9 @@ class Loop:
         except Exception as exc:
             return None, (self.runner.failed(claimed, exc, retry=False), None)
         timeout = self.runner.timeout_of(prepared[0])
-        if timeout:
-            with self.lock:
+        with self.lock:
+            self.prepared_of[claimed.id] = prepared
+            if timeout:
                 self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
         return prepared, None
 
@@ -513,6 +560,7 @@ class Loop:
     def _report(self, claimed, report):
         with self.lock:
             self.deadlines.pop(claimed.id, None)
+            self.prepared_of.pop(claimed.id, None)
             if claimed.id in self.abandoned:
                 return
             self.done.append(report)

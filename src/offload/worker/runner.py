@@ -20,6 +20,7 @@ from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
 from django.utils.json import normalize_json
 
+from offload import cancellation
 from offload.ageing import age_key
 from offload.clock import now
 from offload.exceptions import ResultNotSerializable
@@ -102,6 +103,7 @@ class Runner:
         except Exception as exc:  # unknown path, corrupt payload: permanent failure
             return self.failed(claimed, exc, retry=False), None
         self.started(result)
+        running = cancellation.current.set(claimed.id)
         try:
             value = task.call(*_arguments(task, result), **result.kwargs)
         except KeyboardInterrupt:
@@ -109,6 +111,7 @@ class Runner:
         except BaseException as exc:  # noqa: B036  (a task's SystemExit must not stop the server)
             return self.failed(claimed, exc, task=task, result=result), result
         finally:
+            cancellation.current.reset(running)
             if self.cleanup:
                 close_old_connections()
         return self.succeeded(claimed, value, result), result
@@ -129,6 +132,7 @@ class Runner:
         (it may have broken one), otherwise by the executor's sweep every second
         (``tidy_connections``) rather than with a thread hop per task."""
         task, result = prepared
+        cancellation.current.set(claimed.id)  # in this asyncio task's own context
         try:
             value = await task.acall(*_arguments(task, result), **result.kwargs)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -154,7 +158,11 @@ class Runner:
                        return_value=encoded, claim=claimed)
 
     def failed(self, claimed, exc, *, retry=True, task=None, result=None, entry=None):
-        """The outcome of a failed attempt: READY again after a backoff, or FAILED."""
+        """The outcome of a failed attempt: READY again after a backoff, or FAILED. An
+        attempt that ends with an error after the task was asked to stop
+        (``offload.cancellation``) records the ``Cancelled`` and is not retried."""
+        if (stop := cancellation.stopped(claimed.id)) is not None:
+            exc, entry, retry = stop[0], stop[1], False
         errors = error_entries(claimed.errors) if result is None else [
             {"exception_class_path": e.exception_class_path, "traceback": e.traceback}
             for e in result.errors

@@ -130,8 +130,9 @@ class Supervisor:
 
     def _maintain(self, force=False, draining=False):
         """Every tick: heartbeat the registry, enqueue due periodic tasks, stop ageing
-        tasks at their cap; every half lease: rescue expired leases; every 10 minutes:
-        fold old statistics minutes into their totals; hourly: prune old results.
+        tasks at their cap, fail tasks asked to stop that are READY again; every half
+        lease: rescue expired leases; every 10 minutes: fold old statistics minutes into
+        their totals and delete idle concurrency-key lock rows; hourly: prune old results.
         While ``draining``, only the heartbeat (a server with a long grace is alive).
 
         Each step stands alone: a database error skips the rest of the round (the
@@ -139,7 +140,7 @@ class Supervisor:
         its traceback and the other steps still run. Nothing here stops the server."""
         steps = (self._registry_tick,) if draining else (
             self._registry_tick, self._rescue_expired, self._tick_schedules, self._cap_aged,
-            self._fold, self._prune)
+            self._fold, self._prune, self._cancel_stopped)
         for step in steps:
             try:
                 step(force)
@@ -209,6 +210,12 @@ class Supervisor:
                                                before=now() - timedelta(seconds=retain))
             if deleted:
                 logger.info("pruned %d finished task(s)", deleted)
+
+    def _cancel_stopped(self, force):
+        cancelled = self.backend.store.cancel_stopped(backend=self.alias, now=now())
+        if cancelled:
+            logger.info("cancelled %d task(s) asked to stop that were ready to run again: %s",
+                        len(cancelled), ",".join(map(str, cancelled)))
 
     def _lost(self, rows):
         """``task_finished`` for the rescued tasks that were FAILED (MAX_RESCUES), sent

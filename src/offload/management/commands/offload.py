@@ -17,13 +17,13 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 
 from offload import dbcheck
-from offload.commands import common, health, prune, queues, release, run, servers, status, worker
+from offload.commands import cancel, common, health, prune, queues, release, run, servers, status, worker
 
 #: COMMAND -> the function that runs it: ``function(command, **options)``.
 HANDLERS = {"worker": worker.handle, "pause": queues.pause, "resume": queues.resume,
             "queues": queues.listing, "prune": prune.handle, "run": run.handle,
             "servers": servers.listing, "retire": servers.retire, "release": release.handle,
-            "health": health.handle, "status": status.handle}
+            "health": health.handle, "status": status.handle, "cancel": cancel.handle}
 
 
 class Command(BaseCommand):
@@ -77,6 +77,12 @@ class Command(BaseCommand):
         prune.add_argument("--backend", default="default", help=backend_help)
         prune.add_argument("--older-than", required=True, metavar="AGE",
                            help="Age with a unit: 7d, 12h, 30m or 90s (a bare number is refused).")
+
+        cancel = command("cancel", "Cancel tasks: one not started will not run; a running one is "
+                                   "asked to stop (failed with Cancelled).")
+        cancel.add_argument("ids", nargs="+", metavar="ID", help="Task (result) ids.")
+        cancel.add_argument("--reason", help="Why, recorded in the task's error.")
+        cancel.add_argument("--backend", default="default", help=backend_help)
 
         run = command("run", "Start this process's role (OFFLOAD_ROLE): web, async, all or a profile.")
         run.add_argument("--role", help="Override OFFLOAD_ROLE.")

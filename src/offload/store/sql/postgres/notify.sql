@@ -1,4 +1,5 @@
--- notify: wake idle servers of %(channel)s (a backend's) once a copied batch is in;
--- delivered when the caller's transaction commits, like enqueue's.
+-- notify: tell the servers of %(channel)s (a backend's), when the caller's transaction
+-- commits, that there is new work (%(payload)s = '': a copied batch is in, like
+-- enqueue's NOTIFY) or that a running task was asked to stop ('stop').
 -- scope: one backend's channel.
-SELECT pg_notify(%(channel)s, '')
+SELECT pg_notify(%(channel)s, %(payload)s)
