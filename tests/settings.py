@@ -65,6 +65,15 @@ if _LISTEN in ("direct", "broken"):
     DATABASES["direct"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
     if _LISTEN == "broken":
         DATABASES["direct"]["PORT"] = 1
+# A process started with OFFLOAD_TEST_PGBOUNCER_PORT (tests/test_pgbouncer.py) reaches
+# the default database through PgBouncer in transaction pooling mode on that port, set
+# up as docs/deployment.md says: no prepared statements (OFFLOAD_TEST_PREPARE=1: Offload's
+# default, to show what that does there), no server-side cursors. The "direct" alias
+# above still reaches PostgreSQL itself.
+if ENGINE == "postgres" and os.environ.get("OFFLOAD_TEST_PGBOUNCER_PORT"):
+    DATABASES["default"].update(PORT=int(os.environ["OFFLOAD_TEST_PGBOUNCER_PORT"]),
+                                DISABLE_SERVER_SIDE_CURSORS=True)
+    OFFLOAD_PREPARE = os.environ.get("OFFLOAD_TEST_PREPARE") == "1"
 
 TASKS = {
     "default": {
@@ -93,6 +102,11 @@ TASKS = {
     }}},
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
+
+# OFFLOAD_TEST_PERIODIC: a schedule of the default backend's own, every second.
+if os.environ.get("OFFLOAD_TEST_PERIODIC"):
+    TASKS["default"]["OPTIONS"]["PERIODIC"] = {
+        "tick": {"task": "tests.testapp.tasks.periodic_tick", "cron": "* * * * * *"}}
 
 # Fault injection for tests/test_hardening.py: a schedule whose queue is not declared
 # (every occurrence fails to enqueue), and settings that fail only inside a worker
