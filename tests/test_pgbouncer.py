@@ -7,6 +7,7 @@ Under CI=true a missing pgbouncer binary fails the test; elsewhere it is skipped
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.tasks import TaskResultStatus, task_backends
 
 from offload import bulk_enqueue
@@ -101,6 +102,11 @@ class PgBouncer:
                 self.proc.kill()
                 self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pgbouncer_version():
+    out = subprocess.run([PGBOUNCER, "--version"], capture_output=True, text=True, check=True).stdout
+    return tuple(int(n) for n in re.search(r"PgBouncer (\d+)\.(\d+)", out).groups())
 
 
 @pytest.fixture
@@ -209,4 +215,28 @@ def test_a_worker_behind_pgbouncer_in_transaction_mode(start_worker, pgbouncer, 
     wait_until(lambda: tasks.add.get_result(late.id).is_finished, timeout=10, message="resumed")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_prepared_statements_behind_pgbouncer_fail_naming_the_setting(start_pgbouncer, settings):
+    """With Offload's default (prepared statements), two web processes enqueueing
+    through PgBouncer in transaction mode collide in its one server session: the
+    second's enqueue fails, and the error names the fix. With OFFLOAD_PREPARE = False
+    both enqueue."""
+    extra = "default_pool_size = 1\n"  # every client gets the same server session
+    if pgbouncer_version() >= (1, 21):
+        extra += "max_prepared_statements = 0\n"  # as before 1.21: it keeps none
+    pgbouncer = start_pgbouncer(extra)
+    with connected_through(pgbouncer, "web-1") as one, connected_through(pgbouncer, "web-2") as two:
+        with enqueueing_through(one):
+            tasks.noop.enqueue()  # prepares its statement (_pg3_0) in the server session
+        with enqueueing_through(two), pytest.raises(DatabaseError) as failed:
+            tasks.noop.enqueue()
+        assert 'prepared statement "_pg3_0" already exists. ' in str(failed.value)
+        assert str(failed.value).endswith("Set OFFLOAD_PREPARE = False in the settings.")
+    settings.OFFLOAD_PREPARE = False
+    with connected_through(pgbouncer, "web-1") as one, connected_through(pgbouncer, "web-2") as two:
+        for alias in (one, two, one):
+            with enqueueing_through(alias):
+                tasks.noop.enqueue()
+    assert TaskRow.objects.count() == 4
 

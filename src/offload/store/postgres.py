@@ -24,6 +24,16 @@ ONLY_EXPLICIT = 2**31 - 1
 _NOT_SUMMED = {"tallied": -1, "tally": "[]"}  # record.sql adds nothing
 #: Batches of at least this many rows without unique keys are enqueued with COPY.
 COPY_MIN = 100
+#: What PostgreSQL answers when a connection's prepared statement is missing from the
+#: server session, or that session has another statement of the name: a transaction
+#: pooler gave the connection another server session (psycopg names its statements
+#: ``_pg3_0``, ``_pg3_1``… on every connection, so they collide).
+LOST_PREPARED = (psycopg.errors.DuplicatePreparedStatement,
+                 psycopg.errors.InvalidSqlStatementName, psycopg.errors.ProtocolViolation)
+LOST_PREPARED_HINT = (
+    "Offload's prepared statements reach other server sessions: a transaction pooler that "
+    "keeps no prepared statements (PgBouncer in transaction mode before 1.21) is between "
+    "Django and PostgreSQL. Set OFFLOAD_PREPARE = False in the settings.")
 
 
 def application_name(worker):
@@ -54,13 +64,19 @@ class PostgresStore(SqlStore):
         OPTIONS say otherwise, and psycopg then ignores ``prepare=True``; so on such a
         connection Offload sets a threshold no ORM query reaches, which prepares
         exactly its own statements. ``OFFLOAD_PREPARE = False`` leaves the connection
-        alone (PgBouncer in transaction mode before 1.21 cannot keep prepared statements).
+        alone (PgBouncer in transaction mode before 1.21 cannot keep prepared statements);
+        the errors that such a pooler causes say so (LOST_PREPARED_HINT).
         """
         conn = self.connection
         if conn.queries_logged or conn.execute_wrappers:
             return self.execute(sql, params)  # every hot statement returns rows
         with conn.wrap_database_errors, psycopg.Cursor(self._raw()) as cursor:
-            cursor.execute(sql, params, prepare=True)
+            try:
+                cursor.execute(sql, params, prepare=True)
+            except LOST_PREPARED as exc:
+                if "prepared statement" not in str(exc):
+                    raise
+                raise type(exc)(f"{exc}. {LOST_PREPARED_HINT}") from exc
             return cursor.fetchall() if cursor.description else cursor.rowcount
 
     def _raw(self):
