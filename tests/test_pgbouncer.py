@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,11 @@ from django.db import DatabaseError, connection, connections
 from django.tasks import TaskResultStatus, task_backends
 
 from offload import bulk_enqueue
+from offload.commands.release import MigrationLock
 from offload.models import TaskRow
 from offload.store import get_store
 from offload.store.postgres import application_name
-from tests.conftest import free_port, wait_until
+from tests.conftest import ROOT, free_port, wait_until, worker_env
 from tests.testapp import tasks
 from tests.testapp.models import Run
 
@@ -240,3 +242,35 @@ def test_prepared_statements_behind_pgbouncer_fail_naming_the_setting(start_pgbo
                 tasks.noop.enqueue()
     assert TaskRow.objects.count() == 4
 
+
+def migration_locks(granted):
+    """The migration lock's holders (``granted``) or waiters in the test database."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s "
+                       "AND objsubid = 1 AND granted = %s AND database = "
+                       "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                       [MigrationLock.KEY, granted])
+        return cursor.fetchone()[0]
+
+
+def test_the_release_step_through_pgbouncer_waits_for_the_lock_and_leaves_none(pgbouncer, pooled,
+                                                                               tmp_path):
+    """``offload release`` through PgBouncer while another release step (this process,
+    through PgBouncer too) holds the migration lock: it waits, then migrates once the lock
+    is released, and no lock is left in any server session."""
+    log = tmp_path / "release.log"
+    with open(log, "w") as out, MigrationLock(connections[pooled]):
+        assert migration_locks(granted=True) == 1
+        proc = subprocess.Popen([sys.executable, "-m", "django", "offload", "release"],
+                                env=worker_env(OFFLOAD_TEST_PGBOUNCER_PORT=pgbouncer.port),
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_until(lambda: migration_locks(granted=False) == 1, timeout=20,
+                       message="the release step waiting for the lock")
+        except BaseException:
+            proc.kill()
+            raise
+    assert proc.wait(60) == 0, log.read_text()
+    assert "waiting for the migration lock" in log.read_text()
+    assert "every migration is applied" in log.read_text()
+    assert migration_locks(granted=True) == migration_locks(granted=False) == 0

@@ -11,8 +11,12 @@ Example::
 
 
 class MigrationLock:
-    """PostgreSQL: a session advisory lock. SQLite: an exclusive lock on a file beside
-    the database (one machine shares an SQLite file). Tried without waiting first:
+    """PostgreSQL: a transaction advisory lock, taken by a connection of its own (with
+    ``connection``'s settings) that stays in that one transaction while the migrations
+    run on ``connection``: behind a transaction pooler (PgBouncer) the open transaction
+    keeps its server session, where a session lock could be taken in one server session
+    and released in another, or never. SQLite: an exclusive lock on a file beside the
+    database (one machine shares an SQLite file). Tried without waiting first:
     ``on_wait()`` is called only when another process holds it."""
 
     KEY = 0x0FF10AD  # any constant; the same in every release
@@ -21,6 +25,7 @@ class MigrationLock:
         self.connection = connection
         self.on_wait = on_wait
         self.file = None
+        self.holder = None
 
     def __enter__(self):
         if not self._take(block=False):
@@ -30,11 +35,21 @@ class MigrationLock:
 
     def _take(self, block):
         if self.connection.vendor == "postgresql":
-            with self.connection.cursor() as cursor:
+            if self.holder is None:
+                from django.db.utils import load_backend
+
+                settings_dict = dict(self.connection.settings_dict)
+                self.holder = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(
+                    settings_dict, self.connection.alias)
+                self.holder.set_autocommit(False)
+                with self.holder.cursor() as cursor:  # the transaction begins; it stays
+                    # idle in it while the migrations run, and no timeout may end it
+                    cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+            with self.holder.cursor() as cursor:
                 if block:
-                    cursor.execute("SELECT pg_advisory_lock(%s)", [self.KEY])
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [self.KEY])
                     return True
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [self.KEY])
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [self.KEY])
                 return cursor.fetchone()[0]
         import fcntl
 
@@ -50,8 +65,10 @@ class MigrationLock:
         if self.file is not None:
             self.file.close()  # releases the flock
         else:
-            with self.connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [self.KEY])
+            try:
+                self.holder.rollback()  # ends the transaction: releases the lock
+            finally:
+                self.holder.close()
 
 
 def handle(command, **_):
