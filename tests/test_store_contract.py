@@ -220,7 +220,10 @@ def test_a_full_key_waits_and_frees_when_its_holder_finishes(store):
     assert sorted(c.id for c in claimed) == sorted([first, other, free])  # one per key
     assert {c.id: c.concurrency_key for c in claimed}[first] == "app:1"
     assert take(store, worker="w2") == []  # both keys full: nothing else may start
+    assert row(second).key_waiting  # set aside while its key is full: out of the claim's way
     store.complete([done(next(c for c in claimed if c.id == first))])
+    assert store.unpark(backend=B, keys=["app:1"]) == 1  # what the worker does next
+    assert not row(second).key_waiting and row(_).key_waiting  # room for one: the best one
     assert [c.id for c in take(store, worker="w2")] == [second]  # the next in line
 
 
@@ -237,9 +240,15 @@ def test_a_full_key_never_stands_in_front_of_other_work(store):
     plain task (the scan passes over the full key), not nothing."""
     [holder] = put(store, keyed("hot", priority=90))
     assert [c.id for c in take(store, limit=1)] == [holder]
-    put(store, *[keyed("hot", priority=90)] * 20)
+    put(store, *[keyed("hot", priority=90)] * 20)  # enqueued while full: set aside at once
     [plain] = put(store, ("default", 0))
     assert [c.id for c in take(store, worker="w2", limit=1)] == [plain]
+    assert TaskRow.objects.filter(concurrency_key="hot", key_waiting=True).count() == 20
+    store.hand_back(worker="w1")  # the holder is READY again: the key has room
+    assert store.unpark_waiting(backend=B) == 1  # maintenance brings one back: room for one
+    [again] = take(store, worker="w3", limit=1)
+    assert again.id == holder  # the first in line; the key is full again...
+    assert TaskRow.objects.filter(concurrency_key="hot", key_waiting=True).count() == 20  # ...all aside
 
 
 def test_keys_are_shared_across_tasks_and_kept_by_priority(store):
@@ -274,7 +283,19 @@ def test_cycle_admits_keys_and_the_next_claim_sees_the_freed_slot(store):
     claim = {"backend": B, "queues": ["default"], "limit": 5, "worker": "w1", "lease": 30}
     accepted, claimed = store.cycle([done(ca)], {**claim, "now": now()})
     assert accepted == {a}  # the claim riding with it saw a still running: b waits...
+    store.unpark(backend=B, keys=["k"])
     assert [x.id for x in claimed + take(store)] == [b]  # ...for the next claim at most
+
+
+def test_a_key_whose_worker_died_before_unparking_is_found_by_maintenance(store):
+    a, b, c = put(store, keyed("k", limit=2), keyed("k", limit=2), keyed("k", limit=2))
+    take(store, worker="dead", limit=2)
+    assert row(c).key_waiting and store.waiting_keys(backend=B) == []  # full: nothing to do
+    store.rescue(backend=B, now=now(), max_rescues=5, worker="dead")  # no unpark after it
+    assert store.waiting_keys(backend=B) == ["k"]
+    assert store.unpark_waiting(backend=B) == 1
+    assert store.waiting_keys(backend=B) == [] and not row(c).key_waiting
+    assert len(take(store, worker="w2")) == 2  # a (rescued) and b; c once one finishes
 
 
 
@@ -535,6 +556,7 @@ def test_forget_keys_deletes_only_the_lock_rows_of_keys_nothing_runs(store):
     put(store, keyed("a"), keyed("b"), keyed("a"))
     [c1, c2] = take(store)
     store.complete([done(c1)])
+    store.unpark(backend=B, keys=["a"])
     if store.engine == "sqlite":  # no lock rows: the single writer serialises claims
         assert store.forget_keys(backend=B) == 0 and not ConcurrencyKey.objects.exists()
         return

@@ -53,6 +53,9 @@ class TaskRow(models.Model):
     #: Set when the RUNNING task was asked to stop (``offload.cancel``): the JSON error
     #: entry (a Cancelled) its worker records; see docs/flow-control.md.
     cancel_error = models.TextField(null=True, blank=True)
+    #: READY, but set aside while its concurrency key is full: out of the claim's
+    #: indexes until the key has room (docs/flow-control.md#concurrency-keys).
+    key_waiting = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         app_label = "offload"  # importable, and so diagnosable, without the app installed
@@ -63,7 +66,7 @@ class TaskRow(models.Model):
             # off, or at their cap), highest priority first.
             models.Index(
                 fields=["backend", "-priority", "available_at", "id"],
-                condition=models.Q(status="READY", age_key__isnull=True),
+                condition=models.Q(status="READY", age_key__isnull=True, key_waiting=False),
                 name="offload_task_ready",
             ),
             # Rescue, hand-back and heartbeats look only at running rows (a small set).
@@ -74,13 +77,13 @@ class TaskRow(models.Model):
             # Tasks still gaining priority with age, in effective-priority order...
             models.Index(
                 fields=["backend", "-age_key", "id"],
-                condition=models.Q(status="READY", age_key__isnull=False),
+                condition=models.Q(status="READY", age_key__isnull=False, key_waiting=False),
                 name="offload_task_ageing",
             ),
             # ...and by age, so maintenance finds the ones that reached their cap.
             models.Index(
                 fields=["backend", "available_at"],
-                condition=models.Q(status="READY", age_key__isnull=False),
+                condition=models.Q(status="READY", age_key__isnull=False, key_waiting=False),
                 name="offload_task_aged_out",
             ),
             # Pruning. Partial, so claiming a task does not add an entry here.
@@ -103,6 +106,19 @@ class TaskRow(models.Model):
                 condition=models.Q(status="RUNNING", concurrency_key__isnull=False),
                 name="offload_task_key_running",
             ),
+            # A key's READY tasks, best first: set aside when the key fills, the best
+            # taken back when it has room, and the keys that have some set aside.
+            models.Index(
+                fields=["backend", "concurrency_key", "key_waiting", "-priority", "available_at", "id"],
+                condition=models.Q(status="READY", concurrency_key__isnull=False),
+                name="offload_task_key_ready",
+            ),
+            # The keys that have tasks set aside (maintenance's net, a few rows).
+            models.Index(
+                fields=["backend", "concurrency_key"],
+                condition=models.Q(status="READY", key_waiting=True),
+                name="offload_task_key_waiting",
+            ),
             # Tasks asked to stop: maintenance fails the ones that went back to READY.
             models.Index(
                 fields=["backend"], condition=models.Q(cancel_error__isnull=False),
@@ -124,9 +140,9 @@ class TaskRow(models.Model):
 
 class ConcurrencyKey(models.Model):
     """PostgreSQL: a row per concurrency key that claims lock, so that two servers never
-    both see room for a key's last slot (``offload_key_running``, migration 0008). It
+    both see room for a key's last slot (``offload_admit``, migration 0010). It
     holds no count: the count is of the key's RUNNING tasks. Maintenance deletes the
-    rows of keys that no pending task holds. Unused on SQLite, whose single writer
+    rows of keys that no task runs. Unused on SQLite, whose single writer
     serialises claims."""
 
     backend = models.CharField(max_length=64)

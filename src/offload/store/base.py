@@ -299,6 +299,24 @@ class SqlStore:
             self.record_rows([r[0] for r in rows], timed=False)  # RETRIED, or FAILED
         return rows
 
+    def unpark(self, *, backend, keys):
+        """Of keys ``keys``, the tasks set aside while the key was full go back into the
+        claim's indexes, as many as each key has room for, best first; how many. A
+        worker calls it after recording outcomes of keyed tasks; maintenance for the
+        keys ``waiting_keys`` finds."""
+        raise NotImplementedError
+
+    def waiting_keys(self, *, backend, batch=1000):
+        """Keys with tasks set aside that have room now (a worker died between recording
+        its outcomes and ``unpark``)."""
+        return [r[0] for r in self.execute(self.sql("waiting_keys"),
+                                           {"backend": backend, "batch": batch})]
+
+    def unpark_waiting(self, *, backend):
+        """``unpark`` every key ``waiting_keys`` finds; how many tasks went back."""
+        keys = self.waiting_keys(backend=backend)
+        return self.unpark(backend=backend, keys=keys) if keys else 0
+
     def forget_keys(self, *, backend, batch=5000):
         """Delete the claim-lock rows of concurrency keys that nothing runs (PostgreSQL's
         offload_key, see migration 0008; SQLite has none); return how many."""

@@ -136,6 +136,15 @@ class Store(Protocol):
                  batch: int = 10000) -> int:
         """Stop ageing the tasks that reached the cap; how many."""
 
+    def unpark(self, *, backend: str, keys: Iterable[str]) -> int:
+        """Tasks set aside for keys ``keys`` go back, as many as each has room for; how many."""
+
+    def waiting_keys(self, *, backend: str, batch: int = 1000) -> list[str]:
+        """Keys with tasks set aside that have room now."""
+
+    def unpark_waiting(self, *, backend: str) -> int:
+        """``unpark`` the keys ``waiting_keys`` finds; how many tasks went back."""
+
     def forget_keys(self, *, backend: str, batch: int = 5000) -> int:
         """Delete the lock rows of concurrency keys that no task runs; how many."""
 

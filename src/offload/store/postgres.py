@@ -22,7 +22,8 @@ logger = logging.getLogger("offload.worker")
 #: A prepare threshold no query reaches by repetition: only ``prepare=True`` prepares.
 ONLY_EXPLICIT = 2**31 - 1
 _NOT_SUMMED = {"tallied": -1, "tally": "[]"}  # record.sql adds nothing
-#: Batches of at least this many rows without unique keys are enqueued with COPY.
+#: Batches of at least this many rows without unique or concurrency keys are enqueued
+#: with COPY.
 COPY_MIN = 100
 #: What PostgreSQL answers when a connection's prepared statement is missing from the
 #: server session, or that session has another statement of the name: a transaction
@@ -96,7 +97,7 @@ class PostgresStore(SqlStore):
         return list(values)
 
     def _insert(self, backend, rows, *, now, age_rate):
-        if len(rows) >= COPY_MIN and all(r[5] is None for r in rows):
+        if len(rows) >= COPY_MIN and all(r[5] is None and r[6] is None for r in rows):
             return self._copy(backend, rows, now=now, age_rate=age_rate)
         params = {
             "backend": backend, "now": now, "channel": self.channel(backend),
@@ -109,17 +110,16 @@ class PostgresStore(SqlStore):
         return self.fetch(self.sql("enqueue"), params)
 
     def _copy(self, backend, rows, *, now, age_rate):
-        """A batch without unique keys, with COPY (no statement to parse or arrays to
+        """A batch without unique or concurrency keys, with COPY (no statement to parse or arrays to
         quote): ids from the sequence, the rows streamed in, one NOTIFY; in the
         caller's transaction, like enqueue, through Django's cursor (its query log
         shows all three). Returns ``[(id, None)]``."""
         ids = [r[0] for r in self.execute(self.sql("enqueue_ids"), {"count": len(rows)})]
         with self.connection.cursor() as cursor, cursor.copy(self.sql("enqueue_copy")) as copy:
-            for id_, (queue, priority, path, payload, run_after, _, ckey, climit) in zip(
-                    ids, rows, strict=True):
+            for id_, (queue, priority, path, payload, run_after, *_) in zip(ids, rows, strict=True):
                 copy.write_row((id_, backend, queue, priority, path, payload, "READY", now,
                                 run_after or now, run_after, 0, 0, "", "[]",
-                                age_key(priority, run_after or now, age_rate), ckey, climit))
+                                age_key(priority, run_after or now, age_rate)))
         self.notify(backend)
         return [(id_, None) for id_ in ids]
 
@@ -235,6 +235,12 @@ class PostgresStore(SqlStore):
         offload_stat (record_sums)."""
         params = {**self._sums(observations, len(ids), timed), "worker": worker, "ids": list(ids)}
         self.fetch(self.sql("record_sums"), params)
+
+    def unpark(self, *, backend, keys):
+        if not keys:
+            return 0
+        [(back,)] = self.fetch(self.sql("unpark"), {"backend": backend, "keys": sorted(set(keys))})
+        return back
 
     def forget_keys(self, *, backend, batch=5000):
         """Delete ``backend``'s offload_key rows whose key no task runs, in batches.

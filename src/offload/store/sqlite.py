@@ -75,14 +75,29 @@ class SqliteStore(SqlStore):
             horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
             age_rate=float(age_rate), min_priority=min_priority, server=server,
             any_queue=not queues, queues=_json(list(queues)), exclude=_json(list(exclude)))
-        return self._claimed(self.execute(self.sql("claim"), params), params, now)
+        return self._park(self._claimed(self.execute(self.sql("claim"), params), params, now))
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         token = self.new_token()
         params = self._claim_params(backend=backend, limit=limit, worker=worker, lease=lease,
                                     now=now, token=token, queue=queue, cluster_max=cluster_max,
                                     server=server)
-        return self._claimed(self.execute(self.sql("claim_limited"), params), params, now)
+        return self._park(self._claimed(self.execute(self.sql("claim_limited"), params), params, now))
+
+    def _park(self, claimed):
+        """After a claim that took keyed tasks: set aside the READY tasks of those keys
+        that are now full (sqlite/park.sql; PostgreSQL does it inside the claim)."""
+        keys = {c.concurrency_key for c in claimed if c.concurrency_key is not None}
+        if keys:
+            self.execute(self.sql("park"), {"backend": claimed[0].backend,
+                                            "keys": self.array(sorted(keys))}, fetch=False)
+        return claimed
+
+    def unpark(self, *, backend, keys):
+        back = 0
+        for key in sorted(set(keys)):
+            back += self.execute(self.sql("unpark"), {"backend": backend, "key": key}, fetch=False)
+        return back
 
     def complete(self, outcomes, *, worker=""):
         """One transaction: the UPDATE, whose RETURNING says which outcomes were

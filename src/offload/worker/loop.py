@@ -152,6 +152,7 @@ class Loop:
         self.busy = Counter()  # slot kind -> how many of inflight
         self.cancelling = set()  # ids of coroutines cancelled (their timeout, a stop request)
         self.stopping = {}  # id -> (Cancelled, entry): tasks asked to stop (offload.cancel)
+        self.freed_keys = set()  # concurrency keys of tasks just recorded: unpark them
         self._stops_looked = 0.0  # monotonic time of the last look for stop requests
         self.lifecycle = Lifecycle.RUNNING
         self.stop_at = None  # monotonic end of the grace, once not RUNNING
@@ -218,6 +219,7 @@ class Loop:
         failed = False
         if done or claiming:
             got = self._round(done, free if claiming else (0, 0))
+            self._unpark()
             if got is None:  # database error: keep the outcomes, retry shortly
                 with self.lock:
                     self.done[:0] = done
@@ -247,6 +249,14 @@ class Loop:
         delay = self._sleep(mono)
         self.pace.slept()
         return delay
+
+    def _unpark(self):
+        """Tasks set aside while their concurrency key was full go back for the keys
+        this process just freed, in a transaction of their own (a database error leaves
+        them to maintenance's net, ``unpark_waiting``)."""
+        if self.freed_keys:
+            keys, self.freed_keys = sorted(self.freed_keys), set()
+            self._db("unpark", backend=self.backend.alias, keys=keys)
 
     def _claim_due(self, mono):
         if self.wakeups.look(self._db):
@@ -412,9 +422,11 @@ class Loop:
                 continue
             if outcome.status == TaskResultStatus.READY:  # a retry: runnable again, maybe now
                 self.pace.maybe_more = True
-            elif outcome.claim is not None and outcome.claim.concurrency_key is not None:
+            if outcome.claim is not None and outcome.claim.concurrency_key is not None:
                 # Its key has room again, which the claim that rode with this outcome
-                # could not see yet (it read the task as running): claim once more.
+                # could not see yet (it read the task as running): bring back a task
+                # set aside for the key (_unpark), and claim once more.
+                self.freed_keys.add(outcome.claim.concurrency_key)
                 self.pace.maybe_more = True
             if result is not None and outcome.status in _FINAL:
                 object.__setattr__(result, "status", outcome.status)

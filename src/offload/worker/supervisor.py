@@ -130,7 +130,8 @@ class Supervisor:
 
     def _maintain(self, force=False, draining=False):
         """Every tick: heartbeat the registry, enqueue due periodic tasks, stop ageing
-        tasks at their cap, fail tasks asked to stop that are READY again; every half
+        tasks at their cap, fail tasks asked to stop that are READY again, bring back
+        tasks set aside for concurrency keys that have room; every half
         lease: rescue expired leases; every 10 minutes: fold old statistics minutes into
         their totals and delete idle concurrency-key lock rows; hourly: prune old results.
         While ``draining``, only the heartbeat (a server with a long grace is alive).
@@ -140,7 +141,7 @@ class Supervisor:
         its traceback and the other steps still run. Nothing here stops the server."""
         steps = (self._registry_tick,) if draining else (
             self._registry_tick, self._rescue_expired, self._tick_schedules, self._cap_aged,
-            self._fold, self._prune, self._cancel_stopped)
+            self._fold, self._prune, self._cancel_stopped, self._unpark_waiting)
         for step in steps:
             try:
                 step(force)
@@ -216,6 +217,11 @@ class Supervisor:
         if cancelled:
             logger.info("cancelled %d task(s) asked to stop that were ready to run again: %s",
                         len(cancelled), ",".join(map(str, cancelled)))
+
+    def _unpark_waiting(self, force):
+        """The net under a worker that died between recording a keyed task's outcome and
+        unparking its key: tasks set aside for keys that have room go back."""
+        self.backend.store.unpark_waiting(backend=self.alias)
 
     def _lost(self, rows):
         """``task_finished`` for the rescued tasks that were FAILED (MAX_RESCUES), sent

@@ -1,20 +1,16 @@
 -- admit (a fragment of picked and claim_limited): of the candidates (id, eff,
--- available_at, concurrency_key, concurrency_limit, best first), the tasks the claim
--- takes: every one without a concurrency key, and of those with one as many as the key
--- has room for, best first — a task is admitted while its key's running tasks plus its
--- rank among this claim's candidates of that key stay within its concurrency_limit.
--- offload_key_running (migration 0008) locks the keys' rows in key order and counts
--- their running tasks in a statement of its own, so the count is never stale; with no
--- keyed candidate it returns at once.
-keys AS MATERIALIZED (
-    SELECT * FROM offload_key_running(%(backend)s, ARRAY(
-        SELECT concurrency_key FROM candidates WHERE concurrency_key IS NOT NULL))
-), picked AS (
+-- available_at, concurrency_key, concurrency_limit), the tasks the claim takes: every
+-- one without a concurrency key, and those with one that offload_admit (migration 0010)
+-- admits, best first: each while fewer than its limit hold its key. It locks the keys'
+-- rows in key order and counts their running tasks in a statement of its own, so the
+-- count is never stale; then it sets aside the READY tasks of keys now full. With no
+-- keyed candidate it is not called.
+picked AS (
     SELECT id FROM candidates WHERE concurrency_key IS NULL
     UNION ALL
-    SELECT id FROM (
-        SELECT c.id, c.concurrency_limit, k.running, row_number() OVER (
-            PARTITION BY c.concurrency_key ORDER BY c.eff DESC, c.available_at, c.id) AS rank
-        FROM candidates AS c JOIN keys AS k ON k.concurrency_key = c.concurrency_key) AS a
-    WHERE rank + running <= concurrency_limit
+    SELECT offload_admit(%(backend)s, k.ids, k.keys, k.limits) FROM (
+        SELECT array_agg(id ORDER BY eff DESC, available_at, id) AS ids,
+               array_agg(concurrency_key ORDER BY eff DESC, available_at, id) AS keys,
+               array_agg(concurrency_limit ORDER BY eff DESC, available_at, id) AS limits
+        FROM candidates WHERE concurrency_key IS NOT NULL HAVING count(*) > 0) AS k
 )

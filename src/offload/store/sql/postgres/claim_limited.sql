@@ -10,6 +10,7 @@ WITH candidates AS (
       AND available_at <= %(now)s
       AND {claimable}
       AND {key_room}
+      AND {not_waiting}
     ORDER BY priority DESC, available_at, id
     LIMIT GREATEST(0, LEAST(%(limit)s, %(cluster_max)s - (
         SELECT count(*) FROM offload_task

@@ -7,10 +7,10 @@ WITH ins AS (
     INSERT INTO offload_task (
         backend, queue_name, priority, task_path, payload, status, enqueued_at,
         available_at, run_after, attempts, rescues, worker_ids, errors, unique_key, age_key,
-        concurrency_key, concurrency_limit)
-    SELECT %(backend)s, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
+        concurrency_key, concurrency_limit, key_waiting)
+    SELECT %(backend)s::varchar, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
            COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key,
-           v.concurrency_key, v.concurrency_limit
+           v.concurrency_key, v.concurrency_limit, {key_full}
     FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(paths)s::text[],
                 %(payloads)s::text[], %(run_afters)s::timestamptz[], %(unique_keys)s::text[],
                 %(age_keys)s::float8[], %(concurrency_keys)s::text[],

@@ -1,4 +1,6 @@
--- take (a fragment of claim, cycle and claim_limited): mark the picked rows as ours.
+-- take (a fragment of claim, cycle and claim_limited): mark the picked rows as ours,
+-- found by primary key (= ANY of an array, whatever the planner guesses picked holds:
+-- joined, an estimate of a thousand rows made it scan the table).
 taken AS (
     UPDATE offload_task AS t SET
         status = 'RUNNING',
@@ -9,8 +11,7 @@ taken AS (
         lease_token = %(token)s,
         lease_expires_at = %(lease_until)s,
         claimed_by = %(worker)s
-    FROM picked
-    WHERE t.id = picked.id
+    WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.task_path, t.payload, t.priority, t.queue_name, t.enqueued_at,
               t.run_after, t.started_at, t.worker_ids, t.errors, t.available_at,
               t.concurrency_key

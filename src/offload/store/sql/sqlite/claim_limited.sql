@@ -11,6 +11,7 @@ WHERE id IN (
           AND available_at <= %(now)s
           AND {claimable}
           AND {key_room}
+          AND {not_waiting}
         ORDER BY priority DESC, available_at, id
         LIMIT max(0, min(%(limit)s, %(cluster_max)s - (
             SELECT count(*) FROM offload_task

@@ -7,11 +7,15 @@
 INSERT INTO offload_task (
     backend, queue_name, priority, task_path, payload, status, enqueued_at,
     available_at, run_after, attempts, rescues, worker_ids, errors, unique_key, age_key,
-    concurrency_key, concurrency_limit)
-SELECT %(backend)s, value ->> 0, value ->> 1, value ->> 2, value ->> 3, 'READY', %(now)s,
-       value ->> 4, value ->> 5, 0, 0, '', '[]', value ->> 6, value ->> 7, value ->> 8,
-       value ->> 9
-FROM json_each(%(rows)s) WHERE true
+    concurrency_key, concurrency_limit, key_waiting)
+SELECT %(backend)s, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
+       v.available_at, v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key,
+       v.concurrency_key, v.concurrency_limit, {key_full}
+FROM (SELECT value ->> 0 AS queue_name, value ->> 1 AS priority, value ->> 2 AS task_path,
+             value ->> 3 AS payload, value ->> 4 AS available_at, value ->> 5 AS run_after,
+             value ->> 6 AS unique_key, value ->> 7 AS age_key, value ->> 8 AS concurrency_key,
+             value ->> 9 AS concurrency_limit
+      FROM json_each(%(rows)s)) AS v WHERE true
 ON CONFLICT (backend, unique_key)
     WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL DO NOTHING
 RETURNING id, unique_key

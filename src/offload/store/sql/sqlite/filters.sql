@@ -7,3 +7,4 @@
               AND {claimable}
               AND priority >= %(min_priority)s
               AND {key_room}
+              AND {not_waiting}
