@@ -29,6 +29,29 @@ def test_summary_groups_queues_by_priority_band():
     assert [t.pk for t in queries.failures()] == [int(failed.id)]
 
 
+@pytest.mark.django_db(databases=["default", "tasks"])  # the metrics read every task database
+def test_tasks_waiting_on_a_full_key_are_counted_as_such():
+    """Tasks set aside for a full concurrency key show as waiting on a key, not as
+    ready, in the summary (the dashboard, status) and the metrics."""
+    from django.tasks import task_backends
+
+    from offload.clock import now
+    from offload.metrics import OffloadCollector
+
+    keyed = tasks.noop.using(concurrency_key="application:42")
+    keyed.enqueue()
+    task_backends["default"].store.claim(backend="default", queues=[], limit=1, worker="w1",
+                                         lease=60, now=now())  # the holder runs
+    for _ in range(3):
+        keyed.enqueue()
+    tasks.noop.enqueue()
+    [row] = [r for r in queries.summary() if r["queue"] == "default"]
+    assert (row["ready"], row["waiting_key"], row["running"]) == (1, 3, 1)
+    [depth] = [f for f in OffloadCollector().collect() if f.name == "offload_queue_depth"]
+    by_state = {s.labels["state"]: s.value for s in depth.samples if s.labels["queue"] == "default"}
+    assert (by_state["ready"], by_state["waiting_key"]) == (1, 3)
+
+
 @pytest.mark.django_db(databases=["default", "tasks"])  # servers of every task database
 def test_status_command_prints_the_summary():
     tasks.noop.enqueue()

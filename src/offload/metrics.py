@@ -51,7 +51,7 @@ class OffloadCollector:
                                      labels=["backend", "queue", "band"])
         for alias in Deployment.current().backends:
             for row in queries.summary(alias):
-                for state in ("ready", "scheduled", "running", "failed"):
+                for state in queries.STATES:
                     depth.add_metric([alias, row["queue"], row["band"], state], row[state])
                 if row["oldest_wait_s"] is not None:
                     oldest.add_metric([alias, row["queue"], row["band"]], row["oldest_wait_s"])

@@ -27,9 +27,14 @@ def band_of(priority):
     return next(name for name, low in BANDS if priority >= low)
 
 
+#: The summary's counts: runnable now, waiting for a full concurrency key (set aside,
+#: docs/flow-control.md), due later, running, failed.
+STATES = ("ready", "waiting_key", "scheduled", "running", "failed")
+
+
 def summary(backend="default"):
-    """Per queue and priority band: runnable, scheduled, running and failed counts and
-    the oldest runnable task's wait in seconds.
+    """Per queue and priority band: the counts of ``STATES`` and the oldest runnable
+    (or key-waiting) task's wait in seconds.
 
     Waiting and failed tasks are counted from the ``offload_task_pending`` index alone
     and running ones through the lease index, so finished rows are never read."""
@@ -43,14 +48,20 @@ def summary(backend="default"):
                           oldest=Min("available_at", filter=Q(status="READY", available_at__lte=at))))
     rows += (tasks.filter(status="RUNNING").values("queue_name", "priority")
              .annotate(running=Count("id")))
+    # Runnable but set aside while their concurrency key is full (a few rows, through
+    # offload_task_key_waiting): counted as waiting on a key instead of ready.
+    rows += [{**r, "ready": -r["waiting_key"]} for r in
+             tasks.filter(status="READY", key_waiting=True, available_at__lte=at)
+             .values("queue_name", "priority").annotate(waiting_key=Count("id"))]
     paused = paused_queues(backend)
     merged = {}
     for row in rows:
         key = (row["queue_name"], band_of(row["priority"]))
-        entry = merged.setdefault(key, {"queue": key[0], "band": key[1], "ready": 0, "scheduled": 0,
-                                        "running": 0, "failed": 0, "oldest_wait_s": None,
+        entry = merged.setdefault(key, {"queue": key[0], "band": key[1], "ready": 0,
+                                        "waiting_key": 0, "scheduled": 0, "running": 0,
+                                        "failed": 0, "oldest_wait_s": None,
                                         "paused": key[0] in paused})
-        for name in ("ready", "scheduled", "running", "failed"):
+        for name in STATES:
             entry[name] += row.get(name, 0)
         if row.get("oldest") is not None:
             wait = (at - row["oldest"]).total_seconds()
