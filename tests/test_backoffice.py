@@ -397,6 +397,11 @@ def test_every_step_is_safe_to_run_twice(backoffice, tmp_path):
             " (SELECT pdf FROM loans_offer WHERE application_id = ?),"
             " (SELECT status FROM loans_application WHERE id = ?)", *[pk] * 6)
 
+    keyed = backoffice.sql("SELECT DISTINCT task_path, concurrency_key FROM offload_task WHERE "
+                           "concurrency_key IS NOT NULL ORDER BY task_path")
+    assert [path for path, key in keyed if key == f"application:{pk}"] == [
+        "loans.tasks.analyse_statement", "loans.tasks.check_credit", "loans.tasks.make_offer_letter",
+        "loans.tasks.score_application"]  # the tasks that write the application hold its key
     before = state()
     out = subprocess.run([PY, "-c", RERUN.replace("{pk}", str(pk))], env=backoffice.env, check=True,
                          capture_output=True, text=True).stdout.strip()

@@ -10,6 +10,10 @@ are busy::
     analyse_statement     0  analysis       CPU work on the uploaded CSV
     sync_crm            -50  crm            nobody waits; at most 2 at once cluster-wide
     portfolio_report   -100  reports        nightly (OPTIONS["PERIODIC"])
+
+Every task that writes an application's rows holds the concurrency key
+``application:<id>`` (``per_application``): two servers never work on one application
+at once, while different applications run in parallel (docs/flow-control.md).
 """
 
 import hashlib
@@ -31,6 +35,11 @@ from loans.models import Application, CashFlow, CreditReport, CrmSync, Notificat
 from loans.workflow import advance, start
 
 S = Application.Status
+
+
+def per_application(application_id, *args, **kwargs):
+    """The concurrency key of a task that writes application ``application_id``."""
+    return f"application:{application_id}"
 
 MESSAGES = {
     "received": ("We received your application",
@@ -59,7 +68,7 @@ def notify_applicant(application_id, kind):
     return f"sent {kind}"
 
 
-@task(priority=0, queue_name="analysis")
+@task(priority=0, queue_name="analysis", concurrency_key=per_application)
 def analyse_statement(application_id):
     application = Application.objects.select_related("statement").get(pk=application_id)
     if application.status != S.SUBMITTED:
@@ -74,7 +83,8 @@ def analyse_statement(application_id):
     return metrics
 
 
-@task(priority=10, queue_name="default", max_attempts=12, retry_backoff=1.0, retry_backoff_max=300)
+@task(priority=10, queue_name="default", max_attempts=12, retry_backoff=1.0, retry_backoff_max=300,
+      concurrency_key=per_application)
 def check_credit(application_id):
     """Calls the (simulated) bureau; BureauUnavailable fails the attempt and Offload
     retries it with exponential backoff: 12 attempts ride out 10 to 20 minutes of
@@ -92,7 +102,7 @@ def check_credit(application_id):
     return report["bureau_score"]
 
 
-@task(priority=10, queue_name="default")
+@task(priority=10, queue_name="default", concurrency_key=per_application)
 def score_application(application_id):
     with transaction.atomic():
         application = advance(application_id, S.CREDIT_CHECKED, S.SCORED)
@@ -105,7 +115,7 @@ def score_application(application_id):
     return {"score": value, "grade": grade}
 
 
-@task(priority=20, queue_name="default", max_attempts=3)
+@task(priority=20, queue_name="default", max_attempts=3, concurrency_key=per_application)
 def make_offer_letter(application_id, notify=True):
     """The offer letter, made once: a second run (a rescued task) neither replaces a
     letter the applicant may have downloaded nor emails again."""
