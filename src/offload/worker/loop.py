@@ -438,9 +438,9 @@ class Loop:
 
     def _check_timeouts(self):
         """A task past its timeout: a coroutine is cancelled and has its timeout again,
-        at most ``OPTIONS["CANCEL_GRACE"]``, to stop (its runner records the TaskTimeout); a thread
-        cannot be stopped, nor a coroutine that ignored its cancellation, so its outcome
-        is recorded here and the process is replaced."""
+        at most ``OPTIONS["CANCEL_GRACE"]``, to stop (its runner records the TaskTimeout);
+        a thread cannot be stopped, nor a coroutine that ignored its cancellation, so its
+        outcome is recorded here and the process is replaced."""
         mono = time.monotonic()
         with self.lock:
             for task_id, (deadline, claimed, task, result) in list(self.deadlines.items()):
@@ -483,8 +483,9 @@ class Loop:
         """Look for this process's tasks asked to stop (``offload.cancel``): at once when
         the wake-up source says so, else every ``STOP_POLL`` seconds while tasks run.
         Each is told (``offload.cancellation``; a coroutine is cancelled) and has
-        ``OPTIONS["CANCEL_GRACE"]`` seconds to stop before its outcome is recorded here and the
-        process replaced, as for a timeout."""
+        ``OPTIONS["CANCEL_GRACE"]`` seconds to stop before its outcome is recorded here and
+        the process replaced, as for a timeout; one still waiting for a thread never
+        starts."""
         mono = time.monotonic()
         told = self.wakeups.stops_since_look()
         if not self.inflight or not (told or mono - self._stops_looked >= STOP_POLL):
@@ -495,11 +496,13 @@ class Loop:
             claimed = self.inflight[task_id]
             message = entry["traceback"].strip().split(": ", 1)[-1]
             error = Cancelled(f"{claimed.task_path} (id={task_id}): {message}")
-            self.stopping[task_id] = (error, entry)
             cancellation.request(task_id, error, entry)
             with self.lock:
-                task, result = self.prepared_of.get(task_id, (None, None))
-                self.deadlines[task_id] = (mono + self.opts.CANCEL_GRACE, claimed, task, result)
+                self.stopping[task_id] = (error, entry)
+                # A task still waiting for a thread never starts (_begin); one that
+                # runs has the grace to stop.
+                if (prepared := self.prepared_of.get(task_id)) is not None:
+                    self.deadlines[task_id] = (mono + self.opts.CANCEL_GRACE, claimed, *prepared)
             if self.slot_of.get(task_id) == ASYNC:
                 self.cancelling.add(task_id)
                 self.coroutines.cancel(task_id, error)
@@ -552,7 +555,10 @@ class Loop:
 
     def _begin(self, claimed):
         """``(prepared, None)`` with the task's deadline set, or ``(None, report)`` for a
-        task that cannot start (unknown path, corrupt payload: a permanent failure)."""
+        task that cannot start (unknown path, corrupt payload: a permanent failure) or
+        must not (asked to stop while it waited for a thread)."""
+        if (stop := cancellation.stopped(claimed.id)) is not None:
+            return None, (self.runner.failed(claimed, stop[0], retry=False), None)
         try:
             prepared = self.runner.prepare(claimed)
         except Exception as exc:
@@ -562,6 +568,9 @@ class Loop:
             self.prepared_of[claimed.id] = prepared
             if timeout:
                 self.deadlines[claimed.id] = (time.monotonic() + timeout, claimed, *prepared)
+            if claimed.id in self.stopping:  # asked to stop just as it started
+                self.deadlines[claimed.id] = (time.monotonic() + self.opts.CANCEL_GRACE, claimed,
+                                              *prepared)
         return prepared, None
 
     def _broken(self, claimed, exc):
