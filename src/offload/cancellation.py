@@ -25,6 +25,8 @@ from asgiref.sync import sync_to_async
 
 from offload.exceptions import Cancelled
 
+__all__ = ["acancel", "cancel", "raise_if_requested", "requested"]
+
 #: What ``cancel`` did: the task had not started and will not; it runs and was asked
 #: to stop; it had finished already (left alone).
 CANCELLED, STOPPING, FINISHED = "cancelled", "stopping", "finished"
