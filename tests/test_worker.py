@@ -236,7 +236,8 @@ def test_sigkill_with_a_claim_window_reruns_only_what_was_running(start_worker):
     the killed process held comes back (rescued) and runs elsewhere: nothing is lost,
     and only tasks it held may run twice (those running, or finished but not yet
     recorded: at most its threads plus its window)."""
-    n, threads = 10000, 3
+    n, threads = 4000, 3  # (each task writes its Run row on a connection of its own:
+    # ~100 tasks/s on a loaded 2-core machine, so 10,000 could not drain in the deadline)
     bulk_enqueue(tasks.logged, [((f"k{i}",), {"sleep": 0.001}) for i in range(n)])
     worker = start_worker("--processes", "2", "--threads", str(threads))
     rescued, twice = kill_a_process_mid_drain(worker, n, ran=600)

@@ -147,9 +147,14 @@ class PostgresStore(SqlStore):
             "server": server,
         }
 
+    @staticmethod
+    def _plain(name, params):
+        """``name`` or, with ageing off, its ``_plain`` variant (sql/postgres/picked_plain.sql)."""
+        return name if params["age_rate"] > 0 else f"{name}_plain"
+
     def claim(self, **claim):
         params = self._claim_params(**claim)
-        return self._claimed(self.fetch(self.sql("claim"), params), params)
+        return self._claimed(self.fetch(self.sql(self._plain("claim", params)), params), params)
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         params = self._claim_params(backend=backend, queues=[queue], limit=limit,
@@ -206,7 +211,7 @@ class PostgresStore(SqlStore):
         if not observations:
             return super().cycle(outcomes, claim, worker=worker)
         params = self._outcome_params(outcomes, worker, observations) | self._claim_params(**claim)
-        rows = self.fetch(self.sql("cycle"), params)
+        rows = self.fetch(self.sql(self._plain("cycle", params)), params)
         accepted = {r[1] for r in rows if r[0]}
         claimed = self._claimed([r[1:] for r in rows if not r[0]], params)
         self._add_accepted(outcomes, accepted, worker)

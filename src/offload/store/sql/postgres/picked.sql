@@ -14,16 +14,7 @@
 -- constant filter.
 -- Why SKIP LOCKED in each half: concurrent claimers pass over each other's rows instead
 -- of waiting; rows locked here but not picked are released when the statement commits.
-capped AS (
-    SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key, concurrency_limit
-    FROM offload_task
-    WHERE status = 'READY' AND backend = %(backend)s
-      AND {filters}
-      AND age_key IS NULL AND available_at <= %(now)s
-    ORDER BY priority DESC, available_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), ageing AS (
+{capped}, ageing AS (
     SELECT id, age_key + %(age_now)s AS eff, available_at, concurrency_key, concurrency_limit
     FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
