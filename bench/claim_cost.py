@@ -54,6 +54,12 @@ def measure(db, rows, claims, ageing, finished=0, keys=0, full_key=0):
         if keys:
             cursor.execute("UPDATE offload_task SET concurrency_key = 'k' || (id %% %s), "
                            "concurrency_limit = 1 WHERE status = 'READY'", [keys])
+            # As enqueue leaves them (key_full.sql): each key's best task in line, the
+            # others set aside.
+            cursor.execute("UPDATE offload_task SET key_waiting = (r.n > 1) FROM ("
+                           " SELECT id, row_number() OVER (PARTITION BY concurrency_key"
+                           " ORDER BY priority DESC, available_at, id) AS n FROM offload_task"
+                           " WHERE status = 'READY') AS r WHERE offload_task.id = r.id")
             progress(f"[{db}] {keys:,} concurrency keys")
     if full_key:
         holder = noop.using(priority=100, concurrency_key="hot").enqueue()

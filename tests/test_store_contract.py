@@ -227,6 +227,18 @@ def test_a_full_key_waits_and_frees_when_its_holder_finishes(store):
     assert [c.id for c in take(store, worker="w2")] == [second]  # the next in line
 
 
+
+def test_enqueue_puts_in_line_only_what_a_key_has_room_for(store):
+    """A batch of a key's tasks: as many as its limit stay in the claim's indexes, best
+    first; the others are set aside at once (no claim ever passes over them)."""
+    ids = put(store, keyed("k", limit=2, priority=0), keyed("k", limit=2, priority=50),
+              *[keyed("k", limit=2)] * 3, ("default", 0))
+    waiting = dict(TaskRow.objects.filter(pk__in=ids).values_list("pk", "key_waiting"))
+    assert [waiting[i] for i in ids] == [False, False, True, True, True, False]
+    assert {c.id for c in take(store, limit=2)} == {ids[0], ids[1]}  # the key is full now
+    [late] = put(store, keyed("k", limit=2))
+    assert row(late).key_waiting  # set aside at once
+
 def test_a_key_admits_up_to_its_limit_in_one_claim_and_across_claims(store):
     ids = put(store, *[keyed("report", limit=2)] * 5)
     assert [c.id for c in take(store, limit=1)] == ids[:1]

@@ -11,12 +11,17 @@ WITH ins AS (
     SELECT %(backend)s::varchar, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
            COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key,
            v.concurrency_key, v.concurrency_limit, {key_full}
-    FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(paths)s::text[],
-                %(payloads)s::text[], %(run_afters)s::timestamptz[], %(unique_keys)s::text[],
-                %(age_keys)s::float8[], %(concurrency_keys)s::text[],
-                %(concurrency_limits)s::int[])
-         AS v(queue_name, priority, task_path, payload, run_after, unique_key, age_key,
-              concurrency_key, concurrency_limit)
+    FROM (SELECT u.*, row_number() OVER (
+                     PARTITION BY u.concurrency_key
+                     ORDER BY u.priority DESC, u.run_after NULLS FIRST, u.n) AS key_rank
+          FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(paths)s::text[],
+                      %(payloads)s::text[], %(run_afters)s::timestamptz[],
+                      %(unique_keys)s::text[], %(age_keys)s::float8[],
+                      %(concurrency_keys)s::text[], %(concurrency_limits)s::int[])
+               WITH ORDINALITY
+               AS u(queue_name, priority, task_path, payload, run_after, unique_key, age_key,
+                    concurrency_key, concurrency_limit, n)) AS v
+    ORDER BY v.n
     ON CONFLICT (backend, unique_key)
         WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL DO NOTHING
     RETURNING id, unique_key

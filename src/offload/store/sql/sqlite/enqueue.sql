@@ -14,8 +14,11 @@ SELECT %(backend)s, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %
 FROM (SELECT value ->> 0 AS queue_name, value ->> 1 AS priority, value ->> 2 AS task_path,
              value ->> 3 AS payload, value ->> 4 AS available_at, value ->> 5 AS run_after,
              value ->> 6 AS unique_key, value ->> 7 AS age_key, value ->> 8 AS concurrency_key,
-             value ->> 9 AS concurrency_limit
+             value ->> 9 AS concurrency_limit, key AS n,
+             row_number() OVER (PARTITION BY value ->> 8
+                                ORDER BY value ->> 1 DESC, value ->> 4, key) AS key_rank
       FROM json_each(%(rows)s)) AS v WHERE true
+ORDER BY v.n
 ON CONFLICT (backend, unique_key)
     WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL DO NOTHING
 RETURNING id, unique_key
