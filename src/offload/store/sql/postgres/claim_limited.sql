@@ -9,7 +9,6 @@ WITH candidates AS (
     WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
       AND available_at <= %(now)s
       AND {claimable}
-      AND {key_room}
       AND {not_waiting}
     ORDER BY priority DESC, available_at, id
     LIMIT GREATEST(0, LEAST(%(limit)s, %(cluster_max)s - (

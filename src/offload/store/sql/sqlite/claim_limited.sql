@@ -10,7 +10,6 @@ WHERE id IN (
         WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
           AND available_at <= %(now)s
           AND {claimable}
-          AND {key_room}
           AND {not_waiting}
         ORDER BY priority DESC, available_at, id
         LIMIT max(0, min(%(limit)s, %(cluster_max)s - (
