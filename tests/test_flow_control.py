@@ -172,6 +172,8 @@ def test_cancel_of_a_ready_task_a_finished_one_and_an_unknown_id(start_worker):
     assert offload.cancel(ready.id) == "finished"
     with pytest.raises(TaskResultDoesNotExist):
         offload.cancel("123456789")
+    with pytest.raises(TypeError, match="not an Offload backend"):
+        offload.cancel("1", backend="immediate")
     other = tasks.span.enqueue("cli")
     out = io.StringIO()
     call_command("offload", "cancel", other.id, "--reason", "duplicate", stdout=out)

@@ -76,11 +76,15 @@ def cancel(result, *, reason=None, by=None, backend=None):
     from django.tasks import task_backends
     from django.tasks.exceptions import TaskResultDoesNotExist
 
+    from offload.backend import OffloadBackend
     from offload.clock import now
 
     alias = backend or getattr(result, "backend", None) or "default"
     result_id = getattr(result, "id", result)
     tasks = task_backends[alias]
+    if not isinstance(tasks, OffloadBackend):
+        raise TypeError(f"offload.cancel: TASKS[{alias!r}] is a {type(tasks).__name__}, not an "
+                        "Offload backend; only Offload's tasks can be cancelled this way.")
     text = "cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
     rows = tasks._rows(result_id)  # raises TaskResultDoesNotExist for a malformed id
     for _ in range(3):  # a task may start, or go back to READY, between two statements
