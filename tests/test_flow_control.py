@@ -96,6 +96,88 @@ def test_a_limit_without_a_key_limits_the_task_itself():
     assert (plain.concurrency_key, plain.concurrency_limit) == (None, None)
 
 
+# -- rate limits -----------------------------------------------------------------------
+
+def starts_per_window(starts, window=1.0):
+    """The most of ``starts`` (datetimes, sorted) in any window of ``window`` seconds."""
+    most, first = 0, 0
+    for last, at in enumerate(starts):
+        while (at - starts[first]).total_seconds() >= window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+def test_200_tasks_at_20_per_second_take_10_seconds_across_two_servers(start_worker):
+    """rate_limit="20/s" (burst 1), two servers with no flags: the 200 runs span 199
+    intervals of 50 ms (10 s +- 10 %), and no second holds more than 20 + 1 starts."""
+    servers = [start_worker(), start_worker()]
+    for server in servers:
+        server.wait_started()
+    bulk_enqueue(tasks.span.using(rate_limit="20/s"), [((f"r{i}",), {}) for i in range(200)])
+    wait_until(lambda: Run.objects.count() == 200, timeout=60, message="200 rate-limited tasks ran")
+    starts = sorted(Run.objects.values_list("started", flat=True))  # the ledger: bodies ran
+    took = (starts[-1] - starts[0]).total_seconds()
+    assert 9.95 * 0.9 <= took <= 9.95 * 1.1, took
+    # When each started, as its TaskResult says (last_attempted_at: its claim); a body
+    # starts a few ms later on its thread, so two can be closer than their turns.
+    attempts = sorted(TaskRow.objects.values_list("last_attempted_at", flat=True))
+    assert starts_per_window(attempts) <= 21
+    assert len({pid for pid in Run.objects.values_list("pid", flat=True)}) >= 2  # both servers took some
+    for server in servers:
+        server.signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_a_throttled_backlog_holds_no_slot_and_other_work_passes(start_worker):
+    """One thread, 20 tasks at 2/s ahead of 20 plain ones: the plain ones all finish
+    while the throttled ones wait for their turns (no thread sleeps on a turn)."""
+    throttled = bulk_enqueue(tasks.span.using(rate_limit="2/s", priority=10),
+                             [((f"slow{i}",), {}) for i in range(20)])
+    plain = bulk_enqueue(tasks.span, [((f"plain{i}",), {}) for i in range(20)])
+    worker = start_worker("--processes", "1", "--threads", "1")
+    wait_until(lambda: all(tasks.span.get_result(r.id).is_finished for r in plain), timeout=30,
+               message="the plain tasks done behind a throttled backlog")
+    finished = sum(tasks.span.get_result(r.id).is_finished for r in throttled)
+    assert finished <= 3  # ~1 token per 0.5 s while the plain ones ran
+    assert TaskRow.objects.filter(rate_paced=True, status="READY").count() >= 15
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+def test_a_queue_rate_limit_is_the_bucket_of_its_tasks_without_their_own():
+    from django.tasks import task_backends
+
+    default = task_backends["default"]
+    params = {**default.params, "OPTIONS": {**default.params.get("OPTIONS", {}),
+                                            "RATE_LIMITS": {"emails": {"rate": "100/m", "burst": 5}}}}
+    backend = type(default)("default", params)
+    queued = backend.enqueue(tasks.span.using(queue_name="emails"), ["x"], {})
+    own = backend.enqueue(tasks.span.using(queue_name="emails", rate_limit="1/s"), ["y"], {})
+    other = backend.enqueue(tasks.span, ["z"], {})
+    rows = {str(r.pk): r for r in TaskRow.objects.all()}
+    assert (rows[queued.id].rate_key, rows[queued.id].rate_burst) == ("queue:emails", 5)
+    assert abs(rows[queued.id].rate_interval - 0.6) < 1e-9
+    assert (rows[own.id].rate_key, rows[own.id].rate_interval) == ("tests.testapp.tasks.span", 1.0)
+    assert rows[other.id].rate_key is None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"rate_limit": "20"}, "rate_limit='20' is not a rate: use a string such as '20/s'"),
+    ({"rate_limit": "0/s"}, "rate_limit='0/s' is not a rate"),
+    ({"rate_limit": "20/s", "rate_burst": 0}, "rate_burst=0: use a whole number from 1 to 10,000"),
+    ({"rate_burst": 5}, "rate_burst and rate_limit_key need a rate_limit"),
+    ({"rate_limit": "1/s", "rate_limit_key": lambda *a, **k: 7},
+     "its rate_limit_key callable returned 7, not a str"),
+    ({"fair_key": ""}, "fair_key='': is empty"),
+])
+def test_bad_rate_and_fair_options_are_refused_at_enqueue(options, message):
+    with pytest.raises(InvalidTaskOptions) as caught:
+        tasks.span.using(**options).enqueue("x")
+    assert message in str(caught.value)
+    assert not TaskRow.objects.exists()
+
+
 # -- cancelling a running task --------------------------------------------------------
 
 def test_a_running_sync_task_that_looks_is_cancelled_and_never_runs_again(start_worker):

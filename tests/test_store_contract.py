@@ -17,7 +17,7 @@ from django.db import connections
 from django.tasks import task_backends
 
 from offload.clock import now
-from offload.models import QueueState, Server, TaskRow, TaskStat
+from offload.models import QueueState, RateBucket, Server, TaskRow, TaskStat
 from offload.stats import TOTALS_MINUTE
 from offload.store import Claimed, Outcome, Store
 from offload.store.queries import ENGINES, SQL_DIR, path, query
@@ -29,6 +29,10 @@ PAYLOAD = '{"args": [], "kwargs": {}}'
 B = "default"
 
 
+#: An enqueue row's flow-control fields, none set (concurrency, rate, fair).
+NO_FLOW = (None,) * 6
+
+
 @pytest.fixture
 def store():
     return task_backends[B].store
@@ -36,8 +40,8 @@ def store():
 
 def put(store, *rows, at=None, age_rate=0.0, backend=B):
     """Enqueue ``rows`` of (queue, priority[, run_after[, unique_key[, concurrency_key[,
-    concurrency_limit]]]]); their ids."""
-    full = [(r[0], r[1], PATH, PAYLOAD, *(r[2:] + (None,) * 4)[:4]) for r in rows]
+    concurrency_limit[, rate_key[, rate_interval[, rate_burst[, fair_key]]]]]]]]); their ids."""
+    full = [(r[0], r[1], PATH, PAYLOAD, *(r[2:] + (None,) * 8)[:8]) for r in rows]
     return [id_ for id_, _ in store.enqueue(backend, full, now=at or now(), age_rate=age_rate)]
 
 
@@ -102,14 +106,14 @@ def test_enqueue_returns_ids_in_order_and_sets_the_row(store):
 
 def test_enqueue_keeps_one_pending_task_per_unique_key(store):
     [held] = put(store, ("default", 0, None, "k1"))
-    result = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1", None, None),
-                               ("default", 0, PATH, PAYLOAD, None, "k2", None, None),
-                               ("default", 0, PATH, PAYLOAD, None, "k2", None, None)], now=now())
+    result = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1", *NO_FLOW),
+                               ("default", 0, PATH, PAYLOAD, None, "k2", *NO_FLOW),
+                               ("default", 0, PATH, PAYLOAD, None, "k2", *NO_FLOW)], now=now())
     k2 = result[1][0]
     assert result == [(held, False), (k2, True), (k2, False)]
     assert store.pending(B, ["k1", "k2", "k3"]) == {"k1": held, "k2": k2}
     TaskRow.objects.filter(pk=held).update(status="SUCCESSFUL")  # no longer holds k1
-    [(again, created)] = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1", None, None)], now=now())
+    [(again, created)] = store.enqueue(B, [("default", 0, PATH, PAYLOAD, None, "k1", *NO_FLOW)], now=now())
     assert created and again != held
 
 
@@ -309,6 +313,60 @@ def test_a_key_whose_worker_died_before_unparking_is_found_by_maintenance(store)
     assert store.waiting_keys(backend=B) == [] and not row(c).key_waiting
     assert len(take(store, worker="w2")) == 2  # a (rescued) and b; c once one finishes
 
+
+# -- rate limits (docs/flow-control.md#rate-limits) --------------------------------------
+
+def rated(bucket, per_second, burst=1, priority=0, queue="default"):
+    return (queue, priority, None, None, None, None, bucket, 1 / per_second, burst)
+
+
+def test_a_rate_limit_admits_its_burst_and_gives_the_rest_turns_one_interval_apart(store):
+    """10/s with a burst of 3: three start at once; the other two get turns 0.1 s apart
+    from the bucket's next token, in order, and are not claimed before their turn."""
+    t0 = now()
+    ids = put(store, *[rated("api", 10, burst=3) for _ in range(5)], at=t0)
+    assert sorted(c.id for c in take(store, at=t0)) == ids[:3]
+    for id_, turn in zip(ids[3:], (0.1, 0.2), strict=True):
+        r = row(id_)
+        assert r.rate_paced and r.status == "READY"
+        assert abs((r.available_at - t0).total_seconds() - turn) < 0.002
+    assert take(store, at=t0 + timedelta(seconds=0.09)) == []
+    assert [c.id for c in take(store, at=t0 + timedelta(seconds=0.101))] == [ids[3]]
+    assert [c.id for c in take(store, at=t0 + timedelta(seconds=0.25))] == [ids[4]]
+
+
+def test_a_late_task_of_an_empty_bucket_waits_behind_its_turns_and_others_pass(store):
+    """A task enqueued while the bucket's turns run to 0.2 s gets the next turn; a task
+    without a rate limit (or of another bucket) is claimed at once meanwhile."""
+    t0 = now()
+    a, b, c = put(store, *[rated("api", 10) for _ in range(3)], at=t0)
+    assert [x.id for x in take(store, at=t0)] == [a]
+    late, = put(store, rated("api", 10, priority=50), at=t0 + timedelta(seconds=0.01))
+    plain, other = put(store, ("default", 0), rated("other", 10), at=t0 + timedelta(seconds=0.01))
+    assert {x.id for x in take(store, at=t0 + timedelta(seconds=0.02))} == {plain, other}
+    assert abs((row(late).available_at - t0).total_seconds() - 0.3) < 0.002
+    assert {x.id for x in take(store, at=t0 + timedelta(seconds=0.35))} == {b, c, late}
+
+
+def test_a_retried_rate_limited_task_takes_a_new_token(store):
+    t0 = now()
+    a, = put(store, rated("api", 1), at=t0)
+    [ca] = take(store, at=t0)
+    assert ca.rate_key == "api"
+    store.complete([done(ca, status="READY", available_at=t0)])  # a retry, due at once
+    assert take(store, at=t0 + timedelta(seconds=0.5)) == []  # the bucket's next token: t0 + 1 s
+    assert abs((row(a).available_at - t0).total_seconds() - 1.0) < 0.002 and row(a).rate_paced
+    assert [x.id for x in take(store, at=t0 + timedelta(seconds=1.001))] == [a]
+
+
+def test_full_buckets_are_forgotten(store):
+    t0 = now()
+    put(store, rated("api", 10), rated("api", 10), at=t0)
+    take(store, at=t0)
+    assert RateBucket.objects.filter(key="api").exists()
+    assert store.forget_buckets(backend=B, now=t0) == 0  # not full yet: 0.2 s of debt
+    assert store.forget_buckets(backend=B, now=t0 + timedelta(seconds=1)) == 1
+    assert store.next_turn(backend=B, now=t0) is not None
 
 
 # -- cancelling running tasks (docs/flow-control.md) -----------------------------------

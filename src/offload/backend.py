@@ -27,7 +27,7 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
-from offload.conf import Options, parse_duration
+from offload.conf import Options, parse_burst, parse_duration, parse_rate
 from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions, PayloadTooLarge
 from offload.options import OPTION_NAMES
 from offload.results import build_result, decode_errors, decode_payload, import_task, resolve_task
@@ -68,37 +68,68 @@ class OffloadTask(Task):
     #: Tasks of any kind share a key's slots. With a limit and no key, the key is the
     #: task's path (at most N of this task at once); with a key and no limit, the limit is 1.
     concurrency_key: str | Callable | None = None
+    #: At most this many of the task start per period, on every server together:
+    #: ``"20/s"``, ``"100/m"``, ``"5/h"``, ``"1/10s"`` (a token bucket; the others wait
+    #: READY for their turn, see docs/flow-control.md#rate-limits).
+    rate_limit: str | None = None
+    #: How many may start at once after a pause (the bucket's size; 1: evenly spaced).
+    rate_burst: int | None = None
+    #: The bucket: a str, or a callable of the task's arguments; tasks of any kind with
+    #: the same key share it. Default: the task's path.
+    rate_limit_key: str | Callable | None = None
+    #: Fair sharing (docs/flow-control.md#fair-sharing): within one priority, claims take
+    #: turns between fair keys (a str, or a callable of the task's arguments), so one
+    #: key's burst does not hold back another key's tasks.
+    fair_key: str | Callable | None = None
 
     def using(self, *, max_attempts=None, retry_backoff=None, retry_backoff_max=None,
               retry_jitter=None, timeout=None, unique_key=None, concurrency_limit=None,
-              concurrency_key=None, **changes):
+              concurrency_key=None, rate_limit=None, rate_burst=None, rate_limit_key=None,
+              fair_key=None, **changes):
         task = Task.using(self, **changes)
         extra = {k: v for k, v in {
             "max_attempts": max_attempts, "retry_backoff": retry_backoff,
             "retry_backoff_max": retry_backoff_max, "retry_jitter": retry_jitter,
             "timeout": timeout, "unique_key": unique_key,
             "concurrency_limit": concurrency_limit, "concurrency_key": concurrency_key,
+            "rate_limit": rate_limit, "rate_burst": rate_burst,
+            "rate_limit_key": rate_limit_key, "fair_key": fair_key,
         }.items() if v is not None}
         return dataclasses.replace(task, **extra) if extra else task
 
+    def _key(self, name, args, kwargs):
+        """The option ``name`` of one enqueue: its str, or what its callable returns."""
+        key = getattr(self, name)
+        if not callable(key):
+            return key
+        try:
+            key = key(*args, **kwargs)
+        except Exception as exc:
+            raise InvalidTaskOptions(
+                f"Cannot enqueue {self.module_path}: its {name} callable raised "
+                f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(key, str):
+            raise InvalidTaskOptions(
+                f"Cannot enqueue {self.module_path}: its {name} callable returned "
+                f"{key!r:.80}, not a str; return the key, such as f\"application:{{id}}\".")
+        _check_text(f"{name} (computed)", key, 255)
+        return key
+
     def concurrency(self, args, kwargs):
         """``(key, limit)`` of one enqueue of this task, or ``(None, None)``."""
-        key, limit = self.concurrency_key, self.concurrency_limit
-        if key is None and limit is None:
+        if self.concurrency_key is None and self.concurrency_limit is None:
             return None, None
-        if callable(key):
-            try:
-                key = key(*args, **kwargs)
-            except Exception as exc:
-                raise InvalidTaskOptions(
-                    f"Cannot enqueue {self.module_path}: its concurrency_key callable raised "
-                    f"{type(exc).__name__}: {exc}") from exc
-            if not isinstance(key, str):
-                raise InvalidTaskOptions(
-                    f"Cannot enqueue {self.module_path}: its concurrency_key callable returned "
-                    f"{key!r:.80}, not a str; return the key, such as f\"application:{{id}}\".")
-            _check_text("concurrency_key (computed)", key, 255)
+        key, limit = self._key("concurrency_key", args, kwargs), self.concurrency_limit
         return (self.module_path if key is None else key), (1 if limit is None else limit)
+
+    def rate(self, args, kwargs):
+        """``(bucket, seconds per task, burst)`` of one enqueue of this task's own rate
+        limit, or None."""
+        if self.rate_limit is None:
+            return None
+        key = self._key("rate_limit_key", args, kwargs)
+        return (self.module_path if key is None else key), parse_rate(self.rate_limit), \
+            1 if self.rate_burst is None else self.rate_burst
 
 
 #: Deepest nesting of lists and dicts inside one argument. Deeper structures are
@@ -294,6 +325,20 @@ class OffloadBackend(BaseTaskBackend):
             raise InvalidTaskOptions(
                 f"concurrency_limit={limit!r}: use a whole number from 1 to {MAX_CONCURRENCY:,} "
                 "(how many tasks holding one concurrency key may run at once).")
+        for name in ("rate_limit_key", "fair_key"):
+            if (value := getattr(task, name)) is not None and not callable(value):
+                _check_text(name, value, 255)
+        try:
+            if task.rate_limit is not None:
+                parse_rate(task.rate_limit)
+            if task.rate_burst is not None:
+                parse_burst(task.rate_burst)
+        except ValueError as exc:
+            raise InvalidTaskOptions(str(exc)) from None
+        if task.rate_limit is None and (task.rate_burst, task.rate_limit_key) != (None, None):
+            raise InvalidTaskOptions(
+                f"{task.module_path}: rate_burst and rate_limit_key need a rate_limit "
+                "(such as rate_limit='20/s').")
         if task.max_attempts is not None and (
             not isinstance(task.max_attempts, int) or task.max_attempts < 1
         ):
@@ -319,9 +364,18 @@ class OffloadBackend(BaseTaskBackend):
         payload = encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES,
                                  options=options)
         if isinstance(task, OffloadTask):
+            rate = task.rate(args, kwargs) or self._queue_rate(task.queue_name)
             return (task.queue_name, task.priority, task.module_path, payload, task.run_after,
-                    task.unique_key, *task.concurrency(args, kwargs))
-        return task.queue_name, task.priority, task.module_path, payload, task.run_after, None, None, None
+                    task.unique_key, *task.concurrency(args, kwargs), *rate,
+                    task._key("fair_key", args, kwargs))
+        return (task.queue_name, task.priority, task.module_path, payload, task.run_after,
+                None, None, None, *self._queue_rate(task.queue_name), None)
+
+    def _queue_rate(self, queue):
+        """The bucket of ``OPTIONS["RATE_LIMITS"]`` for a task of ``queue`` without a rate
+        limit of its own: ``("queue:<name>", seconds per task, burst)``, or three Nones."""
+        rate = self.opts.queue_rates.get(queue)
+        return (f"queue:{queue}", *rate) if rate else (None, None, None)
 
     def _results(self, task, calls, rows, now):
         """TaskResults for stored rows; a unique key already pending gives that task."""

@@ -15,6 +15,7 @@ Every key is documented in ``docs/configuration.md``.
 import re
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
+from functools import cached_property
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -38,6 +39,49 @@ def parse_duration(value, *, name="duration"):
             "such as '30s', '15m', '12h' or '7d'."
         )
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(s|m|h|d)\s*$")
+#: The largest burst of a rate limit (tasks that may start at once after a pause).
+MAX_BURST = 10_000
+
+
+def parse_rate(value, *, name="rate_limit"):
+    """Seconds per task (the token interval) from ``"20/s"``, ``"100/m"``, ``"5/h"``,
+    ``"1/10s"`` or ``"3/d"`` (docs/flow-control.md#rate-limits)."""
+    match = _RATE.match(value) if isinstance(value, str) else None
+    if not match or float(match.group(1)) <= 0 or float(match.group(2) or 1) <= 0:
+        raise ValueError(
+            f"{name}={value!r} is not a rate: use a string such as '20/s', '100/m', '5/h' "
+            "or '1/10s' (tasks per period).")
+    count, period = float(match.group(1)), float(match.group(2) or 1) * _UNITS[match.group(3)]
+    return period / count
+
+
+def parse_burst(value, *, name="rate_burst"):
+    """A rate limit's burst: a whole number of tasks from 1 to MAX_BURST."""
+    if type(value) is not int or not 1 <= value <= MAX_BURST:
+        raise ValueError(f"{name}={value!r}: use a whole number from 1 to {MAX_BURST:,} (how many "
+                         "tasks may start at once after a pause; 1: evenly spaced).")
+    return value
+
+
+def parse_queue_rates(raw):
+    """``OPTIONS["RATE_LIMITS"]`` as ``{queue: (interval, burst)}``: each value is a rate
+    (``"100/m"``) or ``{"rate": "100/m", "burst": 10}``."""
+    rates = {}
+    for queue, value in raw.items():
+        where = f"RATE_LIMITS[{queue!r}]"
+        if isinstance(value, dict):
+            unknown = set(value) - {"rate", "burst"}
+            if unknown or "rate" not in value:
+                raise ValueError(f"{where}={value!r}: use a rate such as '100/m' or "
+                                 "{'rate': '100/m', 'burst': 10}.")
+            rates[queue] = (parse_rate(value["rate"], name=where),
+                            parse_burst(value.get("burst", 1), name=f"{where}['burst']"))
+        else:
+            rates[queue] = (parse_rate(value, name=where), 1)
+    return rates
 
 
 @dataclass(frozen=True)
@@ -65,6 +109,9 @@ class Options:
     AGE_CAP: int = 100
     #: Cluster-wide concurrency limit per queue: {"crm": 3}.
     QUEUE_LIMITS: dict = field(default_factory=dict)
+    #: Cluster-wide rate limit per queue: {"crm": "100/m"} or {"crm": {"rate": "100/m",
+    #: "burst": 10}}, for the queue's tasks without a rate limit of their own.
+    RATE_LIMITS: dict = field(default_factory=dict)
     #: Periodic tasks: {"name": {"task": "app.tasks.f", "cron": "0 2 * * *", ...}}.
     PERIODIC: dict = field(default_factory=dict)
     #: Default per-task options (the task decorator's keyword arguments override them).
@@ -114,6 +161,14 @@ class Options:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']['QUEUE_LIMITS'] needs whole numbers >= 1: {bad}."
             )
+        if not isinstance(options.RATE_LIMITS, dict):
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['RATE_LIMITS'] must be a dict of queue names to "
+                "rates, such as {'crm': '100/m'}.")
+        try:
+            parse_queue_rates(options.RATE_LIMITS)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
         from offload.scheduling.periodic import parse_schedules
 
         try:
@@ -141,6 +196,11 @@ class Options:
                 f"TASKS[{alias!r}]['OPTIONS']: MAX_ATTEMPTS must be >= 1 and MAX_RESCUES >= 0."
             )
         return options
+
+    @cached_property
+    def queue_rates(self):
+        """``RATE_LIMITS`` parsed: ``{queue: (seconds per task, burst)}``."""
+        return parse_queue_rates(self.RATE_LIMITS)
 
     @property
     def heartbeat(self):

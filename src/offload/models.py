@@ -56,6 +56,18 @@ class TaskRow(models.Model):
     #: READY, but set aside while its concurrency key is full: out of the claim's
     #: indexes until the key has room (docs/flow-control.md#concurrency-keys).
     key_waiting = models.BooleanField(default=False, db_default=False)
+    #: Rate limits (docs/flow-control.md#rate-limits): the task's token bucket, its
+    #: seconds per task and burst; NULL: not rate-limited.
+    rate_key = models.CharField(max_length=255, null=True, blank=True)
+    rate_interval = models.FloatField(null=True, blank=True)
+    rate_burst = models.IntegerField(null=True, blank=True)
+    #: Given its token by a claim that found the bucket empty: available_at is its
+    #: turn, and the claim takes it then without another token.
+    rate_paced = models.BooleanField(default=False, db_default=False)
+    #: Fair sharing (docs/flow-control.md#fair-sharing): the key's turn within its
+    #: priority, the claim's order before available_at; 0 without a fair key.
+    fair_key = models.CharField(max_length=255, null=True, blank=True)
+    fair_seq = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         app_label = "offload"  # importable, and so diagnosable, without the app installed
@@ -65,7 +77,7 @@ class TaskRow(models.Model):
             # The claim walks this index in order: ready rows that are not ageing (ageing
             # off, or at their cap), highest priority first.
             models.Index(
-                fields=["backend", "-priority", "available_at", "id"],
+                fields=["backend", "-priority", "fair_seq", "available_at", "id"],
                 condition=models.Q(status="READY", age_key__isnull=True, key_waiting=False),
                 name="offload_task_ready",
             ),
@@ -119,6 +131,26 @@ class TaskRow(models.Model):
                 condition=models.Q(status="READY", key_waiting=True),
                 name="offload_task_key_waiting",
             ),
+            # A rate-limited bucket's tasks without a turn yet, best first: a claim that
+            # finds the bucket empty gives each its turn (rate_paced).
+            models.Index(
+                fields=["backend", "rate_key", "-priority", "available_at", "id"],
+                condition=models.Q(status="READY", rate_key__isnull=False, rate_paced=False),
+                name="offload_task_unpaced",
+            ),
+            # Tasks waiting for their turn: the next turn (a worker wakes for it) and the
+            # count "waiting on a rate limit".
+            models.Index(
+                fields=["backend", "available_at"],
+                condition=models.Q(status="READY", rate_paced=True),
+                name="offload_task_paced",
+            ),
+            # A fair key's last turn among its READY tasks (enqueue gives the next).
+            models.Index(
+                fields=["backend", "fair_key", "-fair_seq"],
+                condition=models.Q(status="READY", fair_key__isnull=False),
+                name="offload_task_fair",
+            ),
             # Tasks asked to stop: maintenance fails the ones that went back to READY.
             models.Index(
                 fields=["backend"], condition=models.Q(cancel_error__isnull=False),
@@ -152,6 +184,26 @@ class ConcurrencyKey(models.Model):
         app_label = "offload"
         db_table = "offload_key"
         constraints = [models.UniqueConstraint(fields=["backend", "key"], name="offload_key_unique")]
+
+    def __str__(self):
+        return f"{self.backend}/{self.key}"
+
+
+class RateBucket(models.Model):
+    """A rate limit's token bucket (docs/flow-control.md#rate-limits), kept as its
+    theoretical arrival time (GCRA): the epoch second at which the bucket is next empty
+    of debt. A claim takes a token while ``tat - (burst - 1) * interval <= now`` and
+    moves ``tat`` on by one interval; it locks the row (PostgreSQL) or runs under
+    SQLite's single writer."""
+
+    backend = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    tat = models.FloatField()
+
+    class Meta:
+        app_label = "offload"
+        db_table = "offload_bucket"
+        constraints = [models.UniqueConstraint(fields=["backend", "key"], name="offload_bucket_unique")]
 
     def __str__(self):
         return f"{self.backend}/{self.key}"

@@ -85,7 +85,8 @@ class SqlStore:
 
     def enqueue(self, backend, rows, *, now, age_rate=0.0):
         """Insert ``rows`` (``offload.store.contract.Row``: queue, priority, path,
-        payload_json, run_after, unique_key, concurrency_key, concurrency_limit).
+        payload_json, run_after, unique_key, concurrency_key, concurrency_limit, rate_key,
+        rate_interval, rate_burst, fair_key).
 
         Returns ``[(id, created)]`` in order; a row whose unique key a pending task holds
         is not inserted and gets that task's id with ``created=False``.
@@ -238,7 +239,8 @@ class SqlStore:
         claimed_at = claimed_at or params["now"]
         claimed = [
             Claimed(r[0], r[1], r[2], r[3], r[4], as_aware(r[5]), as_aware(r[6]),
-                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]), backend, r[11])
+                    as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]), backend, r[11],
+                    r[12])
             for r in rows
         ]
         # RETURNING order is unspecified: restore the claim order.
@@ -321,6 +323,21 @@ class SqlStore:
         """Delete the claim-lock rows of concurrency keys that nothing runs (PostgreSQL's
         offload_key, see migration 0008; SQLite has none); return how many."""
         return 0
+
+    def next_turn(self, *, backend, now):
+        """The soonest turn after ``now`` given to a rate-limited task, or None."""
+        raise NotImplementedError
+
+    def forget_buckets(self, *, backend, now, batch=5000):
+        """Delete the rate limits' buckets that are full again; return how many."""
+        deleted = 0
+        while True:
+            n = self.execute(self.sql("forget_buckets"), {"backend": backend, "batch": batch,
+                                                          "now_epoch": now.timestamp()},
+                             fetch=False)
+            deleted += n
+            if n < batch:
+                return deleted
 
     def prune(self, *, backend, before, batch=5000):
         """Delete ``backend``'s finished tasks older than ``before`` in batches; return how many.

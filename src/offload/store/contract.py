@@ -39,6 +39,7 @@ class Claimed:
     available_at: datetime  # when it became runnable: the wait is claimed_at - available_at
     backend: str  # the backend it was claimed for
     concurrency_key: str | None = None  # flow control: the key it holds while it runs
+    rate_key: str | None = None  # flow control: its rate limit's bucket
 
 
 @dataclass(slots=True)
@@ -62,8 +63,9 @@ class Outcome:
 
 
 #: An enqueue row: (queue, priority, task path, payload JSON, run_after, unique_key,
-#: concurrency_key, concurrency_limit).
-Row = tuple[str, int, str, str, datetime | None, str | None, str | None, int | None]
+#: concurrency_key, concurrency_limit, rate_key, rate_interval, rate_burst, fair_key).
+Row = tuple[str, int, str, str, datetime | None, str | None, str | None, int | None,
+            str | None, float | None, int | None, str | None]
 
 
 @runtime_checkable
@@ -147,6 +149,12 @@ class Store(Protocol):
 
     def forget_keys(self, *, backend: str, batch: int = 5000) -> int:
         """Delete the lock rows of concurrency keys that no task runs; how many."""
+
+    def next_turn(self, *, backend: str, now: datetime) -> datetime | None:
+        """The soonest turn after ``now`` given to a rate-limited task (the loop wakes)."""
+
+    def forget_buckets(self, *, backend: str, now: datetime, batch: int = 5000) -> int:
+        """Delete the rate limits' buckets that are full again; how many."""
 
     def prune(self, *, backend: str, before: datetime, batch: int = 5000) -> int:
         """Delete finished tasks that finished before ``before``; how many."""

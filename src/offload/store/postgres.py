@@ -22,8 +22,8 @@ logger = logging.getLogger("offload.worker")
 #: A prepare threshold no query reaches by repetition: only ``prepare=True`` prepares.
 ONLY_EXPLICIT = 2**31 - 1
 _NOT_SUMMED = {"tallied": -1, "tally": "[]"}  # record.sql adds nothing
-#: Batches of at least this many rows without unique or concurrency keys are enqueued
-#: with COPY.
+#: Batches of at least this many rows without unique, concurrency, rate or fair keys
+#: are enqueued with COPY.
 COPY_MIN = 100
 #: What PostgreSQL answers when a connection's prepared statement is missing from the
 #: server session, or that session has another statement of the name: a transaction
@@ -97,7 +97,8 @@ class PostgresStore(SqlStore):
         return list(values)
 
     def _insert(self, backend, rows, *, now, age_rate):
-        if len(rows) >= COPY_MIN and all(r[5] is None and r[6] is None for r in rows):
+        if len(rows) >= COPY_MIN and all(r[5] is None and r[6] is None and r[8] is None
+                                         and r[11] is None for r in rows):
             return self._copy(backend, rows, now=now, age_rate=age_rate)
         params = {
             "backend": backend, "now": now, "channel": self.channel(backend),
@@ -106,11 +107,13 @@ class PostgresStore(SqlStore):
             "run_afters": [r[4] for r in rows], "unique_keys": [r[5] for r in rows],
             "age_keys": [age_key(r[1], r[4] or now, age_rate) for r in rows],
             "concurrency_keys": [r[6] for r in rows], "concurrency_limits": [r[7] for r in rows],
+            "rate_keys": [r[8] for r in rows], "rate_intervals": [r[9] for r in rows],
+            "rate_bursts": [r[10] for r in rows], "fair_keys": [r[11] for r in rows],
         }
         return self.fetch(self.sql("enqueue"), params)
 
     def _copy(self, backend, rows, *, now, age_rate):
-        """A batch without unique or concurrency keys, with COPY (no statement to parse or arrays to
+        """A batch without unique, concurrency, rate or fair keys, with COPY (no statement to parse or arrays to
         quote): ids from the sequence, the rows streamed in, one NOTIFY; in the
         caller's transaction, like enqueue, through Django's cursor (its query log
         shows all three). Returns ``[(id, None)]``."""
@@ -246,6 +249,10 @@ class PostgresStore(SqlStore):
             return 0
         [(back,)] = self.fetch(self.sql("unpark"), {"backend": backend, "keys": sorted(set(keys))})
         return back
+
+    def next_turn(self, *, backend, now):
+        [(turn,)] = self.fetch(self.sql("next_turn"), {"backend": backend, "now": now})
+        return turn
 
     def forget_keys(self, *, backend, batch=5000):
         """Delete ``backend``'s offload_key rows whose key no task runs, in batches.

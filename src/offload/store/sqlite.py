@@ -54,17 +54,17 @@ class SqliteStore(SqlStore):
             return []
         now_db = self.db_time(now)
         batch = []
-        for queue, priority, path, payload, run_after, unique_key, ckey, climit in rows:
+        for queue, priority, path, payload, run_after, unique_key, *flow in rows:
             ra = self.db_time(run_after)
             batch.append((queue, priority, path, payload, ra or now_db, ra, unique_key,
-                          age_key(priority, run_after or now, age_rate), ckey, climit))
+                          age_key(priority, run_after or now, age_rate), *flow))
         params = {"backend": backend, "now": now_db, "rows": _json(batch)}
         return self.execute(self.sql("enqueue"), params)
 
     def _claim_params(self, *, backend, limit, worker, lease, now, token, **extra):
-        return {"backend": backend, "now": self.db_time(now), "limit": limit, "worker": worker,
-                "token": token, "lease_until": self.db_time(now + timedelta(seconds=lease)),
-                **extra}
+        return {"backend": backend, "now": self.db_time(now), "now_epoch": now.timestamp(),
+                "limit": limit, "worker": worker, "token": token,
+                "lease_until": self.db_time(now + timedelta(seconds=lease)), **extra}
 
     def claim(self, *, backend, queues, limit, worker, lease, now, exclude=(),
               min_priority=-100, age_rate=0.0, age_cap=0, server=""):
@@ -75,14 +75,20 @@ class SqliteStore(SqlStore):
             horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
             age_rate=float(age_rate), min_priority=min_priority, server=server,
             any_queue=not queues, queues=_json(list(queues)), exclude=_json(list(exclude)))
-        return self._park(self._claimed(self.execute(self.sql("claim"), params), params, now))
+        claimed = self._park(self._claimed(self.execute(self.sql("claim"), params), params, now))
+        if len(claimed) < limit:
+            self._pace(backend, now, age_rate)
+        return claimed
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         token = self.new_token()
         params = self._claim_params(backend=backend, limit=limit, worker=worker, lease=lease,
                                     now=now, token=token, queue=queue, cluster_max=cluster_max,
                                     server=server)
-        return self._park(self._claimed(self.execute(self.sql("claim_limited"), params), params, now))
+        claimed = self._park(self._claimed(self.execute(self.sql("claim_limited"), params), params, now))
+        if len(claimed) < limit:
+            self._pace(backend, now, 0.0)
+        return claimed
 
     def _park(self, claimed):
         """After a claim that took keyed tasks: set aside the READY tasks of those keys
@@ -92,6 +98,45 @@ class SqliteStore(SqlStore):
             self.execute(self.sql("park"), {"backend": claimed[0].backend,
                                             "keys": self.array(sorted(keys))}, fetch=False)
         return claimed
+
+    def _pace(self, backend, now, age_rate):
+        """After a claim that did not fill its slots: give the due tasks of rate limits'
+        buckets that still need a token their turns, best first, one interval apart
+        from each bucket's next token (``available_at``, ``rate_paced``), so later
+        claims neither pass over them nor take them before their turn. One transaction;
+        its first statement writes (buckets.sql), so it holds the write lock throughout.
+        PostgreSQL does this inside the claim (``offload_admit``, migration 0011)."""
+        probe = {"backend": backend, "now": self.db_time(now)}
+        keys = sorted(k for (k,) in self.execute(self.sql("unpaced_buckets"), probe))
+        if not keys:
+            return
+        now_e = now.timestamp()
+        with transaction.atomic(using=self.db_alias):
+            self.execute(self.sql("buckets"), {"backend": backend, "keys": self.array(keys),
+                                               "now_epoch": now_e}, fetch=False)
+            tats = dict(self.execute(self.sql("bucket_tats"),
+                                     {"backend": backend, "keys": self.array(keys)}))
+            turns, ends = [], []
+            for key in keys:
+                rows = self.execute(self.sql("unpaced"), {**probe, "key": key})
+                if not rows:
+                    continue
+                step, burst = rows[0][4], rows[0][5]  # the bucket's best task's rate
+                tat = max(tats[key], now_e)
+                for k, (id_, priority, ageing, available, *_) in enumerate(rows, 1):
+                    turn = max(datetime.fromtimestamp(tat - (burst - k) * step, UTC),
+                               _utc(available))
+                    turns.append({"id": id_, "available_at": self.db_time(turn),
+                                  "age_key": age_key(priority, turn, age_rate) if ageing else None})
+                ends.append({"backend": backend, "key": key, "tat": tat + len(rows) * step})
+            with self.connection.cursor() as cursor:
+                cursor.executemany(self.sql("pace"), turns)
+                cursor.executemany(self.sql("bucket_set"), ends)
+
+    def next_turn(self, *, backend, now):
+        [(turn,)] = self.execute(self.sql("next_turn"), {"backend": backend,
+                                                         "now": self.db_time(now)})
+        return turn and _utc(turn)
 
     def unpark(self, *, backend, keys):
         back = 0
@@ -177,6 +222,12 @@ def _record():
     if names != expected:
         raise ValueError(f"sqlite/record.sql: parameters {names}, expected {expected}")
     return sql
+
+
+def _utc(value):
+    """A stored time as an aware datetime: sqlite3 converts a datetime column's value to
+    a naive datetime; an aggregate's (min, max) stays the stored UTC text."""
+    return (value if isinstance(value, datetime) else datetime.fromisoformat(value)).replace(tzinfo=UTC)
 
 
 def _observation(backend, queue, priority, status, *times):

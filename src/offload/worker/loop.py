@@ -45,6 +45,9 @@ EXIT_REPLACE = 75
 #: While it runs tasks, a process looks every this many seconds for ones asked to stop
 #: (``offload.cancel``); a PostgreSQL NOTIFY makes it look at once.
 STOP_POLL = 1.0
+#: Rate limits: how long after claiming a rate-limited task the loop wakes for the next
+#: turn given to one (an idle loop otherwise claims only when told or at its poll).
+RATED_FOR = 60.0
 _FINAL = {TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED}
 _DB_ERRORS = (DatabaseError, InterfaceError)
 
@@ -154,6 +157,13 @@ class Loop:
         self.stopping = {}  # id -> (Cancelled, entry): tasks asked to stop (offload.cancel)
         self.freed_keys = set()  # concurrency keys of tasks just recorded: unpark them
         self._stops_looked = 0.0  # monotonic time of the last look for stop requests
+        #: Rate limits: until when (monotonic) to look for the next turn before every
+        #: sleep (this process lately claimed a rate-limited task or saw a turn), and that
+        #: turn.
+        self.rated_until = 0.0
+        self.turn_at = None
+        self.claimed_now = None  # the time of the last claim (its ``now``)
+        self.turns_looked = 0.0
         self.lifecycle = Lifecycle.RUNNING
         self.stop_at = None  # monotonic end of the grace, once not RUNNING
         self.alive = True
@@ -261,8 +271,11 @@ class Loop:
     def _claim_due(self, mono):
         if self.wakeups.look(self._db):
             self.pace.maybe_more = True
+        if self.turn_at is not None and mono >= self.turn_at:
+            self.pace.maybe_more = True  # a rate-limited task's turn came
         if self.pace.due(mono, self.opts.POLL_SECONDS, self.burst and not self.inflight):
             self.pace.last_claim = mono
+            self.turn_at = None
             self.wakeups.claiming()
             return True
         return False
@@ -331,8 +344,10 @@ class Loop:
         """The store's claim arguments: every claim of this loop is built here, so none
         forgets the lease, the release fence or ageing. ``claim_limited`` does not age
         (``ageing=False``): a cluster-limited queue runs in plain priority order."""
+        self.claimed_now = now()
         args = {"backend": self.backend.alias, "worker": self.worker_id,
-                "lease": self.opts.LEASE_SECONDS, "server": self.server, "now": now(), **claim}
+                "lease": self.opts.LEASE_SECONDS, "server": self.server, "now": self.claimed_now,
+                **claim}
         if ageing:
             args.update(age_rate=self.opts.AGE_RATE, age_cap=self.opts.AGE_CAP)
         return args
@@ -343,6 +358,8 @@ class Loop:
         coroutines = 0
         for c in claimed:
             self.inflight[c.id] = c
+            if c.rate_key is not None:
+                self.rated_until = time.monotonic() + RATED_FOR
             if self.coroutines and self._coroutine(c.task_path):
                 kind, executor = ASYNC, self.coroutines
                 coroutines += 1
@@ -394,6 +411,18 @@ class Loop:
         with self.lock:
             if self.deadlines:
                 sleep = min(sleep, max(0.0, min(d[0] for d in self.deadlines.values()) - mono))
+        if self.turn_at is None and self.claimed_now is not None and (
+                mono < self.rated_until or mono - self.turns_looked >= self.opts.POLL_SECONDS):
+            # Turns after the last claim's time, not now: a turn that came between that
+            # claim and now was not due for it. Looked for before every sleep while
+            # rate-limited tasks are about, else once per poll.
+            self.turns_looked = mono
+            turn = self._db("next_turn", backend=self.backend.alias, now=self.claimed_now)
+            if turn is not None:
+                self.rated_until = mono + RATED_FOR
+                self.turn_at = mono + max(0.0, (turn - now()).total_seconds())
+        if self.turn_at is not None:
+            sleep = min(sleep, max(0.0, self.turn_at - mono))
         return sleep
 
     def _flush(self):

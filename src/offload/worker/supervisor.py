@@ -202,6 +202,7 @@ class Supervisor:
             self.backend.store.fold_stats(backend=self.alias,
                                           before=now() - timedelta(minutes=KEEP_MINUTES))
             self.backend.store.forget_keys(backend=self.alias)
+            self.backend.store.forget_buckets(backend=self.alias, now=now())
 
     def _prune(self, force):
         retain = self.backend.opts.RETAIN

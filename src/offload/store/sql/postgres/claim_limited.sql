@@ -4,13 +4,13 @@
 -- claim committed before the lock was granted: the RUNNING count cannot be stale.
 -- Concurrency keys are admitted as in every claim (admit).
 WITH candidates AS (
-    SELECT id, priority AS eff, available_at, concurrency_key, concurrency_limit
+    SELECT id, priority AS eff, {candidate_columns}
     FROM offload_task
     WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
       AND available_at <= %(now)s
       AND {claimable}
       AND {not_waiting}
-    ORDER BY priority DESC, available_at, id
+    ORDER BY priority DESC, fair_seq, available_at, id
     LIMIT GREATEST(0, LEAST(%(limit)s, %(cluster_max)s - (
         SELECT count(*) FROM offload_task
         WHERE status = 'RUNNING' AND backend = %(backend)s AND queue_name = %(queue)s)))

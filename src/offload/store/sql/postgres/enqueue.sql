@@ -7,20 +7,26 @@ WITH ins AS (
     INSERT INTO offload_task (
         backend, queue_name, priority, task_path, payload, status, enqueued_at,
         available_at, run_after, attempts, rescues, worker_ids, errors, unique_key, age_key,
-        concurrency_key, concurrency_limit, key_waiting)
+        concurrency_key, concurrency_limit, key_waiting, rate_key, rate_interval, rate_burst,
+        fair_key, fair_seq)
     SELECT %(backend)s::varchar, v.queue_name, v.priority, v.task_path, v.payload, 'READY', %(now)s,
            COALESCE(v.run_after, %(now)s), v.run_after, 0, 0, '', '[]', v.unique_key, v.age_key,
-           v.concurrency_key, v.concurrency_limit, {key_full}
+           v.concurrency_key, v.concurrency_limit, {key_full}, v.rate_key, v.rate_interval,
+           v.rate_burst, v.fair_key, {fair_seq}
     FROM (SELECT u.*, row_number() OVER (
                      PARTITION BY u.concurrency_key
-                     ORDER BY u.priority DESC, u.run_after NULLS FIRST, u.n) AS key_rank
+                     ORDER BY u.priority DESC, u.run_after NULLS FIRST, u.n) AS key_rank,
+                 row_number() OVER (PARTITION BY u.fair_key ORDER BY u.n) AS fair_rank
           FROM unnest(%(queues)s::text[], %(priorities)s::smallint[], %(paths)s::text[],
                       %(payloads)s::text[], %(run_afters)s::timestamptz[],
                       %(unique_keys)s::text[], %(age_keys)s::float8[],
-                      %(concurrency_keys)s::text[], %(concurrency_limits)s::int[])
+                      %(concurrency_keys)s::text[], %(concurrency_limits)s::int[],
+                      %(rate_keys)s::text[], %(rate_intervals)s::float8[],
+                      %(rate_bursts)s::int[], %(fair_keys)s::text[])
                WITH ORDINALITY
                AS u(queue_name, priority, task_path, payload, run_after, unique_key, age_key,
-                    concurrency_key, concurrency_limit, n)) AS v
+                    concurrency_key, concurrency_limit, rate_key, rate_interval, rate_burst,
+                    fair_key, n)) AS v
     ORDER BY v.n
     ON CONFLICT (backend, unique_key)
         WHERE status IN ('READY', 'RUNNING') AND unique_key IS NOT NULL DO NOTHING

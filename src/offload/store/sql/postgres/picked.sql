@@ -15,7 +15,7 @@
 -- Why SKIP LOCKED in each half: concurrent claimers pass over each other's rows instead
 -- of waiting; rows locked here but not picked are released when the statement commits.
 {capped}, ageing AS (
-    SELECT id, age_key + %(age_now)s AS eff, available_at, concurrency_key, concurrency_limit
+    SELECT id, age_key + %(age_now)s AS eff, {candidate_columns}
     FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
       AND age_key IS NOT NULL
@@ -25,18 +25,18 @@
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), aged_out AS (
-    SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key, concurrency_limit
+    SELECT id, priority + %(age_cap)s AS eff, {candidate_columns}
     FROM offload_task
     WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
       AND age_key IS NOT NULL
       AND {filters}
       AND available_at <= %(horizon)s
-    ORDER BY priority DESC, available_at, id
+    ORDER BY priority DESC, fair_seq, available_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), candidates AS (
     SELECT * FROM (SELECT * FROM capped UNION ALL SELECT * FROM ageing
                    UNION ALL SELECT * FROM aged_out) AS c
-    ORDER BY eff DESC, available_at, id
+    ORDER BY eff DESC, fair_seq, available_at, id
     LIMIT %(limit)s
 ), {admit}

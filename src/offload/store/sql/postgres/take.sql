@@ -10,9 +10,10 @@ taken AS (
         worker_ids = CASE WHEN t.worker_ids = '' THEN %(worker)s ELSE t.worker_ids || ',' || %(worker)s END,
         lease_token = %(token)s,
         lease_expires_at = %(lease_until)s,
-        claimed_by = %(worker)s
+        claimed_by = %(worker)s,
+        rate_paced = false
     WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.task_path, t.payload, t.priority, t.queue_name, t.enqueued_at,
               t.run_after, t.started_at, t.worker_ids, t.errors, t.available_at,
-              t.concurrency_key
+              t.concurrency_key, t.rate_key
 )

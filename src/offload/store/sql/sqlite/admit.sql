@@ -1,15 +1,35 @@
--- admit (a fragment of claim and claim_limited): of the candidates (id, eff,
--- available_at, concurrency_key, concurrency_limit, best first), the tasks the claim
--- takes: every one without a concurrency key, and of those with one as many as the key
--- has room for, best first — a task is admitted while its key's running tasks plus its
--- rank among this claim's candidates of that key stay within its concurrency_limit.
--- The count cannot be stale: the claim is one UPDATE under SQLite's single writer.
-SELECT id FROM candidates WHERE concurrency_key IS NULL
+-- admit (a fragment of claim and claim_limited, after their candidates): of the
+-- candidates (candidate_columns, best first), the tasks the claim takes. Concurrency
+-- keys first: every candidate without one, and of those with one as many as the key
+-- has room for, best first (a task is admitted while its key's running tasks plus its
+-- rank among this claim's candidates of that key stay within its concurrency_limit).
+-- Then rate limits: every admitted task without one or given its turn (rate_paced),
+-- and of the others as many as the bucket has tokens, best first. With the bucket's
+-- tat t = max(tat, now), the k-th may start while t + (k - 1) * interval - (burst - 1)
+-- * interval <= now, i.e. k <= burst - ceil((t - now) / interval); a bucket with no row
+-- is full (burst tokens). The trigger offload_rate_token (migration 0011) moves tat on
+-- for each task taken with a token, in the same statement. The counts cannot be
+-- stale: the claim is one UPDATE under SQLite's single writer.
+, admitted AS (
+    SELECT id, eff, fair_seq, available_at, rate_key, rate_interval, rate_burst, rate_paced
+    FROM candidates WHERE concurrency_key IS NULL
+    UNION ALL
+    SELECT id, eff, fair_seq, available_at, rate_key, rate_interval, rate_burst, rate_paced
+    FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY concurrency_key ORDER BY eff DESC, fair_seq, available_at, id) AS rank
+        FROM candidates WHERE concurrency_key IS NOT NULL) AS a
+    WHERE a.rank + (SELECT count(*) FROM offload_task AS r
+                    WHERE r.status = 'RUNNING' AND r.backend = %(backend)s
+                      AND r.concurrency_key = a.concurrency_key) <= a.concurrency_limit
+)
+SELECT id FROM admitted WHERE rate_key IS NULL OR rate_paced = 1
 UNION ALL
 SELECT id FROM (
-    SELECT id, concurrency_key, concurrency_limit, row_number() OVER (
-        PARTITION BY concurrency_key ORDER BY eff DESC, available_at, id) AS rank
-    FROM candidates WHERE concurrency_key IS NOT NULL) AS a
-WHERE a.rank + (SELECT count(*) FROM offload_task AS r
-                WHERE r.status = 'RUNNING' AND r.backend = %(backend)s
-                  AND r.concurrency_key = a.concurrency_key) <= a.concurrency_limit
+    SELECT *, row_number() OVER (
+        PARTITION BY rate_key ORDER BY eff DESC, fair_seq, available_at, id) AS rank,
+        (SELECT max(b.tat - %(now_epoch)s, 0.0) FROM offload_bucket AS b
+         WHERE b.backend = %(backend)s AND b.key = rate_key) / rate_interval - 0.001 AS debt
+    FROM admitted WHERE rate_key IS NOT NULL AND rate_paced = 0) AS a
+WHERE a.rank <= a.rate_burst
+                - COALESCE(CAST(a.debt AS INTEGER) + (a.debt > CAST(a.debt AS INTEGER)), 0)

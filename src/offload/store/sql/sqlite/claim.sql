@@ -14,16 +14,14 @@ WHERE id IN (
     WITH candidates AS (
       SELECT * FROM (
         SELECT * FROM (
-            SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key,
-                   concurrency_limit FROM offload_task
+            SELECT id, priority + %(age_cap)s AS eff, {candidate_columns} FROM offload_task
             WHERE status = 'READY' AND backend = %(backend)s AND {filters}
               AND age_key IS NULL AND available_at <= %(now)s
-            ORDER BY priority DESC, available_at, id
+            ORDER BY priority DESC, fair_seq, available_at, id
             LIMIT %(limit)s)
         UNION ALL
         SELECT * FROM (
-            SELECT id, age_key + %(age_now)s AS eff, available_at, concurrency_key,
-                   concurrency_limit
+            SELECT id, age_key + %(age_now)s AS eff, {candidate_columns}
             FROM offload_task INDEXED BY offload_task_ageing
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
               AND age_key IS NOT NULL AND {filters}
@@ -32,15 +30,14 @@ WHERE id IN (
             LIMIT %(limit)s)
         UNION ALL
         SELECT * FROM (
-            SELECT id, priority + %(age_cap)s AS eff, available_at, concurrency_key,
-                   concurrency_limit FROM offload_task
+            SELECT id, priority + %(age_cap)s AS eff, {candidate_columns} FROM offload_task
             WHERE %(age_rate)s > 0 AND status = 'READY' AND backend = %(backend)s
               AND age_key IS NOT NULL AND {filters}
               AND available_at <= %(horizon)s
-            ORDER BY priority DESC, available_at, id
+            ORDER BY priority DESC, fair_seq, available_at, id
             LIMIT %(limit)s)
       )
-      ORDER BY eff DESC, available_at, id
+      ORDER BY eff DESC, fair_seq, available_at, id
       LIMIT %(limit)s
     )
     {admit}

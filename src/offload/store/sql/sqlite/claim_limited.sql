@@ -5,13 +5,13 @@
 {take}
 WHERE id IN (
     WITH candidates AS (
-        SELECT id, priority AS eff, available_at, concurrency_key, concurrency_limit
+        SELECT id, priority AS eff, {candidate_columns}
         FROM offload_task
         WHERE status = 'READY' AND backend = %(backend)s AND queue_name = %(queue)s
           AND available_at <= %(now)s
           AND {claimable}
           AND {not_waiting}
-        ORDER BY priority DESC, available_at, id
+        ORDER BY priority DESC, fair_seq, available_at, id
         LIMIT max(0, min(%(limit)s, %(cluster_max)s - (
             SELECT count(*) FROM offload_task
             WHERE status = 'RUNNING' AND backend = %(backend)s AND queue_name = %(queue)s)))

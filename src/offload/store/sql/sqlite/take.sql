@@ -7,4 +7,5 @@ UPDATE offload_task SET
     worker_ids = CASE WHEN worker_ids = '' THEN %(worker)s ELSE worker_ids || ',' || %(worker)s END,
     lease_token = %(token)s,
     lease_expires_at = %(lease_until)s,
-    claimed_by = %(worker)s
+    claimed_by = %(worker)s,
+    rate_paced = 0

@@ -1,0 +1,2 @@
+-- greatest (a fragment): the larger of its arguments.
+GREATEST

@@ -1,0 +1,5 @@
+-- forget_buckets: delete a batch of rate limits' buckets that are full again (tat in
+-- the past: a missing row is a full bucket).
+DELETE FROM offload_bucket WHERE id IN (
+    SELECT id FROM offload_bucket WHERE backend = %(backend)s AND tat < %(now_epoch)s
+    LIMIT %(batch)s)
