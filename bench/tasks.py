@@ -35,3 +35,17 @@ def stamp_sleep20():
 async def anap():
     """I/O-bound work: a coroutine that awaits 100 ms."""
     await asyncio.sleep(0.1)
+
+
+@task
+def sleep5():
+    """A ~5 ms piece of a tenant's bulk work."""
+    time.sleep(0.005)
+
+
+@task
+def stamp_sleep5():
+    """Another tenant's ~5 ms task that reports when it started."""
+    started = time.time()
+    time.sleep(0.005)
+    return started

@@ -402,6 +402,13 @@ def test_every_step_is_safe_to_run_twice(backoffice, tmp_path):
     assert [path for path, key in keyed if key == f"application:{pk}"] == [
         "loans.tasks.analyse_statement", "loans.tasks.check_credit", "loans.tasks.make_offer_letter",
         "loans.tasks.score_application"]  # the tasks that write the application hold its key
+    flow = backoffice.sql("SELECT DISTINCT task_path, rate_key, rate_interval, rate_burst, fair_key FROM "
+                          "offload_task WHERE id IN (SELECT CAST(task_id AS INTEGER) FROM loans_tasklink "
+                          "WHERE application_id = ?) ORDER BY task_path", pk)
+    (business,), = backoffice.sql("SELECT p.business_name FROM loans_application a JOIN loans_applicant p "
+                                  "ON p.id = a.applicant_id WHERE a.id = ?", pk)
+    assert {row[4] for row in flow} == {f"business:{business}"}  # every step fair-shared by business
+    assert [row[1:4] for row in flow if row[1]] == [("bureau", 0.1, 5)]  # only the bureau call is rate-limited
     before = state()
     out = subprocess.run([PY, "-c", RERUN.replace("{pk}", str(pk))], env=backoffice.env, check=True,
                          capture_output=True, text=True).stdout.strip()

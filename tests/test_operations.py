@@ -52,6 +52,33 @@ def test_tasks_waiting_on_a_full_key_are_counted_as_such():
     assert (by_state["ready"], by_state["waiting_key"]) == (1, 3)
 
 
+@pytest.mark.django_db(databases=["default", "tasks"])  # the metrics read every task database
+def test_tasks_waiting_for_a_rate_limit_turn_are_counted_as_such():
+    """Tasks given a later turn by a rate limit show as waiting on a rate limit, not as
+    scheduled, in the summary and the metrics; a task due later for its own reason is
+    still scheduled."""
+    from datetime import timedelta
+
+    from django.tasks import task_backends
+
+    from offload.clock import now
+    from offload.metrics import OffloadCollector
+
+    for _ in range(4):
+        tasks.noop.using(rate_limit="1/m").enqueue()
+    tasks.noop.using(run_after=now() + timedelta(hours=1)).enqueue()
+    task_backends["default"].store.claim(backend="default", queues=[], limit=10, worker="w1",
+                                         lease=60, now=now())  # one token; three turns
+    [row] = [r for r in queries.summary() if r["queue"] == "default"]
+    assert (row["running"], row["waiting_rate"], row["scheduled"]) == (1, 3, 1)
+    [depth] = [f for f in OffloadCollector().collect() if f.name == "offload_queue_depth"]
+    by_state = {s.labels["state"]: s.value for s in depth.samples if s.labels["queue"] == "default"}
+    assert (by_state["waiting_rate"], by_state["scheduled"]) == (3, 1)
+    out = io.StringIO()
+    call_command("offload", "status", stdout=out)
+    assert "on a rate" in out.getvalue()
+
+
 @pytest.mark.django_db(databases=["default", "tasks"])  # servers of every task database
 def test_status_command_prints_the_summary():
     tasks.noop.enqueue()

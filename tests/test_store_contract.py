@@ -359,6 +359,16 @@ def test_a_retried_rate_limited_task_takes_a_new_token(store):
     assert [x.id for x in take(store, at=t0 + timedelta(seconds=1.001))] == [a]
 
 
+def test_a_turn_moves_an_ageing_task_s_age_key_with_it(store):
+    """With ageing on, a task given a later turn ages from its turn, as a task enqueued
+    to run then would (age_key = priority - AGE_RATE * epoch(available_at))."""
+    t0 = now()
+    a, b = put(store, rated("api", 10), rated("api", 10), at=t0, age_rate=1.0)
+    take(store, at=t0, age_rate=1.0, age_cap=100)
+    turn = row(b)
+    assert turn.rate_paced and abs(turn.age_key - (0 - turn.available_at.timestamp())) < 1e-3
+
+
 def test_full_buckets_are_forgotten(store):
     t0 = now()
     put(store, rated("api", 10), rated("api", 10), at=t0)
@@ -367,6 +377,35 @@ def test_full_buckets_are_forgotten(store):
     assert store.forget_buckets(backend=B, now=t0) == 0  # not full yet: 0.2 s of debt
     assert store.forget_buckets(backend=B, now=t0 + timedelta(seconds=1)) == 1
     assert store.next_turn(backend=B, now=t0) is not None
+
+
+# -- fair sharing (docs/flow-control.md#fair-sharing) ---------------------------------
+
+def fair(key, priority=0):
+    return ("default", priority, None, None, None, None, None, None, None, key)
+
+
+def test_fair_keys_take_turns_within_a_priority(store):
+    """Tenant a's burst of 6 is in line before b's 2 and c's 1: claims rotate a, b, c,
+    a, b, a... instead of taking a's whole burst first; a higher priority still comes
+    first, and a task without a fair key before every turn of its priority."""
+    a = put(store, *[fair("tenant:a") for _ in range(6)])
+    b = put(store, fair("tenant:b"), fair("tenant:b"))
+    c, = put(store, fair("tenant:c"))
+    urgent, = put(store, fair("tenant:a", priority=10))
+    plain, = put(store, ("default", 0))
+    got = [take(store, limit=1)[0].id for _ in range(11)]
+    assert got == [urgent, plain, a[0], b[0], c, a[1], b[1], a[2], a[3], a[4], a[5]]
+
+
+def test_a_fair_claim_takes_the_next_turn(store):
+    """Claims of one task at a time follow the turns: a quiet key's task, enqueued
+    after a busy key's backlog, is claimed next, not after the backlog."""
+    busy = put(store, *[fair("busy") for _ in range(50)])
+    assert [x.id for x in take(store, limit=1)] == [busy[0]]
+    quiet, = put(store, fair("quiet"))
+    got = [take(store, limit=1)[0].id for _ in range(2)]
+    assert got == [busy[1], quiet]  # it joins the round at the head of the line
 
 
 # -- cancelling running tasks (docs/flow-control.md) -----------------------------------

@@ -13,7 +13,10 @@ are busy::
 
 Every task that writes an application's rows holds the concurrency key
 ``application:<id>`` (``per_application``): two servers never work on one application
-at once, while different applications run in parallel (docs/flow-control.md).
+at once, while different applications run in parallel. The bureau call is
+rate-limited (``BUREAU_RATE``) across the cluster, and every step is fair-shared by
+business (``loans.workflow.start``), so one business's burst of applications does not
+hold back another's (docs/flow-control.md).
 """
 
 import hashlib
@@ -35,6 +38,10 @@ from loans.models import Application, CashFlow, CreditReport, CrmSync, Notificat
 from loans.workflow import advance, start
 
 S = Application.Status
+
+
+#: The credit bureau's contracted rate, shared by every server (the bucket "bureau").
+BUREAU_RATE = "10/s"
 
 
 def per_application(application_id, *args, **kwargs):
@@ -84,11 +91,13 @@ def analyse_statement(application_id):
 
 
 @task(priority=10, queue_name="default", max_attempts=12, retry_backoff=1.0, retry_backoff_max=300,
-      concurrency_key=per_application)
+      concurrency_key=per_application, rate_limit=BUREAU_RATE, rate_burst=5, rate_limit_key="bureau")
 def check_credit(application_id):
     """Calls the (simulated) bureau; BureauUnavailable fails the attempt and Offload
     retries it with exponential backoff: 12 attempts ride out 10 to 20 minutes of
-    outage. After that the task is FAILED and staff retry it from /offload/."""
+    outage. After that the task is FAILED and staff retry it from /offload/. The
+    bureau's contract allows 10 calls a second (bursts of 5): every server's calls
+    together keep to it, waiting READY for their turn (docs/flow-control.md#rate-limits)."""
     application = Application.objects.select_related("applicant").get(pk=application_id)
     if application.status != S.ANALYSED:
         return "already checked"  # and no needless call to the bureau

@@ -23,8 +23,11 @@ class Conflict(Exception):
 
 
 def start(application, task, *args):
-    """Enqueue ``task(application.pk, *args)`` and record it on the application's timeline."""
-    result = task.enqueue(application.pk, *args)
+    """Enqueue ``task(application.pk, *args)`` and record it on the application's timeline.
+    Applications are fair-shared by business: one business's burst of applications takes
+    turns with every other business's (docs/flow-control.md#fair-sharing)."""
+    result = task.using(fair_key=f"business:{application.applicant.business_name}").enqueue(
+        application.pk, *args)
     TaskLink.objects.create(application=application, task_id=result.id, name=task.name)
     return result
 

@@ -28,8 +28,9 @@ def band_of(priority):
 
 
 #: The summary's counts: runnable now, waiting for a full concurrency key (set aside,
-#: docs/flow-control.md), due later, running, failed.
-STATES = ("ready", "waiting_key", "scheduled", "running", "failed")
+#: docs/flow-control.md), waiting for their turn under a rate limit, due later,
+#: running, failed.
+STATES = ("ready", "waiting_key", "waiting_rate", "scheduled", "running", "failed")
 
 
 def summary(backend="default"):
@@ -53,12 +54,18 @@ def summary(backend="default"):
     rows += [{**r, "ready": -r["waiting_key"]} for r in
              tasks.filter(status="READY", key_waiting=True, available_at__lte=at)
              .values("queue_name", "priority").annotate(waiting_key=Count("id"))]
+    # Given a later turn by a rate limit (through offload_task_paced): waiting on a rate
+    # limit instead of scheduled.
+    rows += [{**r, "scheduled": -r["waiting_rate"]} for r in
+             tasks.filter(status="READY", rate_paced=True, available_at__gt=at)
+             .values("queue_name", "priority").annotate(waiting_rate=Count("id"))]
     paused = paused_queues(backend)
     merged = {}
     for row in rows:
         key = (row["queue_name"], band_of(row["priority"]))
         entry = merged.setdefault(key, {"queue": key[0], "band": key[1], "ready": 0,
-                                        "waiting_key": 0, "scheduled": 0, "running": 0,
+                                        "waiting_key": 0, "waiting_rate": 0, "scheduled": 0,
+                                        "running": 0,
                                         "failed": 0, "oldest_wait_s": None,
                                         "paused": key[0] in paused})
         for name in STATES:
@@ -254,9 +261,9 @@ def waiting(backend="default", limit=10):
     opts = task_backends[backend].opts
     rows = TaskRow.objects.using(Deployment.current().database(backend)).filter(
         backend=backend, status="READY", available_at__lte=now())
-    if not opts.AGE_RATE:
-        rows = rows.filter(age_key__isnull=True)  # the ready index's condition: no sort
-    return list(rows.order_by("-priority", "available_at", "id")[:limit])
+    if not opts.AGE_RATE:  # the ready index's condition and order: no sort
+        rows = rows.filter(age_key__isnull=True, key_waiting=False)
+    return list(rows.order_by("-priority", "fair_seq", "available_at", "id")[:limit])
 
 
 def running(backend="default", limit=10):

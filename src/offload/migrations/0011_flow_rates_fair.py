@@ -15,12 +15,14 @@ from django.db import migrations, models
 # apart from the bucket's next token (available_at, rate_paced); a task with a turn
 # took its token then and is claimed at its turn without another.
 #
+# offload_admit(backend, ids, keys, limits), 0010's, stays for the previous release's
+# workers during a rolling deploy (concurrency keys only).
+#
 # SQLite: the claim admits by the same arithmetic in its one UPDATE (sqlite/admit.sql);
 # the trigger below moves a bucket's tat on for every task claimed with a token, in
 # the same statement, under the single writer. A migration that remakes offload_task
 # on SQLite drops its triggers: it must create this one again.
 FUNCTIONS = """
-DROP FUNCTION IF EXISTS offload_admit(text, bigint[], text[], int[]);
 
 CREATE OR REPLACE FUNCTION offload_lock_buckets(p_backend text, p_keys text[], p_now float8)
 RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
@@ -117,6 +119,15 @@ BEGIN
     WHERE bk.backend = p_backend AND bk.key = e.key AND bk.tat <> (e.value #>> '{}')::float8;
     RETURN QUERY SELECT unnest(admitted);
 END
+$$;
+
+-- 0010's signature, kept for workers of the previous release during a rolling deploy:
+-- concurrency keys only.
+CREATE OR REPLACE FUNCTION offload_admit(p_backend text, p_ids bigint[], p_keys text[],
+                                         p_limits int[])
+RETURNS SETOF bigint LANGUAGE sql VOLATILE ROWS 10 AS $$
+    SELECT offload_admit(p_backend, p_ids, p_keys, p_limits, NULL::text[], NULL::float8[],
+                         NULL::int[], now(), 0::float8)
 $$;
 """
 
