@@ -1,5 +1,6 @@
 """Shared helpers for Offload's benchmarks: a fresh database, a worker process, stats."""
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,23 @@ def run_each(script, args, split):
         chosen = [x for name, value in zip(split, combo, strict=True) for x in (f"--{name.replace('_', '-')}", value)]
         subprocess.run([sys.executable, script, *fixed, *chosen], check=True)
     return True
+
+
+def wait_bars(ax, rows):
+    """Each row's p50, p99 and max (``p50_ms``...) as three bars side by side on ``ax``."""
+    x = range(len(rows))
+    for offset, key, color in ((-0.27, "p50_ms", "#2b6cb0"), (0, "p99_ms", "#63b3ed"),
+                               (0.27, "max_ms", "#bee3f8")):
+        ax.bar([i + offset for i in x], [r[key] for r in rows], width=0.27, color=color,
+               label=key.removesuffix("_ms"))
+    return list(x)
+
+
+def save_rows(name, rows, report):
+    """Write ``rows`` to bench/results/<name>.json and ``report`` them (a table, and
+    the chart bench/results/<name>.png)."""
+    from bench.run import RESULTS
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
+    report(rows, RESULTS / f"{name}.png")

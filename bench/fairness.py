@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
+from bench.common import percentile, progress, run_each, save_rows, setup_django, start_worker, wait_bars  # noqa: E402
 
 
 def measure(db, tenant_a, tenant_b, every, fair):
@@ -97,14 +97,10 @@ def report(rows, chart_path):
 
     fig, ax = plt.subplots(figsize=(9, 4.5))
     labels = [f"{r['db']}\n{'fair' if r['fair'] else 'FIFO'}" for r in rows]
-    x = range(len(rows))
-    for offset, key, color in ((-0.27, "p50_ms", "#2b6cb0"), (0, "p99_ms", "#63b3ed"),
-                               (0.27, "max_ms", "#bee3f8")):
-        ax.bar([i + offset for i in x], [r[key] for r in rows], width=0.27, color=color,
-               label=key.removesuffix("_ms"))
+    x = wait_bars(ax, rows)
     ax.axhline(50, color="#c53030", linestyle="--", linewidth=1, label="target p99 (fair)")
     ax.set_yscale("log")
-    ax.set_xticks(list(x), labels)
+    ax.set_xticks(x, labels)
     ax.set_ylabel("ms (log scale)")
     ax.set_title("Tenant B's wait while tenant A's 50,000 tasks drain (lower is better)")
     ax.legend()
@@ -123,15 +119,12 @@ def main():
                         help="run every combination, print the table and draw the chart")
     args = parser.parse_args()
     if args.report:
-        from bench.run import RESULTS, run_json
+        from bench.run import run_json
 
         size = ["--tenant-a", str(args.tenant_a), "--tenant-b", str(args.tenant_b),
                 "--every", str(args.every)]
-        rows = run_json([sys.executable, __file__, "--db", args.db, "--fair", args.fair, *size],
-                        "offload")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "fairness.json").write_text(json.dumps(rows, indent=1))
-        report(rows, RESULTS / "fairness.png")
+        save_rows("fairness", run_json([sys.executable, __file__, "--db", args.db, "--fair",
+                                        args.fair, *size], "offload"), report)
         return
     if not run_each(__file__, args, {"db": ["sqlite", "postgres"], "fair": ["no", "yes"]}):
         print(json.dumps(measure(args.db, args.tenant_a, args.tenant_b, args.every,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import percentile, progress, run_each, setup_django, start_worker  # noqa: E402
+from bench.common import percentile, progress, run_each, setup_django, start_worker, wait_bars  # noqa: E402
 
 
 def measure(db, low, urgent, every, reserve, defaults=False):
@@ -96,14 +96,10 @@ def report(rows, chart_path):
     import matplotlib.pyplot as plt
 
     labels = [f"{r['system']}\n{r['db']}" + ("\nreserved" if r.get("reserved") else "") for r in rows]
-    x = range(len(rows))
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    for offset, key, color in ((-0.27, "p50_ms", "#2b6cb0"), (0, "p99_ms", "#63b3ed"),
-                               (0.27, "max_ms", "#bee3f8")):
-        ax.bar([i + offset for i in x], [r[key] for r in rows], width=0.27, color=color,
-               label=key.removesuffix("_ms"))
+    x = wait_bars(ax, rows)
     ax.axhline(50, color="#c53030", linestyle="--", linewidth=1, label="target p99 (reserved)")
-    ax.set_xticks(list(x), labels, fontsize=8)
+    ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("ms")
     ax.set_title("Urgent wait with 100,000 low-priority 20 ms tasks queued (lower is better)")
     ax.legend()

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import progress, run_each, setup_django, start_worker  # noqa: E402
+from bench.common import progress, run_each, save_rows, setup_django, start_worker  # noqa: E402
 
 
 def most_in_window(starts, window=1.0):
@@ -125,14 +125,12 @@ def main():
                         help="run each database, print the table and draw the chart")
     args = parser.parse_args()
     if args.report:
-        from bench.run import RESULTS, run_json
+        from bench.run import run_json
 
-        rows = run_json([sys.executable, __file__, "--db", args.db, "--tasks", str(args.tasks),
-                         "--rate", args.rate, "--burst", str(args.burst),
-                         "--servers", str(args.servers)], "offload")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "rate_limit.json").write_text(json.dumps(rows, indent=1))
-        report(rows, RESULTS / "rate_limit.png")
+        save_rows("rate_limit", run_json([
+            sys.executable, __file__, "--db", args.db, "--tasks", str(args.tasks), "--rate",
+            args.rate, "--burst", str(args.burst), "--servers", str(args.servers)], "offload"),
+            report)
         return
     if not run_each(__file__, args, {"db": ["sqlite", "postgres"]}):
         print(json.dumps(measure(args.db, args.tasks, args.rate, args.burst, args.servers)),

@@ -178,6 +178,28 @@ def test_bad_rate_and_fair_options_are_refused_at_enqueue(options, message):
     assert not TaskRow.objects.exists()
 
 
+# -- fair sharing ------------------------------------------------------------------------
+
+def test_a_quiet_tenant_s_task_goes_next_not_behind_a_busy_tenant_s_burst(start_worker):
+    """One thread working through tenant A's 100 tasks of 20 ms: tenant B's one task,
+    enqueued meanwhile, starts after at most a few more of A's (the ones already
+    claimed), not after the rest of A's burst."""
+    bulk_enqueue(tasks.span.using(fair_key=lambda key, **_: "tenant:a"),
+                 [((f"a{i}",), {"sleep": 0.02}) for i in range(100)])
+    worker = start_worker("--processes", "1", "--threads", "1")
+    wait_until(lambda: Run.objects.filter(key__startswith="a").count() >= 5, timeout=30,
+               message="tenant A's burst under way")
+    quiet = tasks.span.using(fair_key="tenant:b").enqueue("b")
+    before = Run.objects.filter(key__startswith="a").count()
+    wait_until(lambda: Run.objects.filter(key="b").exists(), timeout=30, message="tenant B's task ran")
+    started = Run.objects.get(key="b").started
+    overtaken = Run.objects.filter(key__startswith="a", started__lt=started).count() - before
+    assert overtaken <= 4, overtaken  # FIFO would run the ~95 left of A's first
+    assert TaskRow.objects.get(pk=quiet.id).fair_key == "tenant:b"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
 # -- cancelling a running task --------------------------------------------------------
 
 def test_a_running_sync_task_that_looks_is_cancelled_and_never_runs_again(start_worker):
