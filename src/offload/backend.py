@@ -12,6 +12,7 @@ server (``manage.py offload worker``) claims and runs them. Example::
 """
 
 import dataclasses
+import inspect
 import json
 import math
 import sys
@@ -81,11 +82,15 @@ class OffloadTask(Task):
     #: turns between fair keys (a str, or a callable of the task's arguments), so one
     #: key's burst does not hold back another key's tasks.
     fair_key: str | Callable | None = None
+    #: Exactly-once effects on the task database (docs/reliability.md#exactly-once-effects):
+    #: the body runs in a transaction on the task database that also records its
+    #: success, under the lease guard; a lost lease or a crash rolls its writes back.
+    atomic: bool | None = None
 
     def using(self, *, max_attempts=None, retry_backoff=None, retry_backoff_max=None,
               retry_jitter=None, timeout=None, unique_key=None, concurrency_limit=None,
               concurrency_key=None, rate_limit=None, rate_burst=None, rate_limit_key=None,
-              fair_key=None, **changes):
+              fair_key=None, atomic=None, **changes):
         task = Task.using(self, **changes)
         extra = {k: v for k, v in {
             "max_attempts": max_attempts, "retry_backoff": retry_backoff,
@@ -93,7 +98,7 @@ class OffloadTask(Task):
             "timeout": timeout, "unique_key": unique_key,
             "concurrency_limit": concurrency_limit, "concurrency_key": concurrency_key,
             "rate_limit": rate_limit, "rate_burst": rate_burst,
-            "rate_limit_key": rate_limit_key, "fair_key": fair_key,
+            "rate_limit_key": rate_limit_key, "fair_key": fair_key, "atomic": atomic,
         }.items() if v is not None}
         return dataclasses.replace(task, **extra) if extra else task
 
@@ -130,6 +135,18 @@ class OffloadTask(Task):
         key = self._key("rate_limit_key", args, kwargs)
         return (self.module_path if key is None else key), parse_rate(self.rate_limit), \
             1 if self.rate_burst is None else self.rate_burst
+
+
+def _check_atomic(task):
+    """``atomic=True`` holds only for a sync function run on a worker's thread: refuse
+    the rest at definition, never downgrade silently."""
+    if type(task.atomic) is not bool:
+        raise InvalidTaskOptions(f"{task.module_path}: atomic={task.atomic!r}: use True or False.")
+    if task.atomic and inspect.iscoroutinefunction(task.func):
+        raise InvalidTaskOptions(
+            f"{task.module_path}: atomic=True needs a plain (sync) function. An async task's "
+            "database calls run on other threads (sync_to_async), outside the transaction "
+            "that records its outcome; make it a def, or leave it at-least-once.")
 
 
 #: Deepest nesting of lists and dicts inside one argument. Deeper structures are
@@ -335,6 +352,8 @@ class OffloadBackend(BaseTaskBackend):
                 parse_burst(task.rate_burst)
         except ValueError as exc:
             raise InvalidTaskOptions(str(exc)) from None
+        if task.atomic is not None:
+            _check_atomic(task)
         if task.rate_limit is None and (task.rate_burst, task.rate_limit_key) != (None, None):
             raise InvalidTaskOptions(
                 f"{task.module_path}: rate_burst and rate_limit_key need a rate_limit "

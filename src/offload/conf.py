@@ -123,6 +123,9 @@ class Options:
     #: How long a task asked to stop (``offload.cancel``), or a coroutine cancelled at its
     #: timeout, has to stop before it is failed anyway and its process replaced.
     CANCEL_GRACE: float = 5.0
+    #: The time limit of an ``atomic=True`` task without a ``timeout`` of its own: its
+    #: transaction stays open while it runs (on SQLite holding the one write lock).
+    ATOMIC_TIMEOUT: float = 10.0
     #: Largest task payload (arguments as JSON) enqueue accepts; None: no limit.
     MAX_PAYLOAD_BYTES: int | None = 1024 * 1024
 
@@ -139,12 +142,16 @@ class Options:
             values[key] = value
         try:
             for key in ("LEASE_SECONDS", "HEARTBEAT_SECONDS", "POLL_SECONDS", "RETAIN",
-                        "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "TIMEOUT", "CANCEL_GRACE"):
+                        "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "TIMEOUT", "CANCEL_GRACE",
+                        "ATOMIC_TIMEOUT"):
                 if values.get(key) is not None:
                     values[key] = parse_duration(values[key], name=key)
         except ValueError as exc:
             raise ImproperlyConfigured(f"TASKS[{alias!r}]['OPTIONS']: {exc}") from None
         options = cls(**values)
+        if options.ATOMIC_TIMEOUT <= 0:
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['OPTIONS']['ATOMIC_TIMEOUT'] must be a positive duration.")
         if options.CANCEL_GRACE <= 0:
             raise ImproperlyConfigured(
                 f"TASKS[{alias!r}]['OPTIONS']['CANCEL_GRACE'] must be a positive duration.")

@@ -6,8 +6,9 @@ Recorded errors keep their class path in ``TaskResult.errors`` so that
 
 from django.tasks.exceptions import InvalidTask
 
-__all__ = ["ArgumentsNotSerializable", "Cancelled", "CorruptPayload", "InvalidTaskOptions",
-           "PayloadTooLarge", "ResultNotSerializable", "TaskNotFound", "TaskTimeout", "WorkerLost"]
+__all__ = ["ArgumentsNotSerializable", "AtomicScopeError", "Cancelled", "CorruptPayload",
+           "InvalidTaskOptions", "LeaseLost", "PayloadTooLarge", "ResultNotSerializable",
+           "TaskNotFound", "TaskTimeout", "WorkerLost"]
 
 
 class ArgumentsNotSerializable(TypeError):
@@ -45,3 +46,14 @@ class WorkerLost(Exception):
 
 class InvalidTaskOptions(InvalidTask):
     """An Offload task option (``max_attempts``, ``timeout``, ...) has a bad value."""
+
+
+class AtomicScopeError(Exception):
+    """An ``atomic=True`` task wrote through another database than the task database,
+    outside the transaction that records its outcome (recorded as the task's error; the
+    attempt's writes are rolled back and it is not retried)."""
+
+
+class LeaseLost(Exception):
+    """An ``atomic=True`` task's lease was gone when it came to record its success (it
+    was rescued, cancelled or fenced meanwhile): its writes were rolled back."""

@@ -16,3 +16,10 @@ class Note(models.Model):
     """Business data written in the same transaction as an enqueue."""
 
     text = models.CharField(max_length=100)
+
+
+class Counter(models.Model):
+    """A row tasks add to: counts effects, not runs (exactly-once tests)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    value = models.IntegerField(default=0)

@@ -238,3 +238,32 @@ def stoppable(context, key, seconds=30.0):
         cancellation.raise_if_requested()
         time.sleep(0.01)
     return "finished"
+
+
+@task(takes_context=True, atomic=True)
+def add_one(context, name="c", sleep=0.0, fail_first=False, hold=None, mark=None, elsewhere=False):
+    """Adds 1 to counter ``name``: exactly once with atomic=True (its effects, whatever
+    its runs). ``mark``: a directory where each run leaves a file ``<id>-<attempt>-<pid>``
+    when it starts (a ledger outside the database); ``sleep`` widens the window after
+    the write; ``hold``: waits after writing until that file exists; ``fail_first``
+    raises after writing on the first attempt; ``elsewhere``: also writes through the
+    other database alias, which an atomic task may not."""
+    from django.db.models import F
+
+    from tests.testapp.models import Counter, Note
+
+    if mark:
+        open(os.path.join(mark, f"{context.task_result.id}-{context.attempt}-{os.getpid()}"), "w").close()
+    Counter.objects.get_or_create(name=name)
+    Counter.objects.filter(name=name).update(value=F("value") + 1)
+    if elsewhere:
+        Note.objects.using("tasks").create(text="outside the transaction")
+    if sleep:
+        time.sleep(sleep)
+    if hold:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(hold) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    if fail_first and context.attempt == 1:
+        raise RuntimeError("failed after writing")
+    return name

@@ -324,6 +324,12 @@ class SqlStore:
         offload_key, see migration 0008; SQLite has none); return how many."""
         return 0
 
+    def hold(self, claimed):
+        """At the start of an atomic task's transaction: whether its lease still holds.
+        PostgreSQL takes no lock here (a lock on the row would keep the heartbeat
+        waiting until the task commits): the record at the end is the guard."""
+        return True
+
     def next_turn(self, *, backend, now):
         """The soonest turn after ``now`` given to a rate-limited task, or None."""
         raise NotImplementedError

@@ -60,6 +60,9 @@ class Outcome:
     #: from what the claim returned (``offload.stats.observe``) instead of re-reading
     #: the row.
     claim: Claimed | None = None
+    #: Already written, in the transaction of an ``atomic=True`` task (the runner):
+    #: the loop counts it accepted and does not write it again.
+    recorded: bool = False
 
 
 #: An enqueue row: (queue, priority, task path, payload JSON, run_after, unique_key,
@@ -149,6 +152,9 @@ class Store(Protocol):
 
     def forget_keys(self, *, backend: str, batch: int = 5000) -> int:
         """Delete the lock rows of concurrency keys that no task runs; how many."""
+
+    def hold(self, claimed: Claimed) -> bool:
+        """Start of an atomic task's transaction: whether its lease still holds."""
 
     def next_turn(self, *, backend: str, now: datetime) -> datetime | None:
         """The soonest turn after ``now`` given to a rate-limited task (the loop wakes)."""

@@ -133,6 +133,11 @@ class SqliteStore(SqlStore):
                 cursor.executemany(self.sql("pace"), turns)
                 cursor.executemany(self.sql("bucket_set"), ends)
 
+    def hold(self, claimed):
+        """Take the write lock with the guard's own write (sqlite/hold.sql)."""
+        return self.execute(self.sql("hold"), {"id": claimed.id, "token": claimed.token},
+                            fetch=False) == 1
+
     def next_turn(self, *, backend, now):
         [(turn,)] = self.execute(self.sql("next_turn"), {"backend": backend,
                                                          "now": self.db_time(now)})

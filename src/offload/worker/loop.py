@@ -54,6 +54,17 @@ _DB_ERRORS = (DatabaseError, InterfaceError)
 __all__ = ["EXIT_REPLACE", "Lifecycle", "Loop"]
 
 
+def _to_write(done):
+    """The outcomes of ``done`` the store must write: all but those an atomic task's
+    own transaction wrote (``Outcome.recorded``)."""
+    return [o for o, _ in done if not o.recorded]
+
+
+def _written(done):
+    """The ids of ``done`` already written by their atomic task's transaction."""
+    return {o.id for o, _ in done if o.recorded}
+
+
 def _timeout_entry(message):
     return error_entry("offload.exceptions.TaskTimeout", f"offload.exceptions.TaskTimeout: {message}\n")
 
@@ -321,11 +332,11 @@ class Loop:
             limit = min(request.limit, left[request.pool])
             if request.kind == "cycle":
                 claim = self._claim_args(**request.store_args(limit)) if limit else None
-                cycled = self._db("cycle", [o for o, _ in done], claim, worker=self.worker_id)
+                cycled = self._db("cycle", _to_write(done), claim, worker=self.worker_id)
                 if cycled is None:
                     return None
                 accepted, got = cycled
-                self._finished(done, accepted)
+                self._finished(done, accepted | _written(done))
                 recorded = True
             elif limit <= 0:
                 continue
@@ -430,8 +441,8 @@ class Loop:
         with self.lock:
             done, self.done = self.done, []
         if done:
-            accepted = self._db("complete", [o for o, _ in done], worker=self.worker_id)
-            self._finished(done, set() if accepted is None else accepted)
+            accepted = self._db("complete", _to_write(done), worker=self.worker_id)
+            self._finished(done, (set() if accepted is None else accepted) | _written(done))
 
     def _finished(self, done, accepted):
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""

@@ -10,11 +10,13 @@ that no longer imports, carry a corrupt payload — the runner turns it into a F
 import asyncio
 import json
 import logging
+import re
 import traceback
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connections, transaction
 from django.tasks import TaskContext, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
@@ -23,7 +25,7 @@ from django.utils.json import normalize_json
 from offload import cancellation
 from offload.ageing import age_key
 from offload.clock import now
-from offload.exceptions import ResultNotSerializable
+from offload.exceptions import AtomicScopeError, LeaseLost, ResultNotSerializable
 from offload.results import build_result, decode_errors, decode_payload, error_entries, error_entry, resolve_task
 from offload.scheduling.backoff import retry_delay
 from offload.store import Outcome
@@ -56,6 +58,41 @@ def _arguments(task, result):
     if task.takes_context:
         return (TaskContext(task_result=result), *result.args)
     return result.args
+
+
+class _Undone(Exception):
+    """Rolls an atomic task's transaction back, carrying the outcome to record instead."""
+
+    def __init__(self, outcome):
+        super().__init__(outcome.status)
+        self.outcome = outcome
+
+
+_WRITES = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|MERGE|TRUNCATE|CREATE|ALTER|DROP)\b"
+                     r"|^\s*WITH\b.*\b(INSERT|UPDATE|DELETE)\b", re.IGNORECASE | re.DOTALL)
+
+
+@contextmanager
+def only_writes_to(alias, path):
+    """While an atomic task runs on this thread, a write through any other database
+    alias raises ``AtomicScopeError``: it would happen outside the task's transaction,
+    at least once, and the guarantee would silently not hold for it."""
+
+    def refuse(execute, sql, params, many, context):
+        if _WRITES.match(sql):
+            db = context["connection"].alias
+            raise AtomicScopeError(
+                f"{path} is atomic=True but wrote through database {db!r} ({sql[:60]}...), "
+                f"outside its transaction on the task database {alias!r}: route the writes "
+                f"to {alias!r}, or leave this task at-least-once (atomic=False) and make it "
+                "idempotent.")
+        return execute(sql, params, many, context)
+
+    with ExitStack() as stack:
+        for other in connections.all(initialized_only=False):
+            if other.alias != alias:
+                stack.enter_context(other.execute_wrapper(refuse))
+        yield
 
 
 def _entry_for(exc):
@@ -94,7 +131,11 @@ class Runner:
         return task, result
 
     def timeout_of(self, task):
-        return self.option(task, "timeout", "TIMEOUT")
+        """The task's time limit; an atomic task always has one (``ATOMIC_TIMEOUT``)."""
+        timeout = self.option(task, "timeout", "TIMEOUT")
+        if timeout is None and getattr(task, "atomic", None):
+            return self.opts.ATOMIC_TIMEOUT
+        return timeout
 
     def run(self, claimed, prepared=None):
         """Run ``claimed``; return ``(outcome, result)``. ``result`` is None if it never started."""
@@ -105,16 +146,49 @@ class Runner:
         self.started(result)
         running = cancellation.current.set(claimed.id)
         try:
+            if getattr(task, "atomic", None):
+                return self.atomic(claimed, task, result), result
             value = task.call(*_arguments(task, result), **result.kwargs)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: B036  (a task's SystemExit must not stop the server)
-            return self.failed(claimed, exc, task=task, result=result), result
+            return self.failed(claimed, exc, task=task, result=result,
+                               retry=not isinstance(exc, AtomicScopeError)), result
         finally:
             cancellation.current.reset(running)
             if self.cleanup:
                 close_old_connections()
         return self.succeeded(claimed, value, result), result
+
+    def atomic(self, claimed, task, result):
+        """Run an ``atomic=True`` task: its body and the record of its success in one
+        transaction on the task database, the record guarded by the lease token. If the
+        guard matches nothing (the lease was lost: rescued, cancelled, fenced), the
+        whole transaction rolls back, the task's writes with it; if the body raises, its
+        writes roll back and the failure is recorded on its own (by the caller). Writes
+        through any other database raise ``AtomicScopeError`` (``only_writes_to``).
+        Returns the outcome, ``recorded`` when it was written here."""
+        store = self.backend.store
+        try:
+            with only_writes_to(store.db_alias, claimed.task_path), \
+                    transaction.atomic(using=store.db_alias):
+                if not store.hold(claimed):
+                    raise LeaseLost(f"task id={claimed.id}: its lease was lost before it started")
+                value = task.call(*_arguments(task, result), **result.kwargs)
+                outcome = self.succeeded(claimed, value, result)
+                if outcome.status != TaskResultStatus.SUCCESSFUL:  # a value JSON cannot hold
+                    raise _Undone(outcome)
+                if claimed.id not in store.complete([outcome], worker=self.worker_id):
+                    raise LeaseLost(f"task id={claimed.id}: its lease was lost while it ran")
+        except _Undone as undone:  # rolled back; the failure is recorded by the loop
+            return undone.outcome
+        except LeaseLost as exc:  # rolled back; the loop's record of it is refused too
+            logger.warning("%s: %s; its writes were rolled back", self.worker_id, exc)
+            return Outcome(claimed.id, claimed.token, TaskResultStatus.FAILED, now(),
+                           errors=json.dumps(error_entries(claimed.errors) + [_entry_for(exc)]),
+                           claim=claimed)
+        outcome.recorded = True
+        return outcome
 
     def started(self, result):
         """Send ``task_started``. A receiver's error is logged by send_robust (logger
