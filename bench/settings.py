@@ -41,6 +41,10 @@ else:
                     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
     }}
 
+# BENCH_CONN_MAX_AGE: Django's CONN_MAX_AGE (default 0: a task's connection closes at its
+# end, as in a Django project that does not set it).
+DATABASES["default"]["CONN_MAX_AGE"] = float(os.environ.get("BENCH_CONN_MAX_AGE", 0))
+
 TASKS = {"default": {"BACKEND": "offload.backend.OffloadBackend",
                      "QUEUES": ["default", "emails", "reports"],
                      "OPTIONS": {"POLL_SECONDS": 0.25,

@@ -49,3 +49,13 @@ def stamp_sleep5():
     started = time.time()
     time.sleep(0.005)
     return started
+
+
+@task
+def bump(row):
+    """Adds 1 to one row of bench_counter (made by bench/atomic.py): a task whose only
+    effect is one database write. Enqueued with ``.using(atomic=True)`` or not."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE bench_counter SET value = value + 1 WHERE id = %s", [row])

@@ -7,11 +7,12 @@ import signal
 
 import pytest
 from django.db import connection
+from django.db.models import Sum
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 from offload.exceptions import InvalidTaskOptions
-from offload.models import TaskRow
+from offload.models import TaskRow, TaskStat
 from tests.conftest import wait_until
 from tests.testapp import tasks
 from tests.testapp.models import Counter, Note
@@ -45,6 +46,8 @@ def test_atomic_tasks_commit_their_writes_with_their_success(start_worker):
                message="20 atomic tasks done")
     assert counter() == 20
     assert all(tasks.add_one.get_result(r.id).return_value == "c" for r in results)
+    wait_until(lambda: TaskStat.objects.filter(outcome="SUCCESSFUL").aggregate(n=Sum("tasks"))["n"] == 20,
+               message="their sums in offload_stat (added by the worker with its batch)")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 

@@ -17,6 +17,14 @@ at once, while different applications run in parallel. The bureau call is
 rate-limited (``BUREAU_RATE``) across the cluster, and every step is fair-shared by
 business (``loans.workflow.start``), so one business's burst of applications does not
 hold back another's (docs/flow-control.md).
+
+``score_application`` only writes the application's rows and is ``atomic=True``: its
+writes and its success commit together, exactly once. The bureau call, the emails and
+the CRM sync reach outside the database and stay at-least-once, made safe to repeat by
+their own keys (the application's status, a Notification per kind, the CRM id); the
+statement analysis and the offer letter do their CPU work before their short write and
+check the status first, so they stay at-least-once too rather than hold a transaction
+(on SQLite the one write lock) through that work (docs/backoffice.md).
 """
 
 import hashlib
@@ -111,8 +119,10 @@ def check_credit(application_id):
     return report["bureau_score"]
 
 
-@task(priority=10, queue_name="default", concurrency_key=per_application)
+@task(priority=10, queue_name="default", concurrency_key=per_application, atomic=True)
 def score_application(application_id):
+    """Only writes the application's rows: atomic=True, so its writes and its success
+    commit together, exactly once (docs/reliability.md#exactly-once-effects)."""
     with transaction.atomic():
         application = advance(application_id, S.CREDIT_CHECKED, S.SCORED)
         if application is None:

@@ -60,3 +60,17 @@ def gather(context, n, timeout=20.0):
             raise RuntimeError(f"only {len(list(here.iterdir()))} of {n} gather tasks ran at once")
         time.sleep(0.05)
     return _append(context)
+
+
+@task(takes_context=True)
+def count(context, sleep=0.0):
+    """Adds 1 to the counter row (faults_counter, made by the atomic scenarios), then
+    sleeps (a window for a kill after the write) and writes the ledger line: the counter
+    counts effects, the ledger runs. Enqueued with ``.using(atomic=True)`` or not."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE faults_counter SET value = value + 1 WHERE name = 'c'")
+    if sleep:
+        time.sleep(sleep)
+    return _append(context)

@@ -324,6 +324,21 @@ class SqlStore:
         offload_key, see migration 0008; SQLite has none); return how many."""
         return 0
 
+    def record_atomic(self, outcome, *, worker=""):
+        """Write an atomic task's success in its own transaction (the caller's), under
+        the lease guard; whether it was accepted. Its sums are not added here, where
+        every task's transaction would wait on the same offload_stat row until it
+        commits: the worker adds them with its batch (``add_sums``)."""
+        return self.execute(self.sql("succeeded"), self._succeeded(outcome), fetch=False) == 1
+
+    def _succeeded(self, outcome):
+        return {"id": outcome.id, "token": outcome.token, "result": outcome.return_value,
+                "finished": self.db_time(outcome.finished_at)}
+
+    def add_sums(self, outcomes, *, worker=""):
+        """Add to offload_stat the sums of ``outcomes`` their atomic tasks recorded."""
+        raise NotImplementedError
+
     def hold(self, claimed):
         """At the start of an atomic task's transaction: whether its lease still holds.
         PostgreSQL takes no lock here (a lock on the row would keep the heartbeat

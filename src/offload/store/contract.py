@@ -153,6 +153,12 @@ class Store(Protocol):
     def forget_keys(self, *, backend: str, batch: int = 5000) -> int:
         """Delete the lock rows of concurrency keys that no task runs; how many."""
 
+    def record_atomic(self, outcome: Outcome, *, worker: str = "") -> bool:
+        """An atomic task's success, in its transaction, guarded; no sums (add_sums)."""
+
+    def add_sums(self, outcomes: Sequence[Outcome], *, worker: str = "") -> None:
+        """Add the sums of outcomes that atomic tasks recorded to offload_stat."""
+
     def hold(self, claimed: Claimed) -> bool:
         """Start of an atomic task's transaction: whether its lease still holds."""
 

@@ -209,6 +209,14 @@ class PostgresStore(SqlStore):
         self._add_accepted(outcomes, accepted, worker)
         return accepted
 
+
+    def record_atomic(self, outcome, *, worker=""):
+        return self.fetch(self.sql("succeeded"), self._succeeded(outcome)) == 1
+
+    def add_sums(self, outcomes, *, worker=""):
+        if outcomes:
+            self._record(observe(outcomes), [o.id for o in outcomes], worker)
+
     def cycle(self, outcomes, claim=None, *, worker=""):
         observations = outcomes and claim and observe(outcomes)
         if not observations:

@@ -160,6 +160,13 @@ class SqliteStore(SqlStore):
         with transaction.atomic(using=self.db_alias, savepoint=False):
             return self._complete(*prepared, worker)
 
+
+    def add_sums(self, outcomes, *, worker=""):
+        seen = outcomes and observe(outcomes)
+        if seen:
+            with transaction.atomic(using=self.db_alias, savepoint=False):
+                self._run_raw(*self._upsert(tally(seen), worker))
+
     def cycle(self, outcomes, claim=None, *, worker=""):
         """Record ``outcomes`` and claim in one transaction: a busy worker pays one
         commit per batch, as with PostgreSQL's cycle statement. The transaction's

@@ -45,6 +45,8 @@ EXIT_REPLACE = 75
 #: While it runs tasks, a process looks every this many seconds for ones asked to stop
 #: (``offload.cancel``); a PostgreSQL NOTIFY makes it look at once.
 STOP_POLL = 1.0
+#: How often the sums of outcomes atomic tasks wrote are added to offload_stat.
+SUMS_EVERY = 1.0
 #: Rate limits: how long after claiming a rate-limited task the loop wakes for the next
 #: turn given to one (an idle loop otherwise claims only when told or at its poll).
 RATED_FOR = 60.0
@@ -58,11 +60,6 @@ def _to_write(done):
     """The outcomes of ``done`` the store must write: all but those an atomic task's
     own transaction wrote (``Outcome.recorded``)."""
     return [o for o, _ in done if not o.recorded]
-
-
-def _written(done):
-    """The ids of ``done`` already written by their atomic task's transaction."""
-    return {o.id for o, _ in done if o.recorded}
 
 
 def _timeout_entry(message):
@@ -167,6 +164,8 @@ class Loop:
         self.cancelling = set()  # ids of coroutines cancelled (their timeout, a stop request)
         self.stopping = {}  # id -> (Cancelled, entry): tasks asked to stop (offload.cancel)
         self.freed_keys = set()  # concurrency keys of tasks just recorded: unpark them
+        self.unsummed = []  # outcomes atomic tasks wrote, whose sums are still to add
+        self.summed_at = 0.0
         self._stops_looked = 0.0  # monotonic time of the last look for stop requests
         #: Rate limits: until when (monotonic) to look for the next turn before every
         #: sleep (this process lately claimed a rate-limited task or saw a turn), and that
@@ -241,6 +240,7 @@ class Loop:
         if done or claiming:
             got = self._round(done, free if claiming else (0, 0))
             self._unpark()
+            self._flush_sums(mono)
             if got is None:  # database error: keep the outcomes, retry shortly
                 with self.lock:
                     self.done[:0] = done
@@ -336,7 +336,7 @@ class Loop:
                 if cycled is None:
                     return None
                 accepted, got = cycled
-                self._finished(done, accepted | _written(done))
+                self._finished(done, accepted | self._add_sums(done))
                 recorded = True
             elif limit <= 0:
                 continue
@@ -442,7 +442,23 @@ class Loop:
             done, self.done = self.done, []
         if done:
             accepted = self._db("complete", _to_write(done), worker=self.worker_id)
-            self._finished(done, (set() if accepted is None else accepted) | _written(done))
+            self._finished(done, (set() if accepted is None else accepted) | self._add_sums(done))
+
+    def _add_sums(self, done):
+        """The ids of ``done`` their atomic task's transaction wrote; their sums are
+        added to offload_stat later (``_flush_sums``)."""
+        written = [o for o, _ in done if o.recorded]
+        self.unsummed += written
+        return {o.id for o in written}
+
+    def _flush_sums(self, mono, force=False):
+        """Add the sums of outcomes atomic tasks wrote to offload_stat, at most once a
+        second (each is a commit of its own; the statistics lag by up to a second),
+        and before exiting. On a database error they go uncounted: the outcomes
+        themselves are written."""
+        if self.unsummed and (force or mono - self.summed_at >= SUMS_EVERY):
+            outcomes, self.unsummed, self.summed_at = self.unsummed, [], mono
+            self._db("add_sums", outcomes, worker=self.worker_id)
 
     def _finished(self, done, accepted):
         """Forget recorded tasks and send ``task_finished`` for final outcomes."""
@@ -554,6 +570,7 @@ class Loop:
         for executor in self._executors():
             executor.shutdown()
         self._flush()
+        self._flush_sums(time.monotonic(), force=True)
         handed = self._db("hand_back", worker=self.worker_id) or []
         if handed:
             logger.warning("%s: handed back %d unfinished task(s): %s", self.worker_id,
@@ -663,4 +680,5 @@ class Loop:
             self.done.append(self.runner.run(claimed[0]))
             self._flush()
             count += 1
+        self._flush_sums(time.monotonic(), force=True)
         return count

@@ -178,7 +178,7 @@ class Runner:
                 outcome = self.succeeded(claimed, value, result)
                 if outcome.status != TaskResultStatus.SUCCESSFUL:  # a value JSON cannot hold
                     raise _Undone(outcome)
-                if claimed.id not in store.complete([outcome], worker=self.worker_id):
+                if not store.record_atomic(outcome, worker=self.worker_id):
                     raise LeaseLost(f"task id={claimed.id}: its lease was lost while it ran")
         except _Undone as undone:  # rolled back; the failure is recorded by the loop
             return undone.outcome
