@@ -57,6 +57,9 @@ DATABASES = {
     "default": _db("offload", "test_offload", "OFFLOAD_DB_NAME"),
     "tasks": _db("offload_tasks", "test_offload_tasks", "OFFLOAD_TASKS_DB_NAME"),
 }
+if os.environ.get("OFFLOAD_TEST_CONN_MAX_AGE"):  # a worker started with connections kept
+    for _alias in DATABASES.values():
+        _alias["CONN_MAX_AGE"] = float(os.environ["OFFLOAD_TEST_CONN_MAX_AGE"])
 # A worker started with OFFLOAD_TEST_LISTEN: the default backend's OPTIONS["LISTEN"]:
 # "false", or "direct" (LISTEN through a second alias for the same database), or
 # "broken" (through an alias on a port where nothing listens).

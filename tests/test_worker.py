@@ -32,6 +32,15 @@ def test_burst_drains_everything_once(burst):
     assert tasks.logged.get_result(results[0].id).worker_ids[0].count("-") >= 3
 
 
+def test_a_server_says_when_every_task_would_open_a_new_connection(burst):
+    """Django's default CONN_MAX_AGE = 0 closes a task's connections at its end: the
+    server warns once at start, naming the aliases; with connections kept, it does not."""
+    out = burst("--processes", "1", "--threads", "1")
+    assert "DATABASES default, tasks: CONN_MAX_AGE is 0" in out and "CONN_HEALTH_CHECKS" in out
+    kept = burst("--processes", "1", "--threads", "1", env={"OFFLOAD_TEST_CONN_MAX_AGE": 60})
+    assert "CONN_MAX_AGE is 0" not in kept
+
+
 def test_idle_worker_picks_up_new_work(start_worker):
     worker = start_worker("--processes", "1", "--threads", "2")
     worker.wait_started()

@@ -45,6 +45,20 @@ _DB_ERRORS = (DatabaseError, InterfaceError)
 START_ATTEMPTS = 5
 
 
+def _warn_short_connections():
+    """Django's default ``CONN_MAX_AGE = 0`` closes a task's connections at its end, as
+    a request's: every task that touches the database then opens a new one, which sets
+    the pace of short database tasks (docs/deployment.md). Say so once, at start."""
+    short = sorted(alias for alias in settings.DATABASES
+                   if not settings.DATABASES[alias].get("CONN_MAX_AGE"))
+    if short:
+        logger.warning(
+            "DATABASES %s: CONN_MAX_AGE is 0, so every task that uses the database opens a new "
+            "connection (tasks that write one row drained 4x slower on PostgreSQL in "
+            "bench/atomic.py); set CONN_MAX_AGE = 60 and CONN_HEALTH_CHECKS = True for the "
+            "async role (docs/deployment.md)", ", ".join(short))
+
+
 @dataclass(eq=False)
 class _Worker:
     """A worker process as the supervisor sees it."""
@@ -345,6 +359,7 @@ class Supervisor:
             logger.info("offload server %s (role %s, release %s): %d process(es) x %d threads, "
                         "queues %s", self.name, self.role, self.release, self.processes,
                         self.threads, ",".join(self.queues) or "(every queue)")
+            _warn_short_connections()
             self._maintain(force=True)
             for _ in range(self.processes):
                 self._spawn()
