@@ -351,11 +351,15 @@ class SqlStore:
 
     def forget_buckets(self, *, backend, now, batch=5000):
         """Delete the rate limits' buckets that are full again; return how many."""
+        return self._delete_batches("forget_buckets",
+                                    {"backend": backend, "now_epoch": now.timestamp()}, batch)
+
+    def _delete_batches(self, name, params, batch):
+        """Run the DELETE ``name`` (which deletes at most ``%(batch)s`` rows) until a
+        batch comes up short; how many rows it deleted in all."""
         deleted = 0
         while True:
-            n = self.execute(self.sql("forget_buckets"), {"backend": backend, "batch": batch,
-                                                          "now_epoch": now.timestamp()},
-                             fetch=False)
+            n = self.execute(self.sql(name), {**params, "batch": batch}, fetch=False)
             deleted += n
             if n < batch:
                 return deleted

@@ -209,7 +209,6 @@ class PostgresStore(SqlStore):
         self._add_accepted(outcomes, accepted, worker)
         return accepted
 
-
     def record_atomic(self, outcome, *, worker=""):
         return self.fetch(self.sql("succeeded"), self._succeeded(outcome)) == 1
 
@@ -266,13 +265,7 @@ class PostgresStore(SqlStore):
         """Delete ``backend``'s offload_key rows whose key no task runs, in batches.
         Always safe: a row is only a lock, a claim re-creates it, and a row a claim
         holds is skipped (SKIP LOCKED), never waited for."""
-        deleted = 0
-        while True:
-            n = self.execute(self.sql("forget_keys"), {"backend": backend, "batch": batch},
-                             fetch=False)
-            deleted += n
-            if n < batch:
-                return deleted
+        return self._delete_batches("forget_keys", {"backend": backend}, batch)
 
     def end_sessions(self, worker):
         """End the sessions a dead worker process left behind and wait (up to 5 s) until

@@ -160,7 +160,6 @@ class SqliteStore(SqlStore):
         with transaction.atomic(using=self.db_alias, savepoint=False):
             return self._complete(*prepared, worker)
 
-
     def add_sums(self, outcomes, *, worker=""):
         seen = outcomes and observe(outcomes)
         if seen:
