@@ -6,6 +6,7 @@ import os
 import signal
 
 import pytest
+from django.db import connections
 from django.tasks import TaskResultStatus
 
 import offload
@@ -284,3 +285,66 @@ def test_cancel_of_a_ready_task_a_finished_one_and_an_unknown_id(start_worker):
     assert out.getvalue().strip() == f"{other.id}: cancelled (it had not started)"
     assert "cancelled by manage.py offload cancel: duplicate" in \
         tasks.span.get_result(other.id).errors[-1].traceback
+
+
+# -- a claim's follow-up work (SQLite) -----------------------------------------------
+
+sqlite_only = pytest.mark.skipif(
+    connections["default"].vendor != "sqlite",
+    reason="SQLite: PostgreSQL sets keys aside and gives turns inside the claim statement")
+
+
+def _claim(store, at):
+    return store.claim(backend="default", queues=[], limit=4, worker="w1", lease=60, now=at)
+
+
+@sqlite_only
+def test_a_server_beaten_to_pacing_a_bucket_keeps_what_it_claimed(monkeypatch):
+    """Two servers after the same bucket: one looks (unpaced_buckets) and sees due tasks,
+    the other gives them their turns first, so the first finds none left to pace. This
+    raced once in CI while the look ran after the claim's commit: the pacing failed and
+    the claim's task stayed RUNNING until its lease expired (30 s). The look now runs in
+    the claim's transaction, under its write lock; played here in one process by pacing
+    again right after the look, the claim returns its task and the turns given stand."""
+    from django.tasks import task_backends
+
+    from offload.clock import now
+
+    store = task_backends["default"].store
+    bulk_enqueue(tasks.span.using(rate_limit="20/s"), [((f"r{i}",), {}) for i in range(5)])
+    at, look, real, raced = now(), store.sql("unpaced_buckets"), store.execute, []
+
+    def execute(sql, params=(), fetch=True):
+        rows = real(sql, params, fetch)
+        if sql == look and not raced:
+            raced.append(sql)
+            store._pace("default", at, 0.0)  # the other server, between the look and the turns
+        return rows
+
+    monkeypatch.setattr(store, "execute", execute)
+    claimed = _claim(store, at)
+    assert raced and len(claimed) == 1
+    rows = TaskRow.objects.exclude(pk=claimed[0].id)
+    assert sorted(rows.values_list("status", "rate_paced")) == [("READY", True)] * 4
+
+
+@sqlite_only
+def test_a_claim_whose_follow_up_fails_leaves_its_tasks_ready(monkeypatch):
+    """The claim, setting aside full keys and giving turns are one transaction: if the
+    last fails, what the claim took goes back with it instead of waiting out a lease."""
+    from django.db import OperationalError
+    from django.tasks import task_backends
+
+    from offload.clock import now
+
+    store = task_backends["default"].store
+    tasks.span.using(rate_limit="1/s").enqueue("first")
+    tasks.span.using(rate_limit="1/s").enqueue("second")
+
+    def fail(*args):
+        raise OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_pace", fail)
+    with pytest.raises(OperationalError):
+        _claim(store, now())
+    assert list(TaskRow.objects.values_list("status", flat=True)) == ["READY", "READY"]

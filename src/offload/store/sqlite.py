@@ -75,19 +75,26 @@ class SqliteStore(SqlStore):
             horizon=self.db_time(horizon), age_now=age_now, age_cap=age_cap,
             age_rate=float(age_rate), min_priority=min_priority, server=server,
             any_queue=not queues, queues=_json(list(queues)), exclude=_json(list(exclude)))
-        claimed = self._park(self._claimed(self.execute(self.sql("claim"), params), params, now))
-        if len(claimed) < limit:
-            self._pace(backend, now, age_rate)
-        return claimed
+        return self._claim("claim", params, now, limit, age_rate)
 
     def claim_limited(self, *, backend, queue, cluster_max, limit, worker, lease, now, server=""):
         token = self.new_token()
         params = self._claim_params(backend=backend, limit=limit, worker=worker, lease=lease,
                                     now=now, token=token, queue=queue, cluster_max=cluster_max,
                                     server=server)
-        claimed = self._park(self._claimed(self.execute(self.sql("claim_limited"), params), params, now))
-        if len(claimed) < limit:
-            self._pace(backend, now, 0.0)
+        return self._claim("claim_limited", params, now, limit, 0.0)
+
+    def _claim(self, statement, params, now, limit, age_rate):
+        """The claim, then setting aside the keys it filled (_park) and, if it did not
+        fill its slots, giving turns (_pace): one transaction, so a failure after the
+        claim's UPDATE gives back what it took instead of leaving it RUNNING until its
+        lease expires. The UPDATE comes first, so the transaction writes (holds the
+        write lock) from its first statement."""
+        with transaction.atomic(using=self.db_alias, savepoint=False):  # none in cycle's
+            claimed = self._park(self._claimed(self.execute(self.sql(statement), params),
+                                               params, now))
+            if len(claimed) < limit:
+                self._pace(params["backend"], now, age_rate)
         return claimed
 
     def _park(self, claimed):
@@ -100,35 +107,35 @@ class SqliteStore(SqlStore):
         return claimed
 
     def _pace(self, backend, now, age_rate):
-        """After a claim that did not fill its slots: give the due tasks of rate limits'
-        buckets that still need a token their turns, best first, one interval apart
-        from each bucket's next token (``available_at``, ``rate_paced``), so later
-        claims neither pass over them nor take them before their turn. One transaction;
-        its first statement writes (buckets.sql), so it holds the write lock throughout.
-        PostgreSQL does this inside the claim (``offload_admit``, migration 0011)."""
+        """After a claim that did not fill its slots, in its transaction (so under the
+        write lock its UPDATE took): give the due tasks of rate limits' buckets that
+        still need a token their turns, best first, one interval apart from each
+        bucket's next token (``available_at``, ``rate_paced``), so later claims neither
+        pass over them nor take them before their turn. PostgreSQL does this inside the
+        claim (``offload_admit``, migration 0011)."""
         probe = {"backend": backend, "now": self.db_time(now)}
         keys = sorted(k for (k,) in self.execute(self.sql("unpaced_buckets"), probe))
         if not keys:
             return
         now_e = now.timestamp()
-        with transaction.atomic(using=self.db_alias):
-            self.execute(self.sql("buckets"), {"backend": backend, "keys": self.array(keys),
-                                               "now_epoch": now_e}, fetch=False)
-            tats = dict(self.execute(self.sql("bucket_tats"),
-                                     {"backend": backend, "keys": self.array(keys)}))
-            turns, ends = [], []
-            for key in keys:
-                rows = self.execute(self.sql("unpaced"), {**probe, "key": key})
-                if not rows:
-                    continue
-                step, burst = rows[0][4], rows[0][5]  # the bucket's best task's rate
-                tat = max(tats[key], now_e)
-                for k, (id_, priority, ageing, available, *_) in enumerate(rows, 1):
-                    turn = max(datetime.fromtimestamp(tat - (burst - k) * step, UTC),
-                               _utc(available))
-                    turns.append({"id": id_, "available_at": self.db_time(turn),
-                                  "age_key": age_key(priority, turn, age_rate) if ageing else None})
-                ends.append({"backend": backend, "key": key, "tat": tat + len(rows) * step})
+        self.execute(self.sql("buckets"), {"backend": backend, "keys": self.array(keys),
+                                           "now_epoch": now_e}, fetch=False)
+        tats = dict(self.execute(self.sql("bucket_tats"),
+                                 {"backend": backend, "keys": self.array(keys)}))
+        turns, ends = [], []
+        for key in keys:
+            rows = self.execute(self.sql("unpaced"), {**probe, "key": key})
+            if not rows:
+                continue
+            step, burst = rows[0][4], rows[0][5]  # the bucket's best task's rate
+            tat = max(tats[key], now_e)
+            for k, (id_, priority, ageing, available, *_) in enumerate(rows, 1):
+                turn = max(datetime.fromtimestamp(tat - (burst - k) * step, UTC),
+                           _utc(available))
+                turns.append({"id": id_, "available_at": self.db_time(turn),
+                              "age_key": age_key(priority, turn, age_rate) if ageing else None})
+            ends.append({"backend": backend, "key": key, "tat": tat + len(rows) * step})
+        if turns:  # none can be left under the lock, and executemany([]) is an error here
             with self.connection.cursor() as cursor:
                 cursor.executemany(self.sql("pace"), turns)
                 cursor.executemany(self.sql("bucket_set"), ends)
