@@ -81,7 +81,8 @@ class Harness:
                 time.sleep(0.2)
 
     def reset(self):
-        tables = ["offload_task", "offload_stat", "offload_server", "offload_queue"]
+        tables = ["offload_task", "offload_stat", "offload_server", "offload_queue",
+                  "offload_edge", "offload_workflow"]
         if self.db == "postgres":
             self.q(f"TRUNCATE {', '.join(tables)}", fetch=False)
         else:
@@ -89,7 +90,7 @@ class Harness:
                 self.q(f"DELETE FROM {table}", fetch=False)
 
     def remaining(self):
-        [(n,)] = self.q("SELECT count(*) FROM offload_task WHERE status IN ('READY', 'RUNNING')")
+        [(n,)] = self.q("SELECT count(*) FROM offload_task WHERE status IN ('READY', 'RUNNING', 'BLOCKED')")
         return n
 
     def running_ids(self, like=None):
@@ -716,6 +717,58 @@ def at_least_once(h, r):
     _counting(h, r, atomic=False)
 
 
+def chords(h, r):
+    """Exactly-once fan-in: chords (a group of record tasks, then a tally callback that
+    receives their results) run one after another on two servers, a worker process
+    SIGKILLed during each group; every callback runs exactly once (the ledger) and
+    receives every member's result. 50 chords of 200 (--quick: 10 of 100)."""
+    from bench.faultkit import tasks
+    from offload import chord, step
+
+    reps, members = (10, 100) if h.quick else (50, 200)
+    r.row["tasks"] = reps * (members + 1)
+    args = ("worker", "--processes", "2", "--threads", "4", "--grace", "10s")
+    servers = [h.start(*args), h.start(*args)]
+    h.require(servers)
+    rnd, kills, ids, callbacks = random.Random(16), 0, [], []
+    t0 = time.monotonic()
+    for n in range(reps):
+        flow = chord([step(tasks.record, sleep=0.01) for _ in range(members)], step(tasks.tally)).enqueue()
+        ids += [int(s.id) for s in flow.steps]
+        callbacks.append(int(flow.steps[-1].id))
+        started = h.ledger_lines()
+        h.wait_for(lambda: h.ledger_lines() >= started + members // 3, 60, "a third of the group ran")
+        workers = [w for s in servers for w in s.workers()]
+        if workers and procs.kill(rnd.choice(workers)):
+            kills += 1
+        if not h.wait_for(lambda: h.remaining() == 0, 120, f"chord {n + 1}/{reps} finished"):
+            break
+        if (n + 1) % 10 == 0:
+            h.progress(f"{n + 1}/{reps} chords, {kills} kills")
+    drained = h.remaining() == 0
+    r.row["drain_s"] = round(time.monotonic() - t0, 1)
+    codes = [s.stop() for s in servers]
+    v = h.verify(ids)
+    r.counts(v)
+    runs = h.ledger()
+    once = sum(1 for c in callbacks if len(runs.get(c, ())) == 1)
+    rows = {i: (status, value, errors) for i, status, value, errors in h.q(
+        "SELECT id, status, return_value, errors FROM offload_task WHERE id IN ("
+        + ",".join(str(c) for c in callbacks) + ")")}
+    whole = sum(1 for c in callbacks if rows[c][1] == str(members))
+    wrong = [f"{c}: {rows[c][0]} {rows[c][1]} {rows[c][2][-300:]}" for c in callbacks
+             if rows[c][1] != str(members)]
+    r.row["faults"] = f"{kills} SIGKILL; {once}/{reps} callbacks ran once"
+    r.check("drained", drained, "a chord did not finish within 120 s")
+    r.check("a kill per chord", kills == reps, f"{kills} kills for {reps} chords")
+    r.check("every callback ran exactly once", once == reps,
+            f"{reps - once} callbacks ran 0 or 2+ times: "
+            f"{[c for c in callbacks if len(runs.get(c, ())) != 1][:10]}")
+    r.check("every callback got every result", whole == reps,
+            f"{reps - whole} callbacks did not return {members}: {wrong[:3]}")
+    r.check("servers stop with 0", codes == [0, 0], f"exit codes {codes}")
+
+
 SCENARIOS = [
     ("storm", ("sqlite", "postgres"), storm),
     ("sigstop", ("sqlite", "postgres"), sigstop),
@@ -727,6 +780,7 @@ SCENARIOS = [
     ("million", ("sqlite", "postgres"), million),
     ("atomic", ("sqlite", "postgres"), atomic),
     ("at-least-once", ("sqlite", "postgres"), at_least_once),
+    ("chords", ("sqlite", "postgres"), chords),
 ]
 NAMES = [name for name, _, _ in SCENARIOS]
 

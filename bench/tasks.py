@@ -59,3 +59,9 @@ def bump(row):
 
     with connection.cursor() as cursor:
         cursor.execute("UPDATE bench_counter SET value = value + 1 WHERE id = %s", [row])
+
+
+@task
+def collect(values):
+    """A chord's callback (bench/workflow.py): how many results it received."""
+    return len(values)

@@ -21,7 +21,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.process
 
 ENGINE = os.environ.get("OFFLOAD_TEST_DB", "sqlite")
-BOTH = ["storm", "sigstop", "corrupt", "sigterm", "receivers", "atomic", "at-least-once"]
+BOTH = ["storm", "sigstop", "corrupt", "sigterm", "receivers", "atomic", "at-least-once", "chords"]
 POSTGRES_ONLY = ["pg-restart", "pg-outage"]
 SCENARIOS = BOTH + (POSTGRES_ONLY if ENGINE == "postgres" else [])
 

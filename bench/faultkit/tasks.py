@@ -74,3 +74,11 @@ def count(context, sleep=0.0):
     if sleep:
         time.sleep(sleep)
     return _append(context)
+
+
+@task(takes_context=True)
+def tally(context, values):
+    """A chord's callback: writes its ledger line and returns how many values it got
+    (the harness reads the count back; a lost or doubled fan-in shows in the ledger)."""
+    _append(context)
+    return len(values)

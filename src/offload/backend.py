@@ -22,6 +22,7 @@ from functools import cached_property
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
 from django.tasks import Task, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import TaskResultDoesNotExist
@@ -29,9 +30,11 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from offload.conf import Options, parse_burst, parse_duration, parse_rate
-from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions, PayloadTooLarge
+from offload.exceptions import (ArgumentsNotSerializable, InvalidTaskOptions, InvalidWorkflow,
+                                PayloadTooLarge)
 from offload.options import OPTION_NAMES
-from offload.results import build_result, decode_errors, decode_payload, import_task, resolve_task
+from offload.results import (BLOCKED, build_result, decode_errors, decode_payload, import_task,
+                             resolve_task)
 from offload.store import get_store
 
 #: Tasks per INSERT statement in bulk_enqueue.
@@ -229,10 +232,11 @@ _UNSET = object()
 _to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def encode_payload(task, args, kwargs, *, max_bytes=None, options=_UNSET):
+def encode_payload(task, args, kwargs, *, max_bytes=None, options=_UNSET, receives=None):
     """JSON text of the arguments, or ArgumentsNotSerializable naming the culprit
     (PayloadTooLarge when the text is longer than ``max_bytes``). ``options``: the
-    task's ``option_overrides``, when the caller worked them out once for many calls."""
+    task's ``option_overrides``, when the caller worked them out once for many calls;
+    ``receives``: a workflow step's (see decode_payload)."""
     if type(kwargs) is not dict:
         kwargs = dict(kwargs)
     found = _bad_value(args, "args") or _bad_value(kwargs, "kwargs")
@@ -254,6 +258,8 @@ def encode_payload(task, args, kwargs, *, max_bytes=None, options=_UNSET):
         options = option_overrides(task)
     if options:
         payload["options"] = options
+    if receives:
+        payload["receives"] = receives
     text = _to_json(payload)
     if max_bytes is not None and len(text) > max_bytes:
         raise PayloadTooLarge(
@@ -379,9 +385,9 @@ class OffloadBackend(BaseTaskBackend):
 
     # -- enqueue ---------------------------------------------------------------
 
-    def _row(self, task, args, kwargs, options=_UNSET):
+    def _row(self, task, args, kwargs, options=_UNSET, receives=None):
         payload = encode_payload(task, args, kwargs, max_bytes=self.opts.MAX_PAYLOAD_BYTES,
-                                 options=options)
+                                 options=options, receives=receives)
         if isinstance(task, OffloadTask):
             rate = task.rate(args, kwargs) or self._queue_rate(task.queue_name)
             return (task.queue_name, task.priority, task.module_path, payload, task.run_after,
@@ -437,6 +443,41 @@ class OffloadBackend(BaseTaskBackend):
             results += self._results(task, chunk, rows, timezone.now())
         return results
 
+    def enqueue_workflow(self, name, steps):
+        """Store a workflow (offload.workflows builds ``steps``: ``[(task, args, kwargs,
+        receives, dependencies)]``, each dependency the index of an earlier step) in
+        one transaction, the caller's if there is one: the workflow's row, its steps
+        (the enqueue's statements, a batch each), which of them wait and for what.
+        Returns ``(workflow id, [TaskResult])`` in step order."""
+        from offload.models import Workflow
+
+        rows = []
+        for task, args, kwargs, receives, _ in steps:
+            self.validate_task(task)
+            if getattr(task, "unique_key", None) is not None:
+                raise InvalidWorkflow(
+                    f"{task.module_path}: a workflow step cannot have a unique_key (the step "
+                    "would be another task's when the key is held); leave it out of the step.")
+            rows.append(self._row(task, args, kwargs, receives=receives))
+        at = timezone.now()
+        store = self.store
+        with transaction.atomic(using=store.db_alias):
+            workflow = Workflow.objects.using(store.db_alias).create(
+                backend=self.alias, name=name, created_at=at)
+            ids = []
+            for start in range(0, len(rows), BULK_BATCH):
+                ids += [id_ for id_, _ in store.enqueue(self.alias, rows[start:start + BULK_BATCH],
+                                                        now=at, age_rate=self.opts.AGE_RATE)]
+            store.link(workflow=workflow.pk,
+                       steps=[(id_, len(s[4])) for id_, s in zip(ids, steps, strict=True)],
+                       edges=[(ids[parent], ids[i], position)
+                              for i, s in enumerate(steps) for position, parent in enumerate(s[4])])
+        results = []
+        for id_, (task, args, kwargs, _, _) in zip(ids, steps, strict=True):
+            results.append(self._ready_result(task, id_, at, args, kwargs))
+            task_enqueued.send(type(self), task_result=results[-1])
+        return workflow.pk, results
+
     # -- results ---------------------------------------------------------------
 
     def _rows(self, result_id):
@@ -451,11 +492,15 @@ class OffloadBackend(BaseTaskBackend):
     def _to_result(self, row, result_id):
         if row is None:
             raise TaskResultDoesNotExist(result_id)
-        args, kwargs, options = decode_payload(row.payload)
+        args, kwargs, options, receives = decode_payload(row.payload)
+        if receives and row.attempts:  # a step that ran: show what it ran with
+            args = self.store.with_received(row.pk, receives, args)
         task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
                             run_after=row.run_after, backend=self.alias, options=options)
+        # A BLOCKED workflow step is READY to django.tasks: enqueued, not yet running.
+        status = TaskResultStatus.READY if row.status == BLOCKED else row.status
         return build_result(
-            task, id=row.pk, status=row.status, enqueued_at=row.enqueued_at,
+            task, id=row.pk, status=status, enqueued_at=row.enqueued_at,
             started_at=row.started_at, finished_at=row.finished_at,
             last_attempted_at=row.last_attempted_at, args=args, kwargs=kwargs,
             backend=self.alias, errors=decode_errors(row.errors), worker_ids=row.worker_ids,

@@ -31,6 +31,9 @@ __all__ = ["acancel", "cancel", "raise_if_requested", "requested"]
 #: to stop; it had finished already (left alone).
 CANCELLED, STOPPING, FINISHED = "cancelled", "stopping", "finished"
 
+#: Statuses of a task that has not started: READY, or BLOCKED (a workflow step).
+WAITING = ("READY", "BLOCKED")
+
 #: The id of the task this thread (or asyncio task) runs, set by the worker's runner.
 current = contextvars.ContextVar("offload_current_task", default=None)
 _requested = {}  # task id -> (Cancelled, its error entry): this process's tasks asked to stop
@@ -68,7 +71,8 @@ def raise_if_requested():
 
 def cancel(result, *, reason=None, by=None, backend=None):
     """Cancel a task: ``result`` is a ``TaskResult`` or a result id (of ``backend``, by
-    default "default"). A READY task (scheduled, retrying, waiting on a key) becomes
+    default "default"). A READY task (scheduled, retrying, waiting on a key or on the
+    workflow steps it depends on) becomes
     FAILED with ``Cancelled`` now: ``"cancelled"``; a RUNNING one is asked to stop and
     its worker fails it with ``Cancelled``: ``"stopping"``; a finished one is left
     alone: ``"finished"``. The error says who (``by``) and why (``reason``). Raises
@@ -92,13 +96,41 @@ def cancel(result, *, reason=None, by=None, backend=None):
         if status is None:
             raise TaskResultDoesNotExist(result_id)
         ids = [int(result_id)]
-        if status == "READY" and tasks.store.cancel(backend=alias, ids=ids, now=now(), reason=text):
+        if status in WAITING and tasks.store.cancel(backend=alias, ids=ids, now=now(), reason=text):
             return CANCELLED
         if status == "RUNNING" and tasks.store.stop(backend=alias, ids=ids, reason=text):
             return STOPPING
-        if status not in ("READY", "RUNNING"):
+        if status not in (*WAITING, "RUNNING"):
             return FINISHED
     raise RuntimeError(f"task {result_id} kept changing state while being cancelled; try again")
+
+
+def cancel_steps(workflow, *, reason=None, by=None):
+    """Cancel a workflow's steps that have not finished (``WorkflowResult.cancel``):
+    those that wait (READY, BLOCKED) fail with ``Cancelled`` in one statement, the
+    running ones are asked to stop. Returns how many steps it touched."""
+    from django.tasks import task_backends
+
+    from offload.clock import now
+    from offload.models import TaskRow
+
+    tasks = task_backends[workflow.backend]
+    store = tasks.store
+    text = "cancelled with its workflow" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+    steps = TaskRow.objects.using(store.db_alias).filter(workflow_id=int(workflow.id))
+    touched = 0
+    for _ in range(3):  # a step may start between reading and cancelling
+        waiting = list(steps.filter(status__in=WAITING).values_list("id", flat=True))
+        running = list(steps.filter(status="RUNNING", cancel_error__isnull=True)
+                       .values_list("id", flat=True))
+        if not waiting and not running:
+            break
+        if waiting:
+            touched += len(store.cancel(backend=workflow.backend, ids=waiting, now=now(),
+                                        reason=text))
+        if running:
+            touched += len(store.stop(backend=workflow.backend, ids=running, reason=text))
+    return touched
 
 
 async def acancel(result, *, reason=None, by=None, backend=None):

@@ -7,8 +7,8 @@ Recorded errors keep their class path in ``TaskResult.errors`` so that
 from django.tasks.exceptions import InvalidTask
 
 __all__ = ["ArgumentsNotSerializable", "AtomicScopeError", "Cancelled", "CorruptPayload",
-           "InvalidTaskOptions", "LeaseLost", "PayloadTooLarge", "ResultNotSerializable",
-           "TaskNotFound", "TaskTimeout", "WorkerLost"]
+           "DependencyFailed", "InvalidTaskOptions", "InvalidWorkflow", "LeaseLost",
+           "PayloadTooLarge", "ResultNotSerializable", "TaskNotFound", "TaskTimeout", "WorkerLost"]
 
 
 class ArgumentsNotSerializable(TypeError):
@@ -57,3 +57,12 @@ class AtomicScopeError(Exception):
 class LeaseLost(Exception):
     """An ``atomic=True`` task's lease was gone when it came to record its success (it
     was rescued, cancelled or fenced meanwhile): its writes were rolled back."""
+
+
+class DependencyFailed(Exception):
+    """A workflow step did not run: a step it depends on failed (its error names that
+    step; docs/workflows.md)."""
+
+
+class InvalidWorkflow(ValueError):
+    """A workflow cannot be enqueued as built (its message says what to change)."""

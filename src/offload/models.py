@@ -8,7 +8,11 @@ Django's ``TaskResultStatus`` values verbatim.
 from django.db import models
 from django.tasks import TaskResultStatus
 
+from offload.results import BLOCKED
 from offload.stats import bucket_columns
+
+
+STATUS_CHOICES = [*TaskResultStatus.choices, (BLOCKED, "Blocked")]
 
 
 class TaskRow(models.Model):
@@ -19,7 +23,9 @@ class TaskRow(models.Model):
     task_path = models.CharField(max_length=255)
     #: ``{"args": [...], "kwargs": {...}}`` as JSON text.
     payload = models.TextField()
-    status = models.CharField(max_length=10, choices=TaskResultStatus.choices)
+    #: Django's TaskResultStatus, or BLOCKED: a workflow step waiting for the steps it
+    #: depends on (its TaskResult says READY; docs/workflows.md).
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES)
     enqueued_at = models.DateTimeField()
     #: When the task (next) becomes runnable: ``run_after``, enqueue time, or retry time.
     available_at = models.DateTimeField()
@@ -68,6 +74,11 @@ class TaskRow(models.Model):
     #: priority, the claim's order before available_at; 0 without a fair key.
     fair_key = models.CharField(max_length=255, null=True, blank=True)
     fair_seq = models.BigIntegerField(default=0, db_default=0)
+    #: Workflows (docs/workflows.md): the workflow this task is a step of, and how many
+    #: of the steps it depends on have still to succeed (BLOCKED while above 0).
+    #: Nullable, so that adding them never rebuilds the table.
+    workflow_id = models.BigIntegerField(null=True, blank=True)
+    deps_left = models.IntegerField(null=True, blank=True)
 
     class Meta:
         app_label = "offload"  # importable, and so diagnosable, without the app installed
@@ -151,6 +162,16 @@ class TaskRow(models.Model):
                 condition=models.Q(status="READY", fair_key__isnull=False),
                 name="offload_task_fair",
             ),
+            # A workflow's steps (get_workflow, cancel, prune) and the blocked ones by
+            # queue (the summary): rows that are not steps are in neither.
+            models.Index(
+                fields=["workflow_id", "id"], condition=models.Q(workflow_id__isnull=False),
+                name="offload_task_workflow",
+            ),
+            models.Index(
+                fields=["backend", "queue_name", "priority"], condition=models.Q(status=BLOCKED),
+                name="offload_task_blocked",
+            ),
             # Tasks asked to stop: maintenance fails the ones that went back to READY.
             models.Index(
                 fields=["backend"], condition=models.Q(cancel_error__isnull=False),
@@ -168,6 +189,47 @@ class TaskRow(models.Model):
 
     def __str__(self):
         return f"{self.task_path} #{self.pk} ({self.status})"
+
+
+class Workflow(models.Model):
+    """A workflow (docs/workflows.md): steps are ordinary task rows with its id in
+    ``workflow_id``; what it depends on is in ``offload_edge``. Its state is its steps'."""
+
+    id = models.BigAutoField(primary_key=True)
+    backend = models.CharField(max_length=64)
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        app_label = "offload"
+        db_table = "offload_workflow"
+        indexes = [models.Index(fields=["backend", "-created_at"], name="offload_workflow_recent")]
+
+    def __str__(self):
+        return f"workflow {self.pk}{f' {self.name}' if self.name else ''}"
+
+
+class Edge(models.Model):
+    """``child`` waits for ``parent`` to succeed; ``position`` orders the results a
+    step receives (its dependencies in the order they were given)."""
+
+    id = models.BigAutoField(primary_key=True)
+    parent_id = models.BigIntegerField()
+    child_id = models.BigIntegerField()
+    position = models.IntegerField()
+
+    class Meta:
+        app_label = "offload"
+        db_table = "offload_edge"
+        indexes = [
+            # A finished step's dependents (the bookkeeping in its completion's transaction).
+            models.Index(fields=["parent_id"], name="offload_edge_parent"),
+            # A step's dependencies in order (the results it receives).
+            models.Index(fields=["child_id", "position"], name="offload_edge_child"),
+        ]
+
+    def __str__(self):
+        return f"{self.parent_id} -> {self.child_id}"
 
 
 class ConcurrencyKey(models.Model):

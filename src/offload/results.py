@@ -56,6 +56,10 @@ def error_entry(exception_class_path, text):
 
 CANCELLED = "offload.exceptions.Cancelled"
 
+#: A workflow step's status while it waits for the steps it depends on: its
+#: TaskResult says READY; no claim index holds it (docs/workflows.md).
+BLOCKED = "BLOCKED"
+
 
 def cancelled_entry(reason):
     """The error entry of a cancelled task; ``reason`` says who and why."""
@@ -63,13 +67,19 @@ def cancelled_entry(reason):
 
 
 def decode_payload(text):
-    """``(args, kwargs, options)`` from a stored payload, or CorruptPayload."""
+    """``(args, kwargs, options, receives)`` from a stored payload, or CorruptPayload.
+    ``receives``: what a workflow step gets before its own arguments ("one": the
+    result of the step it follows, "all": the list of its dependencies' results), or
+    None (docs/workflows.md)."""
     try:
         payload = json.loads(text)
         args, kwargs = payload["args"], payload["kwargs"]
         options = payload.get("options")
+        receives = payload.get("receives")
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             raise TypeError("args must be a list and kwargs an object")
+        if receives not in RECEIVES:
+            raise TypeError(f"receives is {receives!r}, not one of {RECEIVES}")
         if options is not None and not (isinstance(options, dict) and set(options) <= set(OPTION_NAMES)):
             raise TypeError(f"unknown options {options!r}")
     except (ValueError, TypeError, KeyError) as exc:
@@ -77,7 +87,11 @@ def decode_payload(text):
             f"The stored arguments are not a valid Offload payload ({exc}); expected "
             '{"args": [...], "kwargs": {...}}. The row was changed outside Offload.'
         ) from None
-    return args, kwargs, options
+    return args, kwargs, options, receives
+
+
+#: What a workflow step may receive (decode_payload).
+RECEIVES = (None, "one", "all")
 
 
 def _is_entry(value):

@@ -267,3 +267,33 @@ def add_one(context, name="c", sleep=0.0, fail_first=False, hold=None, mark=None
     if fail_first and context.attempt == 1:
         raise RuntimeError("failed after writing")
     return name
+
+
+# -- workflows (tests/test_workflows.py) --------------------------------------------
+
+@task
+def plus(value, n=1):
+    return value + n
+
+
+@task
+def total(values, *extra):
+    return sum(values) + sum(extra)
+
+
+@task(takes_context=True)
+def member(context, i, mark=None, sleep=0.0):
+    """A group member: leaves ``<id>-<attempt>-<pid>`` in ``mark`` when it starts."""
+    if mark:
+        open(os.path.join(mark, f"{context.task_result.id}-{context.attempt}-{os.getpid()}"), "w").close()
+    if sleep:
+        time.sleep(sleep)
+    return i
+
+
+@task(takes_context=True)
+def fan_in(context, values, mark):
+    """A chord's callback: leaves ``<id>-<attempt>-<pid>`` in ``mark`` (the ledger of
+    its runs, outside the database) and returns how many values and their sum."""
+    open(os.path.join(mark, f"{context.task_result.id}-{context.attempt}-{os.getpid()}"), "w").close()
+    return [len(values), sum(values)]

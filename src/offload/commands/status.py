@@ -37,13 +37,13 @@ def view(backend):
     from offload.templatetags.offload_format import format_duration
 
     queues = Table(title=f"Queues ({backend})", expand=False)
-    for col in ("queue", "band", "ready", "on a key", "on a rate", "scheduled", "running", "failed",
-                "oldest wait", "state"):
+    for col in ("queue", "band", "ready", "on a key", "on a rate", "on steps", "scheduled",
+                "running", "failed", "oldest wait", "state"):
         queues.add_column(col, justify="left" if col in ("queue", "band", "state") else "right")
     for row in queries.summary(backend):
         wait = row["oldest_wait_s"]
         queues.add_row(row["queue"], row["band"], str(row["ready"]), str(row["waiting_key"]),
-                       str(row["waiting_rate"]), str(row["scheduled"]),
+                       str(row["waiting_rate"]), str(row["waiting_steps"]), str(row["scheduled"]),
                        str(row["running"]), str(row["failed"]),
                        "-" if wait is None else format_duration(wait),
                        "[yellow]paused[/]" if row["paused"] else "active")

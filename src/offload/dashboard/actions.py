@@ -104,7 +104,7 @@ def re_enqueue(user, rows):
     for alias, found in _by_backend(((row.backend, row) for row in rows), rows.db).items():
         entries = []
         for row in found:
-            args, kwargs, options = decode_payload(row.payload)
+            args, kwargs, options, _ = decode_payload(row.payload)
             task = resolve_task(row.task_path, priority=row.priority, queue_name=row.queue_name,
                                 run_after=None, backend=alias, options=options)
             created.append(task.enqueue(*args, **kwargs).id)

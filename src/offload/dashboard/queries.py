@@ -28,9 +28,11 @@ def band_of(priority):
 
 
 #: The summary's counts: runnable now, waiting for a full concurrency key (set aside,
-#: docs/flow-control.md), waiting for their turn under a rate limit, due later,
+#: docs/flow-control.md), waiting for their turn under a rate limit, workflow steps
+#: waiting for the steps they depend on (BLOCKED, docs/workflows.md), due later,
 #: running, failed.
-STATES = ("ready", "waiting_key", "waiting_rate", "scheduled", "running", "failed")
+STATES = ("ready", "waiting_key", "waiting_rate", "waiting_steps", "scheduled", "running",
+          "failed")
 
 
 def summary(backend="default"):
@@ -59,14 +61,15 @@ def summary(backend="default"):
     rows += [{**r, "scheduled": -r["waiting_rate"]} for r in
              tasks.filter(status="READY", rate_paced=True, available_at__gt=at)
              .values("queue_name", "priority").annotate(waiting_rate=Count("id"))]
+    # Workflow steps waiting for others (through offload_task_blocked).
+    rows += (tasks.filter(status="BLOCKED").values("queue_name", "priority")
+             .annotate(waiting_steps=Count("id")))
     paused = paused_queues(backend)
     merged = {}
     for row in rows:
         key = (row["queue_name"], band_of(row["priority"]))
-        entry = merged.setdefault(key, {"queue": key[0], "band": key[1], "ready": 0,
-                                        "waiting_key": 0, "waiting_rate": 0, "scheduled": 0,
-                                        "running": 0,
-                                        "failed": 0, "oldest_wait_s": None,
+        entry = merged.setdefault(key, {"queue": key[0], "band": key[1],
+                                        **dict.fromkeys(STATES, 0), "oldest_wait_s": None,
                                         "paused": key[0] in paused})
         for name in STATES:
             entry[name] += row.get(name, 0)

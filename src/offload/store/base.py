@@ -177,7 +177,7 @@ class SqlStore:
                   "ids": self.array(ids)}
         with transaction.atomic(using=self.db_alias):
             cancelled = [r[0] for r in self.execute(self.sql("cancel"), params)]
-            self.record_rows(cancelled, timed=False)
+            self.record_rows(cancelled + self.settle(failed=cancelled, now=now), timed=False)
         return cancelled
 
     def stop(self, *, backend, ids, reason):
@@ -202,7 +202,7 @@ class SqlStore:
         with transaction.atomic(using=self.db_alias):
             ids = [r[0] for r in self.execute(self.sql("cancel_stopped"),
                                               {"backend": backend, "now": self.db_time(now)})]
-            self.record_rows(ids, timed=False)
+            self.record_rows(ids + self.settle(failed=ids, now=now), timed=False)
         return ids
 
     def pause(self, *, backend, queue, paused, now):
@@ -240,7 +240,7 @@ class SqlStore:
         claimed = [
             Claimed(r[0], r[1], r[2], r[3], r[4], as_aware(r[5]), as_aware(r[6]),
                     as_aware(r[7]), r[8], r[9], token, claimed_at, as_aware(r[10]), backend, r[11],
-                    r[12])
+                    r[12], r[13])
             for r in rows
         ]
         # RETURNING order is unspecified: restore the claim order.
@@ -298,7 +298,10 @@ class SqlStore:
                   "max_rescues": max_rescues, "error": json.dumps(lost)}
         with transaction.atomic(using=self.db_alias):
             rows = self.execute(self.sql("rescue_worker" if worker else "rescue"), params)
-            self.record_rows([r[0] for r in rows], timed=False)  # RETRIED, or FAILED
+            failed = [id_ for id_, status in rows if status == "FAILED"]
+            # RETRIED, or FAILED; and the workflow steps that depended on the failed
+            self.record_rows([r[0] for r in rows] + self.settle(failed=failed, now=now),
+                             timed=False)
         return rows
 
     def unpark(self, *, backend, keys):
@@ -329,11 +332,81 @@ class SqlStore:
         the lease guard; whether it was accepted. Its sums are not added here, where
         every task's transaction would wait on the same offload_stat row until it
         commits: the worker adds them with its batch (``add_sums``)."""
-        return self.execute(self.sql("succeeded"), self._succeeded(outcome), fetch=False) == 1
+        if self.execute(self.sql("succeeded"), self._succeeded(outcome), fetch=False) != 1:
+            return False
+        self.settle_outcomes([outcome], {outcome.id})
+        return True
 
     def _succeeded(self, outcome):
         return {"id": outcome.id, "token": outcome.token, "result": outcome.return_value,
                 "finished": self.db_time(outcome.finished_at)}
+
+    # -- workflows (docs/workflows.md) ----------------------------------------------
+
+    def link(self, *, workflow, steps, edges):
+        """Make the tasks just enqueued the steps of ``workflow``: ``steps`` is ``[(id,
+        dependencies)]`` (a step with dependencies waits, BLOCKED), ``edges`` is
+        ``[(parent, child, position)]``. In the enqueue's transaction."""
+        raise NotImplementedError
+
+    def settle(self, *, succeeded=(), failed=(), now):
+        """The bookkeeping of finished workflow steps, in the caller's transaction (the
+        one that recorded them): the steps waiting for ``succeeded`` lose a dependency
+        and run once they have none left (``release``); every step downstream of
+        ``failed`` fails (``fail_dependents``). Ids that are not steps cost an index
+        probe. Returns the ids of the steps it failed (for the caller's sums)."""
+        failed_now = []
+        if succeeded:
+            params = {"ids": self.array(sorted(succeeded)), "now": self.db_time(now),
+                      "now_epoch": now.timestamp()}
+            ready = {backend for _, status, backend in self.execute(self.sql("release"), params)
+                     if status == "READY"}
+            for backend in sorted(ready):
+                self.notify(backend)
+        if failed:
+            params = {"ids": self.array(sorted(failed)), "now": self.db_time(now)}
+            failed_now = [r[0] for r in self.execute(self.sql("fail_dependents"), params)]
+        return failed_now
+
+    def settle_outcomes(self, outcomes, accepted):
+        """``settle`` for the accepted ``outcomes`` that finished a workflow step (or
+        may have: an outcome without its claim); returns the ids of the steps it failed."""
+        succeeded, failed, at = [], [], None
+        for o in outcomes:
+            if o.id in accepted and (o.claim is None or o.claim.workflow_id is not None):
+                if o.status == "SUCCESSFUL":
+                    succeeded.append(o.id)
+                elif o.status == "FAILED":
+                    failed.append(o.id)
+                else:
+                    continue
+                at = o.finished_at if at is None else max(at, o.finished_at)
+        if not (succeeded or failed):
+            return []
+        return self.settle(succeeded=succeeded, failed=failed, now=at)
+
+    @staticmethod
+    def settles(outcomes):
+        """Whether recording ``outcomes`` may finish a workflow step (see settle_outcomes)."""
+        return any(o.status != "READY" and (o.claim is None or o.claim.workflow_id is not None)
+                   for o in outcomes)
+
+    def with_received(self, id_, receives, args):
+        """``args`` of workflow step ``id_`` after what it ``receives`` (decode_payload):
+        the return value of the step it depends on ("one"), or the list of its
+        dependencies' values in order ("all")."""
+        rows = self.execute(self.sql("received"), {"id": id_})
+        if any(parent is None for parent, _ in rows):
+            raise LookupError(
+                f"workflow step {id_}: a step it depends on is gone (pruned after RETAIN) "
+                "before this one ran, so its result cannot be passed on; raise RETAIN above "
+                "the longest a workflow waits between its steps.")
+        values = [None if v is None else json.loads(v) for _, v in rows]
+        return [values[0] if receives == "one" else values, *args]
+
+    def notify(self, backend, payload=""):
+        """Wake ``backend``'s idle servers at commit (PostgreSQL's NOTIFY; SQLite's
+        servers see every commit in ``data_version``)."""
 
     def add_sums(self, outcomes, *, worker=""):
         """Add to offload_stat the sums of ``outcomes`` their atomic tasks recorded."""
@@ -373,7 +446,11 @@ class SqlStore:
                 self.sql("prune"), {"backend": backend, "before": self.db_time(before),
                                     "batch": batch})]
             if ids:
-                self.execute(self.sql("prune_delete"), {"ids": self.array(ids)}, fetch=False)
+                with transaction.atomic(using=self.db_alias):
+                    self.execute(self.sql("prune_delete"), {"ids": self.array(ids)}, fetch=False)
+                    self.execute(self.sql("prune_edges"), {"ids": self.array(ids)}, fetch=False)
             deleted += len(ids)
             if len(ids) < batch:
+                self.execute(self.sql("prune_workflows"),
+                             {"backend": backend, "before": self.db_time(before)}, fetch=False)
                 return deleted

@@ -40,6 +40,7 @@ class Claimed:
     backend: str  # the backend it was claimed for
     concurrency_key: str | None = None  # flow control: the key it holds while it runs
     rate_key: str | None = None  # flow control: its rate limit's bucket
+    workflow_id: int | None = None  # the workflow it is a step of (docs/workflows.md)
 
 
 @dataclass(slots=True)

@@ -126,6 +126,14 @@ class PostgresStore(SqlStore):
         self.notify(backend)
         return [(id_, None) for id_ in ids]
 
+    def link(self, *, workflow, steps, edges):
+        self.execute(self.sql("steps"), {"workflow": workflow, "ids": [s[0] for s in steps],
+                                         "deps": [s[1] for s in steps]}, fetch=False)
+        if edges:
+            self.execute(self.sql("edges"), {"parents": [e[0] for e in edges],
+                                             "children": [e[1] for e in edges],
+                                             "positions": [e[2] for e in edges]}, fetch=False)
+
     def notify(self, backend, payload=""):
         """NOTIFY ``backend``'s channel at commit: "" new work, "stop" a task asked to
         stop (``Listen`` tells the loop which)."""
@@ -200,12 +208,25 @@ class PostgresStore(SqlStore):
             return set()
         observations = observe(outcomes)
         params = self._outcome_params(outcomes, worker, observations)
-        if observations is None:  # count the accepted rows, in the same transaction
+        settles = self.settles(outcomes)
+        if settles and observations is not None and self._fused(outcomes, params):
+            accepted = {r[0] for r in self.fetch(self.sql("complete_steps"), params)}
+            self._add_accepted(outcomes, accepted, worker)
+            return accepted
+        if observations is None or settles:
+            # Count the accepted rows, or settle the workflow steps they finish, in the
+            # same transaction.
             with transaction.atomic(using=self.db_alias):
                 accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
-                self.record_rows(sorted(accepted), worker=worker, timed=True)
-            return accepted
-        accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
+                if observations is None:
+                    self.record_rows(sorted(accepted), worker=worker, timed=True)
+                if settles:
+                    self.record_rows(self.settle_outcomes(outcomes, accepted), worker=worker,
+                                     timed=False)
+            if observations is None:
+                return accepted
+        else:
+            accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
         self._add_accepted(outcomes, accepted, worker)
         return accepted
 
@@ -221,11 +242,29 @@ class PostgresStore(SqlStore):
         if not observations:
             return super().cycle(outcomes, claim, worker=worker)
         params = self._outcome_params(outcomes, worker, observations) | self._claim_params(**claim)
-        rows = self.fetch(self.sql(self._plain("cycle", params)), params)
+        name = "cycle"
+        if self.settles(outcomes):
+            if not self._fused(outcomes, params):  # complete settles, in its transaction
+                return super().cycle(outcomes, claim, worker=worker)
+            name = "cycle_steps"
+        rows = self.fetch(self.sql(self._plain(name, params)), params)
         accepted = {r[1] for r in rows if r[0]}
         claimed = self._claimed([r[1:] for r in rows if not r[0]], params)
         self._add_accepted(outcomes, accepted, worker)
         return accepted, claimed
+
+    def _fused(self, outcomes, params):
+        """Whether the bookkeeping of the workflow steps ``outcomes`` finish can run in
+        the statement that records them (``released``: complete_steps, cycle_steps):
+        every outcome carries its claim and no step failed (``fail_dependents`` runs
+        on its own, in complete's transaction). If so, adds its parameters."""
+        if any(o.claim is None or (o.status == "FAILED" and o.claim.workflow_id is not None)
+               for o in outcomes):
+            return False
+        at = max(o.finished_at for o in outcomes if o.finished_at is not None)
+        params.update(settled_at=at, settled_epoch=at.timestamp(),
+                      channel=self.channel(outcomes[0].claim.backend))
+        return True
 
     def _add_accepted(self, outcomes, accepted, worker):
         """When a lease was lost in the batch, record.sql added nothing: add the sums of

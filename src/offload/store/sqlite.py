@@ -140,6 +140,11 @@ class SqliteStore(SqlStore):
                 cursor.executemany(self.sql("pace"), turns)
                 cursor.executemany(self.sql("bucket_set"), ends)
 
+    def link(self, *, workflow, steps, edges):
+        self.execute(self.sql("steps"), {"workflow": workflow, "rows": _json(steps)}, fetch=False)
+        if edges:
+            self.execute(self.sql("edges"), {"edges": _json(edges)}, fetch=False)
+
     def hold(self, claimed):
         """Take the write lock with the guard's own write (sqlite/hold.sql)."""
         return self.execute(self.sql("hold"), {"id": claimed.id, "token": claimed.token},
@@ -196,8 +201,11 @@ class SqliteStore(SqlStore):
     def _complete(self, params, chunk, upsert, worker):
         """Run a prepared batch (in the caller's transaction); return the accepted ids.
         The sums count every outcome: if a lease was lost, the accepted outcomes are
-        summed again (from their claims) or counted from their rows (no claims)."""
+        summed again (from their claims) or counted from their rows (no claims). The
+        workflow steps they finish are settled here, in the same transaction."""
         accepted = {r[0] for r in self.execute(self.sql("complete"), params)}
+        if self.settles(chunk):
+            self.record_rows(self.settle_outcomes(chunk, accepted), worker=worker, timed=False)
         if upsert is None:
             self.record_rows(sorted(accepted), worker=worker, timed=True)
         elif len(accepted) == len(chunk):

@@ -612,14 +612,14 @@ class Loop:
 
     def _begin(self, claimed):
         """``(prepared, None)`` with the task's deadline set, or ``(None, report)`` for a
-        task that cannot start (unknown path, corrupt payload: a permanent failure) or
-        must not (asked to stop while it waited for a thread)."""
+        task that cannot start (``Runner.unprepared``) or must not (asked to stop while
+        it waited for a thread)."""
         if (stop := cancellation.stopped(claimed.id)) is not None:
             return None, (self.runner.failed(claimed, stop[0], retry=False), None)
         try:
             prepared = self.runner.prepare(claimed)
         except Exception as exc:
-            return None, (self.runner.failed(claimed, exc, retry=False), None)
+            return None, (self.runner.unprepared(claimed, exc), None)
         timeout = self.runner.timeout_of(prepared[0])
         with self.lock:
             self.prepared_of[claimed.id] = prepared

@@ -16,7 +16,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connections, transaction
+from django.db import DatabaseError, InterfaceError, close_old_connections, connections, transaction
 from django.tasks import TaskContext, TaskResultStatus
 from django.tasks.base import TaskError
 from django.tasks.signals import task_finished, task_started
@@ -58,6 +58,14 @@ def _arguments(task, result):
     if task.takes_context:
         return (TaskContext(task_result=result), *result.args)
     return result.args
+
+
+class _NotPrepared(Exception):
+    """The database failed while a step's received results were read (prepare)."""
+
+    def __init__(self, task):
+        super().__init__(task.module_path)
+        self.task = task
 
 
 class _Undone(Exception):
@@ -115,12 +123,20 @@ class Runner:
         return getattr(self.opts, default_name) if value is None else value
 
     def prepare(self, claimed):
-        """Resolve the task and build its RUNNING TaskResult, or raise."""
-        args, kwargs, options = decode_payload(claimed.payload)
+        """Resolve the task and build its RUNNING TaskResult, or raise. A workflow step
+        that receives results gets them before its own arguments, read now (its
+        dependencies succeeded before it was released), so its TaskResult's args show
+        what it ran with."""
+        args, kwargs, options, receives = decode_payload(claimed.payload)
         task = resolve_task(
             claimed.task_path, priority=claimed.priority, queue_name=claimed.queue_name,
             run_after=claimed.run_after, backend=self.backend.alias, options=options,
         )
+        if receives:
+            try:
+                args = self.backend.store.with_received(claimed.id, receives, args)
+            except (DatabaseError, InterfaceError) as exc:  # not the row's fault: retried
+                raise _NotPrepared(task) from exc
         result = build_result(
             task, id=claimed.id, status=TaskResultStatus.RUNNING,
             enqueued_at=claimed.enqueued_at, started_at=claimed.started_at,
@@ -129,6 +145,14 @@ class Runner:
             errors=decode_errors(claimed.errors), worker_ids=claimed.worker_ids,
         )
         return task, result
+
+    def unprepared(self, claimed, exc):
+        """The outcome of a task ``prepare`` raised for: an unknown path or a corrupt
+        payload fails it for good; the database failing while it read a step's
+        received results is an attempt, retried as such."""
+        if isinstance(exc, _NotPrepared):
+            return self.failed(claimed, exc.__cause__, task=exc.task)
+        return self.failed(claimed, exc, retry=False)
 
     def timeout_of(self, task):
         """The task's time limit; an atomic task always has one (``ATOMIC_TIMEOUT``)."""
@@ -141,8 +165,8 @@ class Runner:
         """Run ``claimed``; return ``(outcome, result)``. ``result`` is None if it never started."""
         try:
             task, result = prepared or self.prepare(claimed)
-        except Exception as exc:  # unknown path, corrupt payload: permanent failure
-            return self.failed(claimed, exc, retry=False), None
+        except Exception as exc:
+            return self.unprepared(claimed, exc), None
         self.started(result)
         running = cancellation.current.set(claimed.id)
         try:

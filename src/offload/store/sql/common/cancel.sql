@@ -1,7 +1,7 @@
--- cancel: READY tasks (%(ids)s) will not run: FAILED with a Cancelled error. Running tasks
--- are not touched (a task cannot be stopped from outside its thread).
+-- cancel: READY tasks and BLOCKED workflow steps (%(ids)s) will not run: FAILED with a
+-- Cancelled error. Running tasks are not touched (see stop).
 UPDATE offload_task SET
     status = 'FAILED', finished_at = %(now)s,
     errors = {append_error}
-WHERE backend = %(backend)s AND status = 'READY' AND {in_ids}
+WHERE backend = %(backend)s AND status IN ('READY', 'BLOCKED') AND {in_ids}
 RETURNING id

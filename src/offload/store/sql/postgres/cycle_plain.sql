@@ -7,6 +7,6 @@
 -- `record` counts the outcomes in offload_stat in the same statement.
 WITH {done}, record AS ({record}), {picked_plain}, {take}
 SELECT true, id, NULL, NULL, NULL, NULL, NULL::timestamptz, NULL::timestamptz,
-       NULL::timestamptz, NULL, NULL, NULL::timestamptz, NULL, NULL FROM done
+       NULL::timestamptz, NULL, NULL, NULL::timestamptz, NULL, NULL, NULL::bigint FROM done
 UNION ALL
 SELECT false, * FROM taken

@@ -17,5 +17,5 @@ done AS (
                 %(age_keys)s::float8[], %(results)s::text[], %(errors)s::text[])
          AS v(id, token, status, finished_at, available_at, age_key, return_value, errors)
     WHERE t.id = v.id AND t.lease_token = v.token AND t.status = 'RUNNING'
-    RETURNING t.id
+    RETURNING t.id, t.status, t.workflow_id
 )

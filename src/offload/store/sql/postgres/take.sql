@@ -15,5 +15,5 @@ taken AS (
     WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING t.id, t.task_path, t.payload, t.priority, t.queue_name, t.enqueued_at,
               t.run_after, t.started_at, t.worker_ids, t.errors, t.available_at,
-              t.concurrency_key, t.rate_key
+              t.concurrency_key, t.rate_key, t.workflow_id
 )

@@ -1,0 +1,5 @@
+-- prune_edges: the dependencies of the steps of %(ids)s that prune just removed (not
+-- of one retried since prune chose it: it stays, with its dependencies).
+-- scope: the ids prune just chose for its backend.
+DELETE FROM offload_edge WHERE child_id IN (SELECT value FROM json_each(%(ids)s))
+  AND NOT EXISTS (SELECT 1 FROM offload_task AS t WHERE t.id = offload_edge.child_id)

@@ -1,0 +1,147 @@
+"""Workflows (docs/workflows.md) with real worker processes: chains, groups, chords and
+a DAG run with results passed along; a failed step stops what depends on it; the
+bookkeeping commits with the completion that satisfies it."""
+
+import os
+import re
+
+import pytest
+from django.db import transaction
+from django.tasks import TaskResultStatus
+
+from offload import Workflow, chain, chord, get_workflow, group, step
+from offload.exceptions import InvalidWorkflow
+from offload.models import Edge, TaskRow
+from offload.models import Workflow as WorkflowRow
+from tests.conftest import wait_until
+from tests.testapp import tasks
+from tests.testapp.models import Run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.process]
+
+
+def finished(flow, timeout=60):
+    wait_until(lambda: flow.refresh().is_finished, timeout=timeout,
+               message=f"workflow {flow.id} finished")
+    return flow.refresh()
+
+
+def ledger(folder):
+    """The runs a task left in ``folder`` (``<id>-<attempt>-<pid>`` files), by id."""
+    runs = {}
+    for name in os.listdir(folder):
+        runs.setdefault(name.split("-")[0], []).append(name)
+    return runs
+
+
+def test_a_chain_a_chord_and_a_diamond_pass_their_results_along(burst, tmp_path):
+    """A chain of 3 (each step gets the previous value), a group of 1,000 with a
+    chord callback (gets the list, runs once), and a diamond DAG, in one drain."""
+    line = chain(step(tasks.plus, 1), step(tasks.plus, n=10), step(tasks.plus, n=100)).enqueue()
+    mark = tmp_path / "ledger"
+    mark.mkdir()
+    fan = chord([step(tasks.member, i) for i in range(1000)],
+                step(tasks.fan_in, mark=str(mark))).enqueue("thousand")
+    flow = Workflow("diamond")
+    a = flow.add(step(tasks.plus, 1))
+    b, c = flow.add(step(tasks.plus, n=10), after=[a]), flow.add(step(tasks.plus, n=100), after=[a])
+    flow.add(step(tasks.total, 1000), after=[b, c])
+    diamond = flow.enqueue()
+    assert [s.status for s in line.steps] == ["READY", "BLOCKED", "BLOCKED"]
+    burst()
+    line, fan, diamond = line.refresh(), fan.refresh(), diamond.refresh()
+    assert (line.status, line.return_value) == ("SUCCESSFUL", 112)
+    assert (fan.status, fan.return_value, fan.name) == ("SUCCESSFUL", [1000, 499500], "thousand")
+    assert (diamond.status, diamond.return_value) == ("SUCCESSFUL", 12 + 102 + 1000)
+    [callback] = ledger(mark).values()
+    assert len(callback) == 1
+    # Every step is an ordinary task with an ordinary TaskResult; a step's args show
+    # what it received.
+    last = tasks.plus.get_result(line.steps[-1].id)
+    assert (last.status, last.args, last.kwargs) == (TaskResultStatus.SUCCESSFUL, [12], {"n": 100})
+    assert get_workflow(diamond.id).steps[-1].depends_on == (diamond.steps[1].id, diamond.steps[2].id)
+
+
+def test_a_failed_middle_step_fails_what_depends_on_it_and_others_run_on(burst):
+    flow = Workflow()
+    first = flow.add(step(tasks.plus, 1))
+    broken = flow.add(step(tasks.boom), after=[first])  # boom(2): raises ValueError("2")
+    flow.add(chain(step(tasks.plus), step(tasks.plus)), after=[broken])
+    flow.add(step(tasks.plus, n=5), after=[first])  # another branch
+    result = flow.enqueue()
+    burst()
+    result = result.refresh()
+    assert [s.status for s in result.steps] == ["SUCCESSFUL", "FAILED", "FAILED", "FAILED",
+                                                "SUCCESSFUL"]
+    assert result.status == "FAILED"
+    for dependent in result.steps[2:4]:
+        [error] = tasks.plus.get_result(dependent.id).errors
+        assert error.exception_class_path == "offload.exceptions.DependencyFailed"
+        assert f"step {result.steps[1].id} (tests.testapp.tasks.boom) failed" in error.traceback
+    assert tasks.plus.get_result(result.steps[4].id).return_value == 7
+
+
+def test_retries_of_a_step_do_not_run_finished_steps_again(burst):
+    """flaky fails twice and succeeds on its third attempt: the step before it ran
+    once, the one after it once."""
+    result = chain(step(tasks.logged, "before"), step(tasks.flaky).without_results(),
+                   step(tasks.logged, "after").without_results()).enqueue()
+    burst()
+    assert result.refresh().status == "SUCCESSFUL"
+    assert sorted(Run.objects.values_list("key", flat=True)) == ["after", "before"]
+    assert tasks.flaky.get_result(result.steps[1].id).return_value == 3
+
+
+def test_a_workflow_is_enqueued_in_the_callers_transaction():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        chord([step(tasks.plus, i) for i in range(10)], step(tasks.total)).enqueue()
+        assert TaskRow.objects.count() == 11
+        raise RuntimeError("the request failed")
+    assert (TaskRow.objects.count(), Edge.objects.count(), WorkflowRow.objects.count()) == (0, 0, 0)
+
+
+def test_cancelling_a_workflow_cancels_what_has_not_finished(start_worker):
+    result = chain(step(tasks.stoppable, "k", 30.0), step(tasks.plus, 1),
+                   group(step(tasks.plus, 2), step(tasks.plus, 3))).enqueue()
+    worker = start_worker()
+    wait_until(lambda: result.refresh().steps[0].status == "RUNNING", message="the first step runs")
+    result = result.cancel(by="the test")
+    result = finished(result, timeout=30)
+    assert {s.status for s in result.steps} == {"FAILED"}
+    for s in result.steps:
+        [error] = result.get_result(s.id).errors
+        assert error.exception_class_path == "offload.exceptions.Cancelled"
+        assert "cancelled with its workflow by the test" in error.traceback
+    worker.stop()
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: chain(), "chain() needs at least one step"),
+    (lambda: group(), "group() needs at least one member"),
+    (lambda: chain(step(tasks.plus, 1), step(tasks.other_noop)).enqueue(),
+     "a workflow's steps must share one backend; these use default, other"),
+    (lambda: chain(step(tasks.plus.using(unique_key="x"), 1)).enqueue(),
+     "a workflow step cannot have a unique_key"),
+    (lambda: step(tasks.plain_function), "is not a task"),
+])
+def test_bad_workflows_are_refused_before_anything_is_stored(build, message):
+    with pytest.raises(InvalidWorkflow, match=re.escape(message)):
+        build()
+    assert TaskRow.objects.count() == 0
+
+
+def test_prune_removes_finished_workflows_with_their_steps_and_edges(burst):
+    from datetime import timedelta
+
+    from django.tasks import task_backends
+
+    from offload.clock import now
+
+    done = chord([step(tasks.plus, i) for i in range(3)], step(tasks.total)).enqueue()
+    burst()
+    waiting = chain(step(tasks.plus, 1), step(tasks.plus)).enqueue()  # not run: stays
+    store = task_backends["default"].store
+    assert store.prune(backend="default", before=now() + timedelta(days=1)) == 4
+    assert WorkflowRow.objects.filter(pk=done.id).count() == 0
+    assert [s.status for s in get_workflow(waiting.id).steps] == ["READY", "BLOCKED"]
+    assert list(Edge.objects.values_list("child_id", flat=True)) == [int(waiting.steps[1].id)]
