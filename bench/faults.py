@@ -736,8 +736,8 @@ def chords(h, r):
         flow = chord([step(tasks.record, sleep=0.01) for _ in range(members)], step(tasks.tally)).enqueue()
         ids += [int(s.id) for s in flow.steps]
         callbacks.append(int(flow.steps[-1].id))
-        started = h.ledger_lines()
-        h.wait_for(lambda: h.ledger_lines() >= started + members // 3, 60, "a third of the group ran")
+        third = h.ledger_lines() + members // 3
+        h.wait_for(lambda: h.ledger_lines() >= third, 60, "a third of the group ran")  # noqa: B023
         workers = [w for s in servers for w in s.workers()]
         if workers and procs.kill(rnd.choice(workers)):
             kills += 1

@@ -30,11 +30,9 @@ from django.tasks.signals import task_enqueued
 from django.utils import timezone
 
 from offload.conf import Options, parse_burst, parse_duration, parse_rate
-from offload.exceptions import (ArgumentsNotSerializable, InvalidTaskOptions, InvalidWorkflow,
-                                PayloadTooLarge)
+from offload.exceptions import ArgumentsNotSerializable, InvalidTaskOptions, InvalidWorkflow, PayloadTooLarge
 from offload.options import OPTION_NAMES
-from offload.results import (BLOCKED, build_result, decode_errors, decode_payload, import_task,
-                             resolve_task)
+from offload.results import BLOCKED, build_result, decode_errors, decode_payload, import_task, resolve_task
 from offload.store import get_store
 
 #: Tasks per INSERT statement in bulk_enqueue.

@@ -11,7 +11,6 @@ from django.tasks import TaskResultStatus
 from offload.results import BLOCKED
 from offload.stats import bucket_columns
 
-
 STATUS_CHOICES = [*TaskResultStatus.choices, (BLOCKED, "Blocked")]
 
 
