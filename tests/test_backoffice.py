@@ -6,6 +6,7 @@ The statement analysis and scoring are plain functions, tested here directly too
 """
 
 import http.cookiejar
+import json
 import os
 import re
 import subprocess
@@ -399,9 +400,30 @@ def test_every_step_is_safe_to_run_twice(backoffice, tmp_path):
 
     keyed = backoffice.sql("SELECT DISTINCT task_path, concurrency_key FROM offload_task WHERE "
                            "concurrency_key IS NOT NULL ORDER BY task_path")
-    assert [path for path, key in keyed if key == f"application:{pk}"] == [
-        "loans.tasks.analyse_statement", "loans.tasks.check_credit", "loans.tasks.make_offer_letter",
-        "loans.tasks.score_application"]  # the tasks that write the application hold its key
+    keyed = [(path, key) for path, key in keyed if key.startswith(f"application:{pk}")]
+    assert keyed == [  # the decision's writers hold the application's key; the parallel two their own
+        ("loans.tasks.analyse_statement", f"application:{pk}:statement"),
+        ("loans.tasks.check_credit", f"application:{pk}:credit"),
+        ("loans.tasks.make_offer_letter", f"application:{pk}"),
+        ("loans.tasks.score_application", f"application:{pk}")]
+    # Its processing is a workflow: analysis and credit check in parallel, then scoring;
+    # its offer a chain: the letter, then the email. Both shown on the staff page.
+    linked = ("SELECT CAST(task_id AS INTEGER) FROM loans_tasklink WHERE application_id = ? "
+              "AND workflow_id IS NOT NULL")
+    name = {i: path.rsplit(".", 1)[-1] + "".join(f" {a}" for a in json.loads(payload)["args"][1:])
+            for i, path, payload in backoffice.sql(f"SELECT id, task_path, payload FROM offload_task "
+                                                   f"WHERE id IN ({linked})", pk)}
+    after = {}
+    edges = backoffice.sql(f"SELECT parent_id, child_id FROM offload_edge WHERE child_id IN ({linked})", pk)
+    for parent, child in edges:
+        after.setdefault(name[child], set()).add(name[parent])
+    assert sorted(name.values()) == ["analyse_statement", "check_credit", "make_offer_letter False",
+                                     "notify_applicant offered", "notify_applicant received",
+                                     "score_application", "sync_crm"]
+    assert after == {"score_application": {"analyse_statement", "check_credit"},
+                     "notify_applicant offered": {"make_offer_letter False"}}
+    page = staff.get(f"/staff/applications/{pk}/")
+    assert 'data-workflow="processing"' in page and 'data-workflow="offer"' in page
     flow = backoffice.sql("SELECT DISTINCT task_path, rate_key, rate_interval, rate_burst, fair_key FROM "
                           "offload_task WHERE id IN (SELECT CAST(task_id AS INTEGER) FROM loans_tasklink "
                           "WHERE application_id = ?) ORDER BY task_path", pk)

@@ -131,7 +131,38 @@ def test_the_back_office_timeline_fits_its_card_at_1366_px(backoffice, browser, 
     for cell in last_cells.all():
         box = cell.bounding_box()
         assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card["width"], (box, card)
-    assert "2 min 48 s" in timeline.locator("tr", has_text="score_application").inner_text()  # waited
+    # waited (a step with no dependency: score_application also waits for two others)
+    assert "2 min 48 s" in timeline.locator("tr", has_text="analyse_statement").inner_text()
     if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
         page.locator(".card", has=timeline).screenshot(
             path=os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], "timeline-1366.png"))
+
+
+def test_a_workflow_page_draws_its_graph_from_the_dashboard(browser, live_server):
+    """From the dashboard's latest workflows to a workflow's page: a box per step (a
+    group of 20 as one box), inside the picture and not over each other, and its steps."""
+    from offload import Workflow, group, step
+
+    User.objects.create_superuser("ops", "ops@example.com", "pw")
+    flow = Workflow("nightly scores")
+    first = flow.add(step(tasks.plus, 1))
+    scores = flow.add(group(*[step(tasks.plus, n=i) for i in range(20)]), after=[first])
+    audit = flow.add(step(tasks.add, 5), after=[first])
+    flow.add(step(tasks.total), after=[scores, audit])
+    result = flow.enqueue()
+    run_until_empty()
+    page = login(browser, live_server, "ops", "pw")
+    page.locator(f'tr[data-workflow="{result.id}"] a').click()
+    assert page.locator("#workflow-status").inner_text() == "SUCCESSFUL"
+    svg = page.locator("#graph svg").bounding_box()
+    boxes = [n.bounding_box() for n in page.locator("#graph g.node rect").all()]
+    assert len(boxes) == 4  # first, the 20 scores as one box, audit, total
+    for a, b in itertools.combinations(boxes, 2):
+        assert (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+    for box in boxes:
+        assert svg["x"] <= box["x"] and box["x"] + box["width"] <= svg["x"] + svg["width"]
+    assert page.locator("#steps tr[data-step]").count() == 23
+    if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
+        page.screenshot(path=os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], "workflow-page.png"),
+                        full_page=True)

@@ -123,6 +123,8 @@ def test_cancelling_a_workflow_cancels_what_has_not_finished(start_worker):
     (lambda: chain(step(tasks.plus.using(unique_key="x"), 1)).enqueue(),
      "a workflow step cannot have a unique_key"),
     (lambda: step(tasks.plain_function), "is not a task"),
+    (lambda: Workflow().add(step(tasks.plus, 1), after=[Workflow().add(step(tasks.plus, 2))]),
+     "give what add() of this workflow returned"),
 ])
 def test_bad_workflows_are_refused_before_anything_is_stored(build, message):
     with pytest.raises(InvalidWorkflow, match=re.escape(message)):
@@ -145,3 +147,47 @@ def test_prune_removes_finished_workflows_with_their_steps_and_edges(burst):
     assert WorkflowRow.objects.filter(pk=done.id).count() == 0
     assert [s.status for s in get_workflow(waiting.id).steps] == ["READY", "BLOCKED"]
     assert list(Edge.objects.values_list("child_id", flat=True)) == [int(waiting.steps[1].id)]
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")  # status reads every registry
+def test_the_dashboard_and_status_show_a_workflow_and_its_graph(burst, client):
+    from django.contrib.auth.models import User
+    from rich.console import Console
+
+    from offload.commands.status import view
+
+    flow = Workflow("diamond")
+    a = flow.add(step(tasks.plus, 1))
+    b = flow.add(group(*[step(tasks.plus, n=i) for i in range(20)]), after=[a])  # 20: one box
+    flow.add(step(tasks.total), after=[b])
+    result = flow.enqueue()
+    broken = chain(step(tasks.boom), step(tasks.plus)).enqueue("broken")
+    burst()
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    page = client.get("/offload/").content.decode()
+    assert f'data-workflow="{result.id}"' in page and "22/22" in page and "0/2" in page
+    graph = client.get(f"/offload/workflow/{result.id}/").content.decode()
+    assert graph.count('<g class="node SUCCESSFUL"') == 3  # a, the group of 20 as one box, total
+    assert 'data-steps="20"' in graph and "20 steps: 20 successful" in graph
+    assert graph.count('<line class="edge"') == 2
+    failed = client.get(f"/offload/workflow/{broken.id}/").content.decode()
+    assert '<g class="node FAILED"' in failed and 'id="workflow-status">FAILED' in failed
+    assert client.get("/offload/workflow/999999/").status_code == 404
+    console = Console(width=200, record=True)
+    console.print(view("default"))
+    text = console.export_text()
+    assert "Latest workflows" in text and "broken" in text and "22/22" in text
+
+
+def test_an_atomic_step_releases_the_next_in_its_own_transaction(burst):
+    """An atomic=True step records its success in the task's own transaction; the step
+    after it is released there too (a step after an atomic one once stayed BLOCKED on
+    PostgreSQL, whose store recorded the success without the bookkeeping)."""
+    from tests.testapp.models import Counter
+
+    result = chain(step(tasks.add_one, "wf"), step(tasks.echo, "after")).enqueue()
+    burst()
+    result = result.refresh()
+    assert [s.status for s in result.steps] == ["SUCCESSFUL", "SUCCESSFUL"]
+    assert Counter.objects.get(name="wf").value == 1
+    assert tasks.echo.get_result(result.steps[1].id).args == ["wf", "after"]

@@ -150,12 +150,14 @@ class CrmSync(models.Model):
 
 
 class TaskLink(models.Model):
-    """A background task started for an application (its timeline reads these)."""
+    """A background task started for an application (its timeline reads these), and the
+    Offload workflow it is a step of, if any."""
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="tasks")
     task_id = models.CharField(max_length=64)
     name = models.CharField(max_length=100)
     created_at = models.DateTimeField(auto_now_add=True)
+    workflow_id = models.BigIntegerField(null=True, blank=True)
 
 
 class PortfolioReport(models.Model):

@@ -11,9 +11,14 @@ are busy::
     sync_crm            -50  crm            nobody waits; at most 2 at once cluster-wide
     portfolio_report   -100  reports        nightly (OPTIONS["PERIODIC"])
 
-Every task that writes an application's rows holds the concurrency key
-``application:<id>`` (``per_application``): two servers never work on one application
-at once, while different applications run in parallel. The bureau call is
+An application's processing is a workflow (``loans.workflow.processing``): the
+statement analysis and the credit check run in parallel, scoring starts once both
+succeeded, and after an approval the offer letter comes before its email. The tasks
+that write an application's decision rows (scoring, the offer letter) hold the
+concurrency key ``application:<id>`` (``per_application``): two servers never work on
+one application at once, while different applications run in parallel; the analysis
+and the credit check, which write rows of their own, hold keys of their own kind
+(``statement_key``, ``credit_key``), so they run side by side. The bureau call is
 rate-limited (``BUREAU_RATE``) across the cluster, and every step is fair-shared by
 business (``loans.workflow.start``), so one business's burst of applications does not
 hold back another's (docs/flow-control.md).
@@ -83,23 +88,40 @@ def notify_applicant(application_id, kind):
     return f"sent {kind}"
 
 
-@task(priority=0, queue_name="analysis", concurrency_key=per_application)
+def statement_key(application_id, *args, **kwargs):
+    """The concurrency key of the statement analysis: one at a time per application,
+    in parallel with its credit check (a workflow's group, loans.workflow.processing)."""
+    return f"application:{application_id}:statement"
+
+
+def credit_key(application_id, *args, **kwargs):
+    """The concurrency key of the credit check (see statement_key)."""
+    return f"application:{application_id}:credit"
+
+
+#: The states an application may be in while its analysis and credit check run (in
+#: parallel, in either order; each records its own milestone).
+PROCESSING = (S.SUBMITTED, S.ANALYSED, S.CREDIT_CHECKED)
+
+
+@task(priority=0, queue_name="analysis", concurrency_key=statement_key)
 def analyse_statement(application_id):
+    """The cash flow of the uploaded statement (CPU work, before the short write)."""
     application = Application.objects.select_related("statement").get(pk=application_id)
-    if application.status != S.SUBMITTED:
+    if CashFlow.objects.filter(application_id=application_id).exists():
         return "already analysed"
     metrics = statements.analyse(statements.parse(bytes(application.statement.content)))
     with transaction.atomic():
-        application = advance(application_id, S.SUBMITTED, S.ANALYSED)
-        if application is None:
+        application = Application.objects.select_for_update().get(pk=application_id)
+        if CashFlow.objects.filter(application=application).exists():
             return "already analysed"
         CashFlow.objects.create(application=application, metrics=metrics)
-        start(application, check_credit)
+        advance(application_id, S.SUBMITTED, S.ANALYSED)  # unless the credit check came first
     return metrics
 
 
 @task(priority=10, queue_name="default", max_attempts=12, retry_backoff=1.0, retry_backoff_max=300,
-      concurrency_key=per_application, rate_limit=BUREAU_RATE, rate_burst=5, rate_limit_key="bureau")
+      concurrency_key=credit_key, rate_limit=BUREAU_RATE, rate_burst=5, rate_limit_key="bureau")
 def check_credit(application_id):
     """Calls the (simulated) bureau; BureauUnavailable fails the attempt and Offload
     retries it with exponential backoff: 12 attempts ride out 10 to 20 minutes of
@@ -107,24 +129,25 @@ def check_credit(application_id):
     bureau's contract allows 10 calls a second (bursts of 5): every server's calls
     together keep to it, waiting READY for their turn (docs/flow-control.md#rate-limits)."""
     application = Application.objects.select_related("applicant").get(pk=application_id)
-    if application.status != S.ANALYSED:
+    if CreditReport.objects.filter(application_id=application_id).exists():
         return "already checked"  # and no needless call to the bureau
     report = bureau.fetch_report(application.applicant.business_name, application.applicant.owner_name)
     with transaction.atomic():
-        application = advance(application_id, S.ANALYSED, S.CREDIT_CHECKED)
-        if application is None:
+        application = Application.objects.select_for_update().get(pk=application_id)
+        if CreditReport.objects.filter(application=application).exists():
             return "already checked"
         CreditReport.objects.create(application=application, **report)
-        start(application, score_application)
+        advance(application_id, (S.SUBMITTED, S.ANALYSED), S.CREDIT_CHECKED)
     return report["bureau_score"]
 
 
 @task(priority=10, queue_name="default", concurrency_key=per_application, atomic=True)
 def score_application(application_id):
-    """Only writes the application's rows: atomic=True, so its writes and its success
-    commit together, exactly once (docs/reliability.md#exactly-once-effects)."""
+    """Runs once the analysis and the credit check both succeeded (the workflow's
+    fan-in). Only writes the application's rows: atomic=True, so its writes and its
+    success commit together, exactly once (docs/reliability.md#exactly-once-effects)."""
     with transaction.atomic():
-        application = advance(application_id, S.CREDIT_CHECKED, S.SCORED)
+        application = advance(application_id, PROCESSING, S.SCORED)
         if application is None:
             return "already scored"
         report = CreditReport.objects.filter(application=application).values().get()

@@ -4,6 +4,7 @@ its attempts and errors. Reads Offload's task and server tables."""
 
 import json
 
+from offload import get_workflow
 from offload.dashboard.queries import band_of
 from offload.models import Server, TaskRow
 
@@ -43,6 +44,21 @@ def for_application(application):
         entries.append(entry)
     _place_bars(entries)
     return entries
+
+
+def workflows(application):
+    """The application's Offload workflows (its processing, its offer): name, status and
+    steps done, read from any process with ``get_workflow``."""
+    ids = sorted(set(application.tasks.exclude(workflow_id=None).values_list("workflow_id", flat=True)))
+    found = []
+    for id_ in ids:
+        try:
+            flow = get_workflow(id_)
+        except LookupError:  # pruned (older than the retention)
+            continue
+        found.append({"id": id_, "name": flow.name.split(": ", 1)[-1], "status": flow.status,
+                      "steps": len(flow.steps), "done": sum(s.status == "SUCCESSFUL" for s in flow.steps)})
+    return found
 
 
 def _place_bars(entries):

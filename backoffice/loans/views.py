@@ -120,6 +120,7 @@ def application(request, pk):
         "letter_ready": bool(offer and offer.letter_ready),
         "notifications": app.notifications.order_by("created_at"),
         "timeline": timeline.for_application(app),
+        "workflows": timeline.workflows(app),
         "request_key": secrets.token_urlsafe(16),
     })
 

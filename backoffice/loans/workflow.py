@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from loans import scoring
 from loans.models import Applicant, Application, Decision, Document, Offer, TaskLink
+from offload import workflows
 
 S = Application.Status
 
@@ -22,35 +23,75 @@ class Conflict(Exception):
     """The application is no longer in a state that allows the action."""
 
 
-def start(application, task, *args):
-    """Enqueue ``task(application.pk, *args)`` and record it on the application's timeline.
-    Applications are fair-shared by business: one business's burst of applications takes
+def _fair(application, task):
+    """``task`` fair-shared by business: one business's burst of applications takes
     turns with every other business's (docs/flow-control.md#fair-sharing)."""
-    result = task.using(fair_key=f"business:{application.applicant.business_name}").enqueue(
-        application.pk, *args)
+    return task.using(fair_key=f"business:{application.applicant.business_name}")
+
+
+def start(application, task, *args):
+    """Enqueue ``task(application.pk, *args)`` and record it on the application's timeline."""
+    result = _fair(application, task).enqueue(application.pk, *args)
     TaskLink.objects.create(application=application, task_id=result.id, name=task.name)
     return result
 
 
-def submit(*, applicant, amount, term_months, purpose, filename, content):
+def step(application, task, *args):
+    """A workflow step: ``task(application.pk, *args)``, fair-shared by business; it
+    receives nothing from the steps before it (every task reads the rows it needs)."""
+    return workflows.step(_fair(application, task), application.pk, *args).without_results()
+
+
+def start_workflow(application, flow):
+    """Enqueue workflow ``flow`` (in the caller's transaction) and record its steps on
+    the application's timeline."""
+    result = flow.enqueue()
+    TaskLink.objects.bulk_create([
+        TaskLink(application=application, task_id=s.id, name=s.task_path.rsplit(".", 1)[-1],
+                 workflow_id=int(result.id)) for s in result.steps])
+    return result
+
+
+def processing(application):
+    """An application's processing (docs/backoffice.md#the-workflow): the statement
+    analysis and the credit check in parallel, then scoring once both succeeded; the
+    "received" email and the CRM sync alongside."""
     from loans import tasks
 
+    flow = workflows.Workflow(f"application {application.reference}: processing")
+    flow.add(step(application, tasks.notify_applicant, "received"))
+    flow.add(step(application, tasks.sync_crm))
+    analysed = flow.add(step(application, tasks.analyse_statement))
+    checked = flow.add(step(application, tasks.check_credit))
+    flow.add(step(application, tasks.score_application), after=[analysed, checked])
+    return flow
+
+
+def offering(application):
+    """After an approval: the offer letter, then the email saying it is ready."""
+    from loans import tasks
+
+    flow = workflows.Workflow(f"application {application.reference}: offer")
+    flow.add(workflows.chain(step(application, tasks.make_offer_letter, False),
+                             step(application, tasks.notify_applicant, "offered")))
+    return flow
+
+
+def submit(*, applicant, amount, term_months, purpose, filename, content):
     with transaction.atomic():
         applicant = Applicant.objects.create(**applicant)
         application = Application.objects.create(applicant=applicant, amount=amount, term_months=term_months,
                                                  purpose=purpose, created_at=timezone.now())
         Document.objects.create(application=application, filename=filename[:200], content=content)
-        start(application, tasks.notify_applicant, "received")
-        start(application, tasks.analyse_statement)
-        start(application, tasks.sync_crm)
+        start_workflow(application, processing(application))
     return application
 
 
 def advance(application_id, expected, to):
-    """Lock the application; if it is in ``expected`` state move it to ``to`` and return
-    it, else return None (the step already happened)."""
+    """Lock the application; if it is in ``expected`` state (or one of them, a tuple)
+    move it to ``to`` and return it, else return None (the step already happened)."""
     application = Application.objects.select_for_update().select_related("applicant").get(pk=application_id)
-    if application.status != expected:
+    if application.status not in (expected if isinstance(expected, tuple) else (expected,)):
         return None
     application.status = to
     application.save(update_fields=["status", "updated_at"])
@@ -87,7 +128,7 @@ def decide(application_id, *, approve, user, request_key, note=""):
         if approve:
             Offer.objects.create(application=application, **terms)
             application.status = S.OFFERED
-            start(application, tasks.make_offer_letter)
+            start_workflow(application, offering(application))
         else:
             application.status = S.DECLINED
             start(application, tasks.notify_applicant, "declined")

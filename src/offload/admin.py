@@ -6,12 +6,15 @@ Offload uses; every action is recorded in the admin log (LogEntry) and shown bac
 
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
+from offload.clock import now
 from offload.dashboard import actions, queries
 from offload.models import QueueState, Schedule, Server, TaskRow
+from offload.results import import_task
 
 
 class ReadOnly:
@@ -120,6 +123,102 @@ class QueueStateAdmin(ReadOnly, admin.ModelAdmin):
         self._set(request, queryset, False)
 
 
+class ScheduleForm(forms.ModelForm):
+    """A database schedule: its definition checked as OPTIONS["PERIODIC"] is (cron,
+    timezone, arguments), its task importable, its name not a settings schedule's."""
+
+    backend = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = Schedule
+        fields = ("backend", "name", "task", "cron", "timezone", "args", "kwargs", "priority",
+                  "queue_name", "missed", "enabled")
+
+    def __init__(self, *args, **kwargs):
+        from offload.backend import offload_backends
+
+        super().__init__(*args, **kwargs)
+        self.fields["backend"].choices = [(a, a) for a in offload_backends()]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        probe = Schedule(**{f: data.get(f) for f in self.Meta.fields})
+        try:
+            periodic = probe.periodic()
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        try:
+            import_task(periodic.task)
+        except Exception as exc:
+            self.add_error("task", f"{periodic.task!r} is not a task Offload can import: {exc}")
+        from django.tasks import task_backends
+
+        if probe.name in (task_backends[probe.backend].opts.PERIODIC or {}):
+            self.add_error("name", f"OPTIONS['PERIODIC'] of backend {probe.backend!r} declares a "
+                                   f"schedule named {probe.name!r}: choose another name.")
+        return data
+
+
 @admin.register(Schedule)
-class ScheduleAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ("backend", "name", "last_run_at")
+class ScheduleAdmin(admin.ModelAdmin):
+    """Database schedules are made and edited here while the servers run (each server
+    reads them at every maintenance tick); settings schedules are shown read-only."""
+
+    form = ScheduleForm
+    list_display = ("name", "backend", "source", "task", "cron", "timezone", "enabled",
+                    "last_run_at", "next_run")
+    list_filter = ("source", "enabled", "backend")
+    search_fields = ("name", "task")
+    actions = ("run_now", "enable", "disable")
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.source == Schedule.SETTINGS:
+            return False  # edit OPTIONS["PERIODIC"] instead
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.source == Schedule.SETTINGS:
+            return False  # the servers would make it again
+        return super().has_delete_permission(request, obj)
+
+    def has_operate_permission(self, request):
+        return request.user.has_perm("offload.change_schedule")
+
+    @admin.display(description="next run")
+    def next_run(self, obj):
+        try:
+            return obj.periodic().following(now()) if obj.enabled else "disabled"
+        except ValueError:
+            return "invalid"
+
+    def save_model(self, request, obj, form, change):
+        """A new, rescheduled or re-enabled schedule starts from its next occurrence;
+        ``changed_at`` tells every server to rebuild it."""
+        at = now()
+        obj.source = Schedule.DATABASE
+        if not change or {"cron", "timezone"} & set(form.changed_data) or (
+                "enabled" in form.changed_data and obj.enabled):
+            obj.last_run_at = obj.periodic().latest(at)
+        obj.changed_at = at
+        super().save_model(request, obj, form, change)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset.filter(source=Schedule.DATABASE))
+
+    @admin.action(description="Run now (enqueue the task once)", permissions=["operate"])
+    def run_now(self, request, queryset):
+        created = actions.run_schedules(request.user, queryset)
+        self.message_user(request, f"Enqueued {len(created)} task(s): {', '.join(created)}.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Enable", permissions=["operate"])
+    def enable(self, request, queryset):
+        n = actions.set_enabled(request.user, queryset, True)
+        self.message_user(request, f"{n} schedule(s) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable", permissions=["operate"])
+    def disable(self, request, queryset):
+        n = actions.set_enabled(request.user, queryset, False)
+        self.message_user(request, f"{n} schedule(s) disabled.", messages.SUCCESS)

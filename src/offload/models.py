@@ -5,10 +5,13 @@
 Django's ``TaskResultStatus`` values verbatim.
 """
 
+import json
+
 from django.db import models
 from django.tasks import TaskResultStatus
 
 from offload.results import BLOCKED
+from offload.scheduling.periodic import parse_schedule
 from offload.stats import bucket_columns
 
 STATUS_CHOICES = [*TaskResultStatus.choices, (BLOCKED, "Blocked")]
@@ -287,12 +290,78 @@ class QueueState(models.Model):
         return f"{self.backend}/{self.queue_name}{' (paused)' if self.paused else ''}"
 
 
+def _json_or(text, name):
+    """A schedule's ``args`` or ``kwargs`` from its JSON text, or ValueError saying so."""
+    try:
+        return json.loads(text or ("[]" if name == "args" else "{}"))
+    except ValueError:
+        raise ValueError(f"{name} {text[:60]!r} is not JSON: write a list such as [42] or an "
+                         'object such as {"days": 7}.') from None
+
+
 class Schedule(models.Model):
-    """The last occurrence of a periodic schedule that was enqueued (one row per schedule)."""
+    """A periodic schedule and the last occurrence of it that was enqueued (one row per
+    schedule). ``source`` "settings": declared in ``OPTIONS["PERIODIC"]``, its
+    definition copied here by the servers for display (read-only); "database": made
+    in the admin, edited while the servers run, which read it at every maintenance
+    tick (docs/operations.md#schedules)."""
+
+    SETTINGS, DATABASE = "settings", "database"
 
     backend = models.CharField(max_length=64)
     name = models.CharField(max_length=100)
     last_run_at = models.DateTimeField()
+    source = models.CharField(max_length=10, default=SETTINGS, db_default=SETTINGS,
+                              choices=[(SETTINGS, "settings"), (DATABASE, "database")])
+    task = models.CharField(max_length=255, blank=True, default="", db_default="",
+                            help_text="The task's dotted path, such as loans.tasks.nightly_report.")
+    cron = models.CharField(max_length=100, blank=True, default="", db_default="",
+                            help_text="Five fields (minute hour day month weekday), such as "
+                                      "0 2 * * *; a sixth adds seconds.")
+    timezone = models.CharField(max_length=64, default="UTC", db_default="UTC",
+                                help_text="An IANA name, such as Europe/Paris.")
+    #: JSON text, as a task's payload (a JSONField would make every system check query
+    #: each SQLite database for its JSON support).
+    args = models.TextField(default="[]", db_default="[]", help_text="A JSON list, such as [42].")
+    kwargs = models.TextField(default="{}", db_default="{}",
+                              help_text='A JSON object, such as {"days": 7}.')
+    priority = models.SmallIntegerField(null=True, blank=True,
+                                        help_text="Empty: the task's own.")
+    queue_name = models.CharField(max_length=100, null=True, blank=True,
+                                  help_text="Empty: the task's own.")
+    missed = models.CharField(max_length=4, default="once", db_default="once",
+                              choices=[("once", "once: after downtime, the latest missed occurrence once"),
+                                       ("skip", "skip: only occurrences noticed within a minute")])
+    enabled = models.BooleanField(default=True, db_default=True)
+    #: When the definition last changed: the servers rebuild a changed schedule.
+    changed_at = models.DateTimeField(null=True, blank=True)
+
+    def spec(self):
+        """The definition as ``OPTIONS["PERIODIC"]`` holds one."""
+        spec = {"task": self.task, "cron": self.cron, "timezone": self.timezone,
+                "args": _json_or(self.args, "args"), "kwargs": _json_or(self.kwargs, "kwargs"),
+                "missed": self.missed}
+        spec.update({k: v for k, v in (("priority", self.priority),
+                                       ("queue_name", self.queue_name or None)) if v is not None})
+        return spec
+
+    def periodic(self):
+        """The schedule (``offload.scheduling.periodic.Periodic``), or ValueError naming
+        what is wrong with its definition."""
+        where = f"schedule {self.name!r}"
+        try:
+            spec = self.spec()
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        return parse_schedule(self.name, spec, where=where)
+
+    @staticmethod
+    def definition(periodic):
+        """The fields holding ``periodic``'s definition (a settings schedule's copy)."""
+        return {"task": periodic.task, "cron": periodic.cron, "timezone": periodic.timezone,
+                "args": json.dumps(list(periodic.args)), "kwargs": json.dumps(dict(periodic.kwargs)),
+                "priority": periodic.priority, "queue_name": periodic.queue_name,
+                "missed": periodic.missed}
 
     class Meta:
         app_label = "offload"

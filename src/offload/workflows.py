@@ -116,6 +116,7 @@ class Placed:
 
     tails: tuple
     single: bool
+    workflow: object = field(default=None, compare=False, repr=False)
 
 
 class Workflow:
@@ -130,13 +131,14 @@ class Workflow:
         """Place ``node`` so that it starts once everything in ``after`` (what earlier
         ``add`` calls returned) succeeded; returns where it went."""
         for placed in after:
-            if not isinstance(placed, Placed):
-                raise InvalidWorkflow(f"after={after!r}: give what Workflow.add returned.")
+            if not isinstance(placed, Placed) or placed.workflow is not self:
+                raise InvalidWorkflow(f"after={after!r}: give what add() of this workflow returned.")
         deps = None
         if after:
             deps = Placed(tuple(t for p in after for t in p.tails),
                           len(after) == 1 and after[0].single)
-        return self._place(_node(node), deps)
+        placed = self._place(_node(node), deps)
+        return Placed(placed.tails, placed.single, self)
 
     def _place(self, node, deps):
         if isinstance(node, Step):
@@ -174,6 +176,15 @@ class Workflow:
         return WorkflowResult(str(workflow_id), self.name, backend.alias, steps)
 
 
+def status_of(statuses):
+    """A workflow's status from the set of its steps' statuses: RUNNING while a step
+    has not finished (READY if none has started), else FAILED if a step failed, else
+    SUCCESSFUL."""
+    if set(statuses) <= {"SUCCESSFUL", "FAILED"}:
+        return "FAILED" if "FAILED" in statuses else "SUCCESSFUL"
+    return "READY" if set(statuses) <= {"READY", BLOCKED} else "RUNNING"
+
+
 def _enqueue(node, name):
     flow = Workflow(name)
     flow.add(node)
@@ -203,12 +214,8 @@ class WorkflowResult:
 
     @property
     def status(self):
-        """RUNNING while a step has not finished (READY if none has started), else
-        FAILED if a step failed, else SUCCESSFUL."""
-        statuses = {s.status for s in self.steps}
-        if statuses <= {"SUCCESSFUL", "FAILED"}:
-            return "FAILED" if "FAILED" in statuses else "SUCCESSFUL"
-        return "READY" if statuses <= {"READY", BLOCKED} else "RUNNING"
+        """See ``status_of``."""
+        return status_of({s.status for s in self.steps})
 
     @property
     def is_finished(self):

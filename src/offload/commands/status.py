@@ -58,4 +58,13 @@ def view(backend):
     for row in queries.failures(backend, limit=5):  # never reads the large fields whole
         last = row.last_error["exception_class_path"] if row.last_error else ""
         failed.add_row(str(row.pk), row.task_path, f"{row.finished_at:%H:%M:%S}", last)
-    return Group(queues, servers, failed)
+    flows = queries.workflows(backend, limit=5)
+    if not flows:
+        return Group(queues, servers, failed)
+    workflows = Table(title="Latest workflows")
+    for col in ("id", "name", "started", "status", "steps done"):
+        workflows.add_column(col, justify="right" if col == "steps done" else "left")
+    for w in flows:
+        workflows.add_row(str(w["id"]), w["name"], f"{w['created_at']:%H:%M:%S}", w["status"],
+                          f"{w['done']}/{w['steps']}" + (f" ({w['failed']} failed)" if w["failed"] else ""))
+    return Group(queues, servers, failed, workflows)

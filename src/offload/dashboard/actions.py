@@ -15,8 +15,8 @@ from django.tasks import task_backends
 
 from offload.clock import now
 from offload.deployment import Deployment
-from offload.models import TaskRow
-from offload.results import decode_payload, resolve_task
+from offload.models import Schedule, TaskRow
+from offload.results import BLOCKED, decode_payload, import_task, resolve_task
 from offload.store.base import CHUNK, chunks
 
 logger = logging.getLogger("offload.dashboard")
@@ -24,7 +24,7 @@ logger = logging.getLogger("offload.dashboard")
 #: The model permission each action needs, as in the admin (superusers have all).
 PERMISSIONS = {"retry": "offload.change_taskrow", "cancel": "offload.change_taskrow",
                "re_enqueue": "offload.change_taskrow", "pause": "offload.change_queuestate",
-               "resume": "offload.change_queuestate"}
+               "resume": "offload.change_queuestate", "run_schedule": "offload.change_schedule"}
 
 
 def may_view(user):
@@ -64,9 +64,9 @@ def _record(user, db, action, entries):
         logger.info("%s by %s: %s%s", action, user, ", ".join(str(pk) for pk, _ in entries[:20]), more)
 
 
-def _ids_by_backend(rows, status):
-    """``(alias, backend, ids)`` of the ``rows`` with ``status``, per backend."""
-    for alias, ids in _by_backend(rows.filter(status=status).values_list("backend", "pk"),
+def _ids_by_backend(rows, *statuses):
+    """``(alias, backend, ids)`` of the ``rows`` with one of ``statuses``, per backend."""
+    for alias, ids in _by_backend(rows.filter(status__in=statuses).values_list("backend", "pk"),
                                   rows.db).items():
         yield alias, task_backends[alias], ids
 
@@ -82,10 +82,11 @@ def retry(user, rows):
 
 
 def cancel(user, rows):
-    """READY tasks become FAILED with a Cancelled error; RUNNING ones are asked to stop
-    (their worker fails them with it, docs/flow-control.md). Returns how many."""
+    """READY tasks (and BLOCKED workflow steps) become FAILED with a Cancelled error;
+    RUNNING ones are asked to stop (their worker fails them with it,
+    docs/flow-control.md). Returns how many."""
     done = 0
-    for alias, b, ids in _ids_by_backend(rows, "READY"):
+    for alias, b, ids in _ids_by_backend(rows, "READY", BLOCKED):
         cancelled = b.store.cancel(backend=alias, ids=ids, now=now(), reason=f"cancelled by {user}")
         _record(user, Deployment.current().database(alias), "Cancelled", [(pk, "Cancelled") for pk in cancelled])
         done += len(cancelled)
@@ -116,3 +117,48 @@ def re_enqueue(user, rows):
 def set_paused(user, backend, queue, paused):
     Deployment.current().store(backend).pause(backend=backend, queue=queue, paused=paused, now=now())
     logger.info("%s %s queue %s/%s", user, "paused" if paused else "resumed", backend, queue)
+
+
+# -- schedules (docs/operations.md#schedules) ------------------------------------------
+
+def _log_schedules(user, entries):
+    """Write ``[(schedule, message)]`` to the admin log and the logger."""
+    content_type = ContentType.objects.get_for_model(Schedule)
+    LogEntry.objects.bulk_create([
+        LogEntry(user_id=user.pk, content_type_id=content_type.pk, object_id=str(s.pk),
+                 object_repr=str(s)[:200], action_flag=CHANGE, change_message=message)
+        for s, message in entries])
+    for s, message in entries:
+        logger.info("schedule %s/%s by %s: %s", s.backend, s.name, user, message)
+
+
+def run_schedules(user, rows):
+    """Enqueue each schedule's task now, once, with its arguments, whatever its cron
+    and whether it is enabled ("run now"); the occurrences stay as they were. Returns
+    the new task ids."""
+    created, entries = [], []
+    for schedule in rows:
+        periodic = schedule.periodic()
+        changes = {k: v for k, v in (("priority", periodic.priority),
+                                     ("queue_name", periodic.queue_name)) if v is not None}
+        task = import_task(periodic.task).using(backend=schedule.backend, **changes)
+        created.append(task.enqueue(*periodic.args, **periodic.kwargs).id)
+        entries.append((schedule, f"Run now: enqueued task {created[-1]}"))
+    _log_schedules(user, entries)
+    return created
+
+
+def set_enabled(user, rows, enabled):
+    """Enable or disable database schedules (settings ones are left alone); a schedule
+    enabled again starts from its next occurrence (the ones missed while it was off
+    are not enqueued). Every server sees it within one maintenance tick. Returns how
+    many changed."""
+    entries, at = [], now()
+    for schedule in rows.filter(source=Schedule.DATABASE).exclude(enabled=enabled):
+        schedule.enabled, schedule.changed_at = enabled, at
+        if enabled:
+            schedule.last_run_at = schedule.periodic().latest(at)
+        schedule.save(update_fields=["enabled", "changed_at", "last_run_at"])
+        entries.append((schedule, "Enabled" if enabled else "Disabled"))
+    _log_schedules(user, entries)
+    return len(entries)

@@ -15,9 +15,10 @@ from django.tasks import task_backends
 
 from offload.clock import now
 from offload.deployment import Deployment
-from offload.models import QueueState, Server, TaskRow, TaskStat
+from offload.models import QueueState, Schedule, Server, TaskRow, TaskStat
 from offload.results import decode_errors
 from offload.stats import bucket_columns
+from offload.workflows import status_of
 
 #: (name, lowest priority) from highest to lowest.
 BANDS = (("urgent", 50), ("high", 10), ("normal", -9), ("low", -49), ("bulk", -100))
@@ -276,9 +277,109 @@ def running(backend="default", limit=10):
 
 
 def schedules(backend="default"):
+    """Every schedule of ``backend``: those of OPTIONS["PERIODIC"] (read-only), then the
+    database ones; each with its next run (None: disabled or invalid) and last run."""
     from offload.scheduling.periodic import parse_schedules
 
     opts = task_backends[backend].opts
     at = now()
-    return [{"name": s.name, "task": s.task, "cron": s.cron, "timezone": s.timezone,
-             "next_run": s.following(at)} for s in parse_schedules(opts.PERIODIC)]
+    rows = {r.name: r for r in Schedule.objects.using(Deployment.current().database(backend))
+            .filter(backend=backend).order_by("name")}
+    found = []
+    for s in parse_schedules(opts.PERIODIC):
+        row = rows.pop(s.name, None)
+        found.append({"name": s.name, "task": s.task, "cron": s.cron, "timezone": s.timezone,
+                      "source": Schedule.SETTINGS, "enabled": True, "next_run": s.following(at),
+                      "last_run": row and row.last_run_at, "pk": row and row.pk, "error": None})
+    for row in rows.values():
+        if row.source != Schedule.DATABASE:
+            continue  # a settings schedule no longer declared
+        try:
+            next_run, error = row.periodic().following(at) if row.enabled else None, None
+        except ValueError as exc:
+            next_run, error = None, str(exc)
+        found.append({"name": row.name, "task": row.task, "cron": row.cron,
+                      "timezone": row.timezone, "source": row.source, "enabled": row.enabled,
+                      "next_run": next_run, "last_run": row.last_run_at, "pk": row.pk,
+                      "error": error})
+    return found
+
+
+# -- workflows (docs/workflows.md) -------------------------------------------------------
+
+def _step_counts(db, ids):
+    """``{workflow id: {status: count}}`` for workflows ``ids`` (offload_task_workflow)."""
+    counts = {}
+    for workflow_id, status, n in (TaskRow.objects.using(db).filter(workflow_id__in=ids)
+                                   .values_list("workflow_id", "status").annotate(n=Count("id"))
+                                   .order_by()):
+        counts.setdefault(workflow_id, {})[status] = n
+    return counts
+
+
+def workflows(backend="default", limit=10):
+    """The latest workflows of ``backend``: name, when, status and steps by status."""
+    from offload.models import Workflow
+
+    db = Deployment.current().database(backend)
+    rows = list(Workflow.objects.using(db).filter(backend=backend).order_by("-created_at", "-id")[:limit])
+    counts = _step_counts(db, [w.pk for w in rows])
+    found = []
+    for w in rows:
+        steps = counts.get(w.pk, {})
+        found.append({"id": w.pk, "name": w.name, "created_at": w.created_at,
+                      "status": status_of(steps) if steps else "SUCCESSFUL",
+                      "steps": sum(steps.values()), "done": steps.get("SUCCESSFUL", 0),
+                      "failed": steps.get("FAILED", 0)})
+    return found
+
+
+#: The graph shows a layer's steps one by one up to this many; more are one node per task.
+GRAPH_STEPS = 12
+
+
+def workflow_graph(backend, workflow_id):
+    """A workflow's steps as layers for the dashboard's graph, or None if unknown: a
+    step's layer is the longest path from a step with no dependencies. A layer of many
+    steps (a group) is one node per task path with its counts by status. Returns
+    ``{"workflow", "status", "layers": [[node]], "edges": [(node key, node key)],
+    "steps": [row]}``, the step rows capped at 500 (in id order)."""
+    from offload.models import Edge, Workflow
+
+    db = Deployment.current().database(backend)
+    workflow = Workflow.objects.using(db).filter(backend=backend, pk=workflow_id).first()
+    if workflow is None:
+        return None
+    steps = list(TaskRow.objects.using(db).filter(workflow_id=workflow_id).order_by("id")
+                 .values_list("id", "task_path", "status", "attempts"))
+    parents = {}
+    for parent, child in (Edge.objects.using(db).filter(
+            child_id__in=TaskRow.objects.using(db).filter(workflow_id=workflow_id).values("id"))
+            .values_list("parent_id", "child_id")):
+        parents.setdefault(child, []).append(parent)
+    layer = {}
+    for id_, *_ in steps:  # ids follow the order steps were added: parents come first
+        layer[id_] = 1 + max((layer.get(p, 0) for p in parents.get(id_, ())), default=-1)
+    by_layer = {}
+    for id_, path, status, _ in steps:
+        by_layer.setdefault(layer[id_], []).append((id_, path, status))
+    node_of, layers = {}, []
+    for depth in sorted(by_layer):
+        members, nodes = by_layer[depth], {}
+        for id_, path, status in members:
+            key = f"{depth}:{id_}" if len(members) <= GRAPH_STEPS else f"{depth}:{path}"
+            node = nodes.setdefault(key, {"key": key, "task": path, "ids": [], "counts": {}})
+            node["ids"].append(id_)
+            node["counts"][status] = node["counts"].get(status, 0) + 1
+            node_of[id_] = key
+        for node in nodes.values():
+            node["status"] = status_of(node["counts"])
+        layers.append(list(nodes.values()))
+    edges = sorted({(node_of[p], node_of[c]) for c, ps in parents.items() for p in ps
+                    if p in node_of and c in node_of})
+    counts = {}
+    for _, _, status, _ in steps:
+        counts[status] = counts.get(status, 0) + 1
+    return {"workflow": workflow, "status": status_of(counts) if counts else "SUCCESSFUL",
+            "counts": counts, "layers": layers, "edges": edges, "steps": steps[:500],
+            "parents": parents}

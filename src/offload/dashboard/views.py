@@ -95,12 +95,57 @@ def index(request):
         "backend": backend, "backends": Deployment.current().backends, "summary": summary,
         "may_change_tasks": request.user.has_perm(actions.PERMISSIONS["retry"]),
         "may_change_queues": request.user.has_perm(actions.PERMISSIONS["pause"]),
+        "may_run_schedules": request.user.has_perm(actions.PERMISSIONS["run_schedule"]),
         "queues": [{"name": q, "paused": q in paused} for q in declared],
         "servers": sorted(servers.items()), "failures": failures,
         "waiting": queries.waiting(backend), "running": queries.running(backend),
         "waits": queries.waits_by_band(backend),
         "schedules": queries.schedules(backend),
+        "workflows": queries.workflows(backend),
         "chart": chart,
+    })
+
+
+#: The workflow graph's boxes (SVG units): width, height, and the steps between them.
+NODE_W, NODE_H, LAYER_STEP, ROW_STEP = 190, 42, 240, 56
+
+
+def workflow_svg(graph):
+    """Geometry of a workflow's graph (queries.workflow_graph): a column per layer, left
+    to right, a box per node; an edge from the right of a box to the left of the next."""
+    at, nodes = {}, []
+    for depth, layer in enumerate(graph["layers"]):
+        for row, node in enumerate(layer):
+            x, y = 10 + depth * LAYER_STEP, 10 + row * ROW_STEP
+            at[node["key"]] = (x, y)
+            counts = ", ".join(f"{n:,} {s.lower()}" for s, n in sorted(node["counts"].items()))
+            label = (f"step {node['ids'][0]}" if len(node["ids"]) == 1 else
+                     f"{len(node['ids']):,} steps: {counts}")
+            nodes.append({"x": x, "y": y, "status": node["status"], "ids": node["ids"],
+                          "task": node["task"].rsplit(".", 1)[-1], "path": node["task"], "label": label})
+    edges = [{"x1": at[a][0] + NODE_W, "y1": at[a][1] + NODE_H / 2, "x2": at[b][0],
+              "y2": at[b][1] + NODE_H / 2} for a, b in graph["edges"]]
+    width = 20 + max(len(graph["layers"]) - 1, 0) * LAYER_STEP + NODE_W
+    height = 20 + max((len(layer) for layer in graph["layers"]), default=1) * ROW_STEP
+    return {"nodes": nodes, "edges": edges, "width": width, "height": height,
+            "node_w": NODE_W, "node_h": NODE_H}
+
+
+@staff_member_required
+@answers_refusals
+def workflow(request, pk):
+    """One workflow: its steps and their state, and the graph of what waits for what."""
+    _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
+    backend = _backend(request)
+    graph = queries.workflow_graph(backend, pk)
+    if graph is None:
+        raise Refused(f"no workflow {pk} in backend {backend!r}", status=404)
+    parents = graph["parents"]
+    return render(request, "offload/workflow.html", {
+        "backend": backend, "graph": graph, "svg": workflow_svg(graph),
+        "steps": [{"id": id_, "task": path, "status": status, "attempts": attempts,
+                   "depends_on": parents.get(id_, [])} for id_, path, status, attempts in graph["steps"]],
+        "more": sum(graph["counts"].values()) - len(graph["steps"]),
     })
 
 
@@ -177,9 +222,14 @@ def _readable_errors(text):
 
 
 def _task_id(request):
-    text = request.POST.get("task", "")
+    return _number(request, "task")
+
+
+def _number(request, name):
+    """The id in POST field ``name`` (a task's, a schedule's), or Refused."""
+    text = request.POST.get(name, "")
     if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > MAX_ID:
-        raise Refused(f"task={text[:40]!r}: send the id of a task (a whole number)")
+        raise Refused(f"{name}={text[:40]!r}: send the id of a {name} (a whole number)")
     return int(text)
 
 
@@ -204,7 +254,16 @@ def act(request):
         raise Refused(f"unknown action {action[:40]!r}: use one of {', '.join(actions.PERMISSIONS)}")
     permission = actions.PERMISSIONS[action]
     _require(request, request.user.has_perm(permission), permission, action.replace("_", "-"))
-    if action in ("pause", "resume"):
+    if action == "run_schedule":
+        from offload.models import Schedule
+
+        schedules = Schedule.objects.using(Deployment.current().database(backend)).filter(
+            backend=backend, pk=_number(request, "schedule"))
+        if not schedules:
+            raise Refused(f"no schedule {request.POST.get('schedule', '')[:40]!r} of backend {backend!r}")
+        [created] = actions.run_schedules(request.user, schedules)
+        messages.success(request, f"Schedule {schedules[0].name} run now: task {created}.")
+    elif action in ("pause", "resume"):
         queue = _queue(request, backend)
         actions.set_paused(request.user, backend, queue, action == "pause")
         messages.success(request, f"Queue {queue} {'paused' if action == 'pause' else 'resumed'}.")

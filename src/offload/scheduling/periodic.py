@@ -58,40 +58,43 @@ def due(schedule, last_run_at, now):
 
 def parse_schedules(raw):
     """Validate ``OPTIONS["PERIODIC"]``; raise ValueError naming the problem and the fix."""
-    schedules = []
-    for name, spec in (raw or {}).items():
-        where = f"PERIODIC[{name!r}]"
-        if not isinstance(spec, dict) or "task" not in spec or "cron" not in spec:
-            raise ValueError(f"{where} needs at least 'task' (a dotted path) and 'cron' "
-                             "(for example '0 2 * * *').")
-        for key in sorted(set(spec) - _KEYS):
-            raise ValueError(f"{where} has an unknown key {key!r}.{did_you_mean(key, _KEYS)} "
-                             f"Allowed: {', '.join(sorted(_KEYS))}.")
-        priority = spec.get("priority")
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
-                                     or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY):
-            raise ValueError(f"{where}: priority {priority!r} is not a whole number from "
-                             f"{TASK_MIN_PRIORITY} to {TASK_MAX_PRIORITY} (higher runs first).")
-        queue = spec.get("queue_name")
-        if queue is not None and (not isinstance(queue, str) or not queue):
-            raise ValueError(f"{where}: queue_name {queue!r} is not a queue name (a non-empty string).")
-        if not isinstance(spec.get("args", []), (list, tuple)):
-            raise ValueError(f"{where}: args must be a list, for example [42].")
-        kwargs = spec.get("kwargs", {})
-        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
-            raise ValueError(f"{where}: kwargs must be a dict with str keys, for example {{'days': 7}}.")
-        if not croniter.is_valid(spec["cron"]):
-            raise ValueError(f"{where}: {spec['cron']!r} is not a cron expression "
-                             "(five fields: minute hour day month weekday).")
-        try:
-            ZoneInfo(spec.get("timezone", "UTC"))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{where}: unknown timezone {spec.get('timezone')!r}; use an IANA "
-                             "name such as 'Europe/Paris'.") from None
-        if spec.get("missed", "once") not in ("once", "skip"):
-            raise ValueError(f"{where}: missed must be 'once' or 'skip'.")
-        schedules.append(Periodic(name=name, **spec))
-    return schedules
+    return [parse_schedule(name, spec) for name, spec in (raw or {}).items()]
 
 
-__all__ = ["CroniterBadCronError", "Periodic", "due", "parse_schedules"]
+def parse_schedule(name, spec, where=None):
+    """One schedule, ``spec`` as in ``OPTIONS["PERIODIC"]``; ValueError names the problem
+    (``where``: how to name the schedule in it)."""
+    where = where or f"PERIODIC[{name!r}]"
+    if not isinstance(spec, dict) or "task" not in spec or "cron" not in spec:
+        raise ValueError(f"{where} needs at least 'task' (a dotted path) and 'cron' "
+                         "(for example '0 2 * * *').")
+    for key in sorted(set(spec) - _KEYS):
+        raise ValueError(f"{where} has an unknown key {key!r}.{did_you_mean(key, _KEYS)} "
+                         f"Allowed: {', '.join(sorted(_KEYS))}.")
+    priority = spec.get("priority")
+    if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                 or not TASK_MIN_PRIORITY <= priority <= TASK_MAX_PRIORITY):
+        raise ValueError(f"{where}: priority {priority!r} is not a whole number from "
+                         f"{TASK_MIN_PRIORITY} to {TASK_MAX_PRIORITY} (higher runs first).")
+    queue = spec.get("queue_name")
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise ValueError(f"{where}: queue_name {queue!r} is not a queue name (a non-empty string).")
+    if not isinstance(spec.get("args", []), (list, tuple)):
+        raise ValueError(f"{where}: args must be a list, for example [42].")
+    kwargs = spec.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{where}: kwargs must be a dict with str keys, for example {{'days': 7}}.")
+    if not croniter.is_valid(spec["cron"]):
+        raise ValueError(f"{where}: {spec['cron']!r} is not a cron expression "
+                         "(five fields: minute hour day month weekday).")
+    try:
+        ZoneInfo(spec.get("timezone", "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{where}: unknown timezone {spec.get('timezone')!r}; use an IANA "
+                         "name such as 'Europe/Paris'.") from None
+    if spec.get("missed", "once") not in ("once", "skip"):
+        raise ValueError(f"{where}: missed must be 'once' or 'skip'.")
+    return Periodic(name=name, **spec)
+
+
+__all__ = ["CroniterBadCronError", "Periodic", "due", "parse_schedule", "parse_schedules"]

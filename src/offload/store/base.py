@@ -331,11 +331,16 @@ class SqlStore:
         """Write an atomic task's success in its own transaction (the caller's), under
         the lease guard; whether it was accepted. Its sums are not added here, where
         every task's transaction would wait on the same offload_stat row until it
-        commits: the worker adds them with its batch (``add_sums``)."""
-        if self.execute(self.sql("succeeded"), self._succeeded(outcome), fetch=False) != 1:
+        commits: the worker adds them with its batch (``add_sums``). A workflow step's
+        dependents are settled in the same transaction."""
+        if self._write_success(outcome) != 1:
             return False
         self.settle_outcomes([outcome], {outcome.id})
         return True
+
+    def _write_success(self, outcome):
+        """The guarded UPDATE of succeeded.sql; the row count."""
+        return self.execute(self.sql("succeeded"), self._succeeded(outcome), fetch=False)
 
     def _succeeded(self, outcome):
         return {"id": outcome.id, "token": outcome.token, "result": outcome.return_value,

@@ -230,8 +230,8 @@ class PostgresStore(SqlStore):
         self._add_accepted(outcomes, accepted, worker)
         return accepted
 
-    def record_atomic(self, outcome, *, worker=""):
-        return self.fetch(self.sql("succeeded"), self._succeeded(outcome)) == 1
+    def _write_success(self, outcome):
+        return self.fetch(self.sql("succeeded"), self._succeeded(outcome))
 
     def add_sums(self, outcomes, *, worker=""):
         if outcomes:

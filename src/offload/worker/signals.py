@@ -9,7 +9,9 @@ the server is several processes, so a folder carries them. Example::
 The moments: ``loop-started`` (a worker process's loop runs), ``stopping`` and
 ``stopping-now`` (the supervisor asked its workers to drain, or to stop at once),
 ``db-error`` (a worker statement failed), ``outcome-refused`` (an outcome was not recorded: its lease was lost),
-``reload-waiting`` (``--reload``: the server failed to start; waiting for a change).
+``reload-waiting`` (``--reload``: the server failed to start; waiting for a change),
+``schedules-ticked`` (the supervisor's scheduler looked at every schedule: an edit made
+before it is in force on that server).
 """
 
 import itertools

@@ -203,6 +203,7 @@ class Supervisor:
 
     def _tick_schedules(self, force):
         self.scheduler.tick(now())
+        signals.emit("schedules-ticked")
 
     def _cap_aged(self, force):
         opts = self.backend.opts
