@@ -718,54 +718,63 @@ def at_least_once(h, r):
 
 
 def chords(h, r):
-    """Exactly-once fan-in: chords (a group of record tasks, then a tally callback that
-    receives their results) run one after another on two servers, a worker process
-    SIGKILLed during each group; every callback runs exactly once (the ledger) and
-    receives every member's result. 50 chords of 200 (--quick: 10 of 100)."""
+    """Exactly-once fan-in: 50 rounds (--quick: 10), each a chain of 3, a chord (a group
+    of 1,000 record tasks, then a tally callback that receives their results; --quick:
+    100) and a diamond, on two servers, a worker process SIGKILLed during each chord's
+    group. Every callback and every diamond's join runs exactly once (the ledger), and
+    every result is passed along (the chain ends at 3, the chord's tally counts every
+    member, the diamond's join gets both branches)."""
     from bench.faultkit import tasks
-    from offload import chord, step
+    from offload import Workflow, chain, chord, step
 
-    reps, members = (10, 100) if h.quick else (50, 200)
-    r.row["tasks"] = reps * (members + 1)
+    reps, members = (10, 100) if h.quick else (50, 1000)
+    r.row["tasks"] = reps * (3 + members + 1 + 4)
     args = ("worker", "--processes", "2", "--threads", "4", "--grace", "10s")
     servers = [h.start(*args), h.start(*args)]
     h.require(servers)
-    rnd, kills, ids, callbacks = random.Random(16), 0, [], []
+    rnd, kills, ids, joins, finals = random.Random(16), 0, [], [], []
     t0 = time.monotonic()
     for n in range(reps):
-        flow = chord([step(tasks.record, sleep=0.01) for _ in range(members)], step(tasks.tally)).enqueue()
-        ids += [int(s.id) for s in flow.steps]
-        callbacks.append(int(flow.steps[-1].id))
+        line = chain(step(tasks.passes), step(tasks.passes), step(tasks.passes)).enqueue()
+        fan = chord([step(tasks.record, sleep=0.01) for _ in range(members)], step(tasks.tally)).enqueue()
+        diamond = Workflow()
+        top = diamond.add(step(tasks.passes))
+        left, right = diamond.add(step(tasks.passes), after=[top]), diamond.add(step(tasks.passes), after=[top])
+        diamond.add(step(tasks.tally), after=[left, right])
+        diamond = diamond.enqueue()
+        for flow in (line, fan, diamond):
+            ids += [int(s.id) for s in flow.steps]
+        joins += [int(fan.steps[-1].id), int(diamond.steps[-1].id)]
+        finals += [(int(line.steps[-1].id), "3"), (int(fan.steps[-1].id), str(members)),
+                   (int(diamond.steps[-1].id), "2")]
         third = h.ledger_lines() + members // 3
         h.wait_for(lambda: h.ledger_lines() >= third, 60, "a third of the group ran")  # noqa: B023
         workers = [w for s in servers for w in s.workers()]
         if workers and procs.kill(rnd.choice(workers)):
             kills += 1
-        if not h.wait_for(lambda: h.remaining() == 0, 120, f"chord {n + 1}/{reps} finished"):
+        if not h.wait_for(lambda: h.remaining() == 0, 120, f"round {n + 1}/{reps} finished"):
             break
         if (n + 1) % 10 == 0:
-            h.progress(f"{n + 1}/{reps} chords, {kills} kills")
+            h.progress(f"{n + 1}/{reps} rounds, {kills} kills")
     drained = h.remaining() == 0
     r.row["drain_s"] = round(time.monotonic() - t0, 1)
     codes = [s.stop() for s in servers]
     v = h.verify(ids)
     r.counts(v)
     runs = h.ledger()
-    once = sum(1 for c in callbacks if len(runs.get(c, ())) == 1)
+    once = sum(1 for j in joins if len(runs.get(j, ())) == 1)
     rows = {i: (status, value, errors) for i, status, value, errors in h.q(
         "SELECT id, status, return_value, errors FROM offload_task WHERE id IN ("
-        + ",".join(str(c) for c in callbacks) + ")")}
-    whole = sum(1 for c in callbacks if rows[c][1] == str(members))
-    wrong = [f"{c}: {rows[c][0]} {rows[c][1]} {rows[c][2][-300:]}" for c in callbacks
-             if rows[c][1] != str(members)]
-    r.row["faults"] = f"{kills} SIGKILL; {once}/{reps} callbacks ran once"
-    r.check("drained", drained, "a chord did not finish within 120 s")
-    r.check("a kill per chord", kills == reps, f"{kills} kills for {reps} chords")
-    r.check("every callback ran exactly once", once == reps,
-            f"{reps - once} callbacks ran 0 or 2+ times: "
-            f"{[c for c in callbacks if len(runs.get(c, ())) != 1][:10]}")
-    r.check("every callback got every result", whole == reps,
-            f"{reps - whole} callbacks did not return {members}: {wrong[:3]}")
+        + ",".join(str(i) for i, _ in finals) + ")")}
+    wrong = [f"{i}: {rows[i][0]} {rows[i][1]} (expected {want}) {rows[i][2][-300:]}"
+             for i, want in finals if rows[i][1] != want]
+    r.row["faults"] = f"{kills} SIGKILL; {once}/{len(joins)} fan-ins ran once"
+    r.check("drained", drained, "a round did not finish within 120 s")
+    r.check("a kill per round", kills == reps, f"{kills} kills for {reps} rounds")
+    r.check("every fan-in ran exactly once", once == len(joins),
+            f"{len(joins) - once} fan-ins ran 0 or 2+ times: "
+            f"{[j for j in joins if len(runs.get(j, ())) != 1][:10]}")
+    r.check("every result passed along", not wrong, f"{len(wrong)} final steps wrong: {wrong[:3]}")
     r.check("servers stop with 0", codes == [0, 0], f"exit codes {codes}")
 
 

@@ -188,7 +188,8 @@ def test_one_image_runs_the_release_step_the_web_role_and_the_async_role(image, 
         status, page_url, _ = submit(base, _statement(tmp_path), business_name="Image Bakery")
         assert status == 200 and "/status/" in page_url
         enqueued = dict(sql("SELECT id, status FROM offload_task"))
-        assert enqueued and set(enqueued.values()) == {"READY"}  # the web role runs nothing
+        # The web role runs nothing: the application's workflow waits (scoring BLOCKED).
+        assert enqueued and set(enqueued.values()) == {"READY", "BLOCKED"}
         ids = list(enqueued)
 
         worker = Container({**env, "OFFLOAD_ROLE": "async"}, log=tmp_path / "async.log")

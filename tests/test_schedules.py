@@ -120,3 +120,17 @@ def test_a_bad_schedule_is_refused_by_the_admin_form(admin_client, fields, messa
     assert response.status_code == 200
     assert message in html.unescape(response.content.decode())
     assert not Schedule.objects.filter(source=Schedule.DATABASE).exists()
+
+
+def test_the_dashboard_disables_and_enables_a_database_schedule(admin_client):
+    admin_client.post("/admin/offload/schedule/add/", form(cron="0 3 * * *"))
+    schedule = Schedule.objects.get(name="every2")
+    act = {"backend": "default", "schedule": str(schedule.pk)}
+    assert b'value="disable_schedule"' in admin_client.get("/offload/").content
+    admin_client.post("/offload/act/", {**act, "action": "disable_schedule"})
+    assert Schedule.objects.get(pk=schedule.pk).enabled is False
+    page = admin_client.get("/offload/").content.decode()
+    assert 'value="enable_schedule"' in page and "disabled" in page
+    admin_client.post("/offload/act/", {**act, "action": "enable_schedule"})
+    again = Schedule.objects.get(pk=schedule.pk)
+    assert again.enabled is True and again.changed_at > schedule.changed_at

@@ -82,3 +82,11 @@ def tally(context, values):
     (the harness reads the count back; a lost or doubled fan-in shows in the ledger)."""
     _append(context)
     return len(values)
+
+
+@task(takes_context=True)
+def passes(context, value=0):
+    """A chain's or a diamond's step: writes its ledger line and returns ``value + 1``
+    (what it received, plus one: the harness reads the results passed along)."""
+    _append(context)
+    return value + 1

@@ -24,7 +24,8 @@ logger = logging.getLogger("offload.dashboard")
 #: The model permission each action needs, as in the admin (superusers have all).
 PERMISSIONS = {"retry": "offload.change_taskrow", "cancel": "offload.change_taskrow",
                "re_enqueue": "offload.change_taskrow", "pause": "offload.change_queuestate",
-               "resume": "offload.change_queuestate", "run_schedule": "offload.change_schedule"}
+               "resume": "offload.change_queuestate", "run_schedule": "offload.change_schedule",
+               "enable_schedule": "offload.change_schedule", "disable_schedule": "offload.change_schedule"}
 
 
 def may_view(user):
@@ -149,15 +150,19 @@ def run_schedules(user, rows):
 
 
 def set_enabled(user, rows, enabled):
-    """Enable or disable database schedules (settings ones are left alone); a schedule
-    enabled again starts from its next occurrence (the ones missed while it was off
-    are not enqueued). Every server sees it within one maintenance tick. Returns how
-    many changed."""
+    """Enable or disable database schedules (settings ones are left alone, and so is an
+    invalid one asked to be enabled); a schedule enabled again starts from its next
+    occurrence (the ones missed while it was off are not enqueued). Every server sees
+    it within one maintenance tick. Returns how many changed."""
     entries, at = [], now()
     for schedule in rows.filter(source=Schedule.DATABASE).exclude(enabled=enabled):
-        schedule.enabled, schedule.changed_at = enabled, at
         if enabled:
-            schedule.last_run_at = schedule.periodic().latest(at)
+            try:
+                schedule.last_run_at = schedule.periodic().latest(at)
+            except ValueError as exc:  # left disabled: edit it in the admin first
+                logger.warning("schedule %s/%s not enabled: %s", schedule.backend, schedule.name, exc)
+                continue
+        schedule.enabled, schedule.changed_at = enabled, at
         schedule.save(update_fields=["enabled", "changed_at", "last_run_at"])
         entries.append((schedule, "Enabled" if enabled else "Disabled"))
     _log_schedules(user, entries)

@@ -254,15 +254,23 @@ def act(request):
         raise Refused(f"unknown action {action[:40]!r}: use one of {', '.join(actions.PERMISSIONS)}")
     permission = actions.PERMISSIONS[action]
     _require(request, request.user.has_perm(permission), permission, action.replace("_", "-"))
-    if action == "run_schedule":
+    if action.endswith("_schedule"):
         from offload.models import Schedule
 
         schedules = Schedule.objects.using(Deployment.current().database(backend)).filter(
             backend=backend, pk=_number(request, "schedule"))
         if not schedules:
             raise Refused(f"no schedule {request.POST.get('schedule', '')[:40]!r} of backend {backend!r}")
-        [created] = actions.run_schedules(request.user, schedules)
-        messages.success(request, f"Schedule {schedules[0].name} run now: task {created}.")
+        name = schedules[0].name
+        if action == "run_schedule":
+            [created] = actions.run_schedules(request.user, schedules)
+            messages.success(request, f"Schedule {name} run now: task {created}.")
+        elif actions.set_enabled(request.user, schedules, action == "enable_schedule"):
+            messages.success(request, f"Schedule {name} {action.split('_')[0]}d: every server "
+                                      "follows within a second.")
+        else:
+            messages.warning(request, f"Nothing to do for schedule {name} (a settings schedule "
+                                      "is changed in the settings).")
     elif action in ("pause", "resume"):
         queue = _queue(request, backend)
         actions.set_paused(request.user, backend, queue, action == "pause")
