@@ -191,3 +191,50 @@ def test_an_atomic_step_releases_the_next_in_its_own_transaction(burst):
     assert [s.status for s in result.steps] == ["SUCCESSFUL", "SUCCESSFUL"]
     assert Counter.objects.get(name="wf").value == 1
     assert tasks.echo.get_result(result.steps[1].id).args == ["wf", "after"]
+
+
+def test_a_dependent_step_is_retried_once_what_it_depends_on_succeeded(burst, tmp_path):
+    """A failed step and the step that failed with it (DependencyFailed): retrying both
+    runs the first only, the second stays FAILED (it would run without the result); once
+    the first succeeded, retrying the second runs it with that result."""
+    from django.contrib.auth.models import User
+
+    from offload.dashboard import actions
+
+    flag = tmp_path / "fixed"
+    result = chain(step(tasks.fails_until_fixed, str(flag)), step(tasks.echo)).enqueue()
+    burst()
+    assert [s.status for s in result.refresh().steps] == ["FAILED", "FAILED"]
+    user = User.objects.create_superuser("ops", "ops@example.com", "pw")
+    flag.write_text("ok")
+    assert actions.retry(user, TaskRow.objects.filter(workflow_id=int(result.id))) == 1
+    burst()
+    assert [s.status for s in result.refresh().steps] == ["SUCCESSFUL", "FAILED"]
+    assert actions.retry(user, TaskRow.objects.filter(pk=int(result.steps[1].id))) == 1
+    burst()
+    result = result.refresh()
+    assert (result.status, result.return_value) == ("SUCCESSFUL", {"args": ["fixed"], "kwargs": {}})
+
+
+def test_a_released_step_ages_from_its_release():
+    """With ageing on, a step released later gets the ageing key of that time (priority
+    - AGE_RATE x epoch(available_at)), not of its enqueue: it does not jump ahead."""
+    from datetime import timedelta
+
+    from django.tasks import task_backends
+    from django.utils import timezone
+
+    from offload.testing import run_until_empty
+
+    result = chain(step(tasks.aged_logged, "a"),
+                   step(tasks.aged_logged, "b").without_results()).enqueue()
+    rate = task_backends["aged"].opts.AGE_RATE
+    then = timezone.now() - timedelta(seconds=10)  # as if enqueued 10 s ago
+    TaskRow.objects.filter(pk=result.steps[1].id).update(
+        available_at=then, age_key=-rate * then.timestamp())  # priority 0
+    assert run_until_empty("aged", max_tasks=1) == 1  # the first step: the second is released
+    row = TaskRow.objects.get(pk=result.steps[1].id)
+    assert row.status == "READY" and row.age_key is not None
+    # SQLite's date functions keep milliseconds: the key is exact to rate x 1 ms.
+    assert row.age_key == pytest.approx(-rate * row.available_at.timestamp(), abs=rate * 0.002)
+    assert row.available_at >= TaskRow.objects.get(pk=result.steps[0].id).finished_at

@@ -362,8 +362,8 @@ class SqlStore:
         probe. Returns the ids of the steps it failed (for the caller's sums)."""
         failed_now = []
         if succeeded:
-            params = {"ids": self.array(sorted(succeeded)), "now": self.db_time(now),
-                      "now_epoch": now.timestamp()}
+            params = {"ids": self.array(sorted(succeeded)), "settled_at": self.db_time(now),
+                      "settled_epoch": now.timestamp()}
             ready = {backend for _, status, backend in self.execute(self.sql("release"), params)
                      if status == "READY"}
             for backend in sorted(ready):

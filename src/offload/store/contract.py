@@ -169,8 +169,23 @@ class Store(Protocol):
     def forget_buckets(self, *, backend: str, now: datetime, batch: int = 5000) -> int:
         """Delete the rate limits' buckets that are full again; how many."""
 
+    def link(self, *, workflow: int, steps: Sequence[tuple[int, int]],
+             edges: Sequence[tuple[int, int, int]]) -> None:
+        """Make tasks just enqueued the steps of a workflow: ``(id, dependencies)``,
+        ``(parent, child, position)`` (docs/workflows.md)."""
+
+    def settle(self, *, succeeded: Sequence[int] = (), failed: Sequence[int] = (),
+               now: datetime) -> list[int]:
+        """The workflow bookkeeping of finished steps, in the caller's transaction:
+        release what waits for ``succeeded``, fail what is downstream of ``failed``;
+        the ids of the steps it failed."""
+
+    def with_received(self, id_: int, receives: str, args: list) -> list:
+        """A step's arguments after the results of the steps it depends on."""
+
     def prune(self, *, backend: str, before: datetime, batch: int = 5000) -> int:
-        """Delete finished tasks that finished before ``before``; how many."""
+        """Delete finished tasks that finished before ``before``, with their workflows'
+        dependencies and the workflows left with no step; how many tasks."""
 
     def record_rows(self, ids: Sequence[int], *, worker: str = "", timed: bool) -> None:
         """Count outcomes just written to ``ids`` in offload_stat (caller's transaction)."""

@@ -209,25 +209,23 @@ class PostgresStore(SqlStore):
         observations = observe(outcomes)
         params = self._outcome_params(outcomes, worker, observations)
         settles = self.settles(outcomes)
-        if settles and observations is not None and self._fused(outcomes, params):
-            accepted = {r[0] for r in self.fetch(self.sql("complete_steps"), params)}
+        if observations is not None and (not settles or self._fused(outcomes, params)):
+            # One statement: the outcomes, their sums and the steps they release.
+            accepted = {r[0] for r in self.fetch(
+                self.sql("complete_steps" if settles else "complete"), params)}
             self._add_accepted(outcomes, accepted, worker)
             return accepted
-        if observations is None or settles:
-            # Count the accepted rows, or settle the workflow steps they finish, in the
-            # same transaction.
-            with transaction.atomic(using=self.db_alias):
-                accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
-                if observations is None:
-                    self.record_rows(sorted(accepted), worker=worker, timed=True)
-                if settles:
-                    self.record_rows(self.settle_outcomes(outcomes, accepted), worker=worker,
-                                     timed=False)
-            if observations is None:
-                return accepted
-        else:
+        # Count the accepted rows from the rows, or settle the dependents of a failed
+        # step, in the same transaction.
+        with transaction.atomic(using=self.db_alias):
             accepted = {r[0] for r in self.fetch(self.sql("complete"), params)}
-        self._add_accepted(outcomes, accepted, worker)
+            if observations is None:
+                self.record_rows(sorted(accepted), worker=worker, timed=True)
+            if settles:
+                self.record_rows(self.settle_outcomes(outcomes, accepted), worker=worker,
+                                 timed=False)
+        if observations is not None:
+            self._add_accepted(outcomes, accepted, worker)
         return accepted
 
     def _write_success(self, outcome):

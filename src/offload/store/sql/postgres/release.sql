@@ -1,7 +1,5 @@
 -- release: the steps that depend on those of %(ids)s that succeeded lose a dependency
--- per edge; a step left with none is READY from %(now)s (or its run_after, if later),
--- its ageing key moved to that time (age_key = priority - rate * epoch(available_at),
--- so the rate is (priority - age_key) / epoch(available_at)). Run in the transaction
+-- per edge (release_set); a step left with none is READY. Run in the transaction
 -- of the completions, so a step is released exactly once (docs/workflows.md): two
 -- servers finishing two members of a group at once both update the callback's row,
 -- the second after the first commits, from its new deps_left. The rows are locked in
@@ -18,15 +16,7 @@ WITH d AS (
     ORDER BY t.id FOR UPDATE
 )
 UPDATE offload_task AS t SET
-    deps_left = t.deps_left - d.n,
-    status = CASE WHEN t.deps_left = d.n THEN 'READY' ELSE t.status END,
-    available_at = CASE WHEN t.deps_left = d.n
-        THEN greatest(t.run_after, %(now)s::timestamptz) ELSE t.available_at END,
-    age_key = CASE WHEN t.deps_left = d.n AND t.age_key IS NOT NULL
-        THEN t.priority - (t.priority - t.age_key)
-             * greatest(extract(epoch FROM t.run_after)::float8, %(now_epoch)s::float8)
-             / extract(epoch FROM t.available_at)::float8
-        ELSE t.age_key END
+    {release_set}
 FROM d, locked
 WHERE t.id = d.id AND t.id = locked.id AND t.status = 'BLOCKED'
 RETURNING t.id, t.status, t.backend

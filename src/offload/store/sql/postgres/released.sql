@@ -1,8 +1,8 @@
 -- released (a fragment of complete_steps and cycle_steps): the bookkeeping of the
 -- workflow steps `done` just finished with success, in the same statement (see
 -- release.sql, which does the same on its own): the steps waiting for them lose a
--- dependency per edge, locked in id order first; those left with none are READY from
--- %(settled_at)s, and `wake` NOTIFYs idle servers once if any became READY. The
+-- dependency per edge, locked in id order first; those left with none are READY
+-- (release_set), and `wake` NOTIFYs idle servers once if any became READY. The
 -- edges are found by primary key arrays (= ANY), as take.sql finds its rows: a join
 -- on `done` could be planned as a scan of offload_edge.
 steps_done AS (
@@ -16,15 +16,7 @@ steps_done AS (
     ORDER BY t.id FOR UPDATE
 ), released AS (
     UPDATE offload_task AS t SET
-        deps_left = t.deps_left - d.n,
-        status = CASE WHEN t.deps_left = d.n THEN 'READY' ELSE t.status END,
-        available_at = CASE WHEN t.deps_left = d.n
-            THEN greatest(t.run_after, %(settled_at)s::timestamptz) ELSE t.available_at END,
-        age_key = CASE WHEN t.deps_left = d.n AND t.age_key IS NOT NULL
-            THEN t.priority - (t.priority - t.age_key)
-                 * greatest(extract(epoch FROM t.run_after)::float8, %(settled_epoch)s::float8)
-                 / extract(epoch FROM t.available_at)::float8
-            ELSE t.age_key END
+        {release_set}
     FROM steps_done AS d, steps_locked AS l
     WHERE t.id = d.id AND t.id = l.id AND t.status = 'BLOCKED'
     RETURNING t.status
