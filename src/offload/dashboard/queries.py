@@ -383,3 +383,70 @@ def workflow_graph(backend, workflow_id):
     return {"workflow": workflow, "status": status_of(counts) if counts else "SUCCESSFUL",
             "counts": counts, "layers": layers, "edges": edges, "steps": steps[:500],
             "parents": parents}
+
+
+# -- the task browser -------------------------------------------------------------------
+
+#: What the browser's state filter offers, and the rows each means.
+BROWSE_STATES = ("ready", "scheduled", "retrying", "running", "successful", "failed",
+                 "cancelled", "waiting_key", "waiting_rate", "waiting_steps")
+
+
+def _state_filter(state, at):
+    from offload.results import CANCELLED
+
+    ready = Q(status="READY")
+    return {
+        "ready": ready & Q(available_at__lte=at, key_waiting=False),
+        "scheduled": ready & Q(available_at__gt=at, attempts=0, rate_paced=False),
+        "retrying": ready & Q(attempts__gt=0, available_at__gt=at, rate_paced=False),
+        "running": Q(status="RUNNING"),
+        "successful": Q(status="SUCCESSFUL"),
+        "failed": Q(status="FAILED") & ~Q(errors__contains=CANCELLED),
+        "cancelled": Q(status="FAILED", errors__contains=CANCELLED),
+        "waiting_key": ready & Q(key_waiting=True),
+        "waiting_rate": ready & Q(rate_paced=True, available_at__gt=at),
+        "waiting_steps": Q(status="BLOCKED"),
+    }[state]
+
+
+def browse(backend, *, state=None, queue=None, task=None, band=None, task_id=None,
+           since=None, until=None, after=None, before=None, limit=50):
+    """A page of ``backend``'s tasks, newest first, filtered (every filter optional:
+    one of ``BROWSE_STATES``, a queue, a task path or its prefix ending in ".", a band,
+    an id, enqueued at or after ``since`` and before ``until``), by keyset: ``after``
+    (the last id of the page before: older tasks) or ``before`` (the first id of the
+    page after: newer ones). Never an OFFSET, never a count of all matches. Returns
+    ``(rows, older, newer)``: rows without their large fields, and the cursors of the
+    pages around them (None: no such page)."""
+    db = Deployment.current().database(backend)
+    rows = TaskRow.objects.using(db).filter(backend=backend).defer(*LARGE_FIELDS)
+    if state:
+        rows = rows.filter(_state_filter(state, now()))
+    if queue:
+        rows = rows.filter(queue_name=queue)
+    if task:
+        rows = rows.filter(task_path__startswith=task) if task.endswith(".") else rows.filter(task_path=task)
+    if band:
+        low = dict(BANDS)[band]
+        higher = [b for b, floor in BANDS if floor > low]
+        rows = rows.filter(priority__gte=low)
+        if higher:
+            rows = rows.filter(priority__lt=dict(BANDS)[higher[-1]])
+    if task_id is not None:
+        rows = rows.filter(pk=task_id)
+    if since:
+        rows = rows.filter(enqueued_at__gte=since)
+    if until:
+        rows = rows.filter(enqueued_at__lt=until)
+    if before is not None:  # the newer page: the next ids up, shown newest first
+        page = list(rows.filter(pk__gt=before).order_by("id")[:limit + 1])
+        newer = page[limit].pk if len(page) > limit else None
+        page = page[:limit][::-1]
+        return page, (page[-1].pk if page else None), (page[0].pk if page and newer else None)
+    if after is not None:
+        rows = rows.filter(pk__lt=after)
+    page = list(rows.order_by("-id")[:limit + 1])
+    older = page[limit - 1].pk if len(page) > limit else None
+    page = page[:limit]
+    return page, older, (page[0].pk if page and after is not None else None)

@@ -40,6 +40,7 @@ if apps.is_installed("offload"):
         path("act/", views.act, name="act"),
         path("task/<int:pk>/<str:field>", views.task_field, name="task_field"),
         path("workflow/<int:pk>/", views.workflow, name="workflow"),
+        path("tasks/", views.tasks, name="tasks"),
     ]
 else:
     urlpatterns = [_MissingApp(RoutePattern("", is_endpoint=False), _missing_app_view, name="dashboard")]

@@ -20,6 +20,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.tasks import task_backends
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from offload.dashboard import actions, queries
@@ -103,6 +104,55 @@ def index(request):
         "schedules": queries.schedules(backend),
         "workflows": queries.workflows(backend),
         "chart": chart,
+    })
+
+
+def _browse_filters(request, backend):
+    """The task browser's filters from the query string, or Refused naming the bad one."""
+    from django.utils.dateparse import parse_datetime
+
+    get = request.GET
+    filters = {}
+    state = get.get("state", "")
+    if state and state not in queries.BROWSE_STATES:
+        raise Refused(f"state={state[:40]!r}: use one of {', '.join(queries.BROWSE_STATES)}")
+    band = get.get("band", "")
+    if band and band not in dict(queries.BANDS):
+        raise Refused(f"band={band[:40]!r}: use one of {', '.join(b for b, _ in queries.BANDS)}")
+    filters.update(state=state or None, band=band or None,
+                   queue=get.get("queue", "")[:100] or None, task=get.get("task", "")[:255] or None)
+    for name in ("id", "after", "before"):
+        text = get.get(name, "").strip()
+        if text:
+            if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > MAX_ID:
+                raise Refused(f"{name}={text[:40]!r}: send a task id (a whole number)")
+            filters["task_id" if name == "id" else name] = int(text)
+    for name in ("since", "until"):
+        text = get.get(name, "").strip()
+        if text:
+            at = parse_datetime(text)
+            if at is None:
+                raise Refused(f"{name}={text[:40]!r}: send a date and time such as 2026-12-02T09:30")
+            filters[name] = at if at.tzinfo else at.replace(tzinfo=timezone.get_current_timezone())
+    return filters
+
+
+@staff_member_required
+@answers_refusals
+def tasks(request):
+    """The task browser: every task of a backend, filtered, newest first, a page at a
+    time by keyset (``after``/``before`` an id; never an OFFSET)."""
+    _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
+    backend = _backend(request)
+    filters = _browse_filters(request, backend)
+    rows, older, newer = queries.browse(backend, **filters)
+    kept = {k: v for k, v in request.GET.items() if k not in ("after", "before") and v}
+    return render(request, "offload/tasks.html", {
+        "backend": backend, "rows": [{"row": r, "band": queries.band_of(r.priority)} for r in rows],
+        "states": queries.BROWSE_STATES, "bands": [b for b, _ in queries.BANDS],
+        "queues": sorted(task_backends[backend].queues or ()), "filters": kept,
+        "older": older and urlencode({**kept, "after": older}),
+        "newer": newer and urlencode({**kept, "before": newer}),
     })
 
 
