@@ -238,3 +238,26 @@ def test_a_released_step_ages_from_its_release():
     # SQLite's date functions keep milliseconds: the key is exact to rate x 1 ms.
     assert row.age_key == pytest.approx(-rate * row.available_at.timestamp(), abs=rate * 0.002)
     assert row.available_at >= TaskRow.objects.get(pk=result.steps[0].id).finished_at
+
+
+def test_maintenance_settles_steps_whose_completion_skipped_the_bookkeeping():
+    """A worker of a release from before workflows records a step's outcome without the
+    bookkeeping (played here by writing the rows as it would): maintenance's net
+    releases the step after a success and fails what follows a failure, once."""
+    from datetime import timedelta
+
+    from django.tasks import task_backends
+    from django.utils import timezone
+
+    ok = chain(step(tasks.plus, 1), step(tasks.plus)).enqueue()
+    bad = chain(step(tasks.plus, 1), step(tasks.plus), step(tasks.plus)).enqueue()
+    at = timezone.now()
+    TaskRow.objects.filter(pk=ok.steps[0].id).update(status="SUCCESSFUL", finished_at=at, return_value="2")
+    TaskRow.objects.filter(pk=bad.steps[0].id).update(status="FAILED", finished_at=at)
+    store = task_backends["default"].store
+    assert store.settle_blocked(backend="default", now=at) == (0, 0)  # too young to look at
+    later = at + timedelta(minutes=1)
+    assert store.settle_blocked(backend="default", now=later) == (1, 2)
+    assert [s.status for s in ok.refresh().steps] == ["SUCCESSFUL", "READY"]
+    assert [s.status for s in bad.refresh().steps] == ["FAILED", "FAILED", "FAILED"]
+    assert store.settle_blocked(backend="default", now=later) == (0, 0)  # once

@@ -396,6 +396,24 @@ class SqlStore:
         return any(o.status != "READY" and (o.claim is None or o.claim.workflow_id is not None)
                    for o in outcomes)
 
+    def settle_blocked(self, *, backend, now, older_than=10.0, batch=1000):
+        """The net under ``settle``: BLOCKED steps enqueued more than ``older_than``
+        seconds ago whose dependencies all succeeded become READY, and what is
+        downstream of a failed step they wait for fails. It finds work only after a
+        completion recorded without the bookkeeping (a worker of an older release in a
+        rolling deploy). Returns ``(released, failed)`` counts."""
+        params = {"backend": backend, "now": self.db_time(now), "batch": batch,
+                  "before": self.db_time(now - timedelta(seconds=older_than))}
+        with transaction.atomic(using=self.db_alias):
+            rows = self.execute(self.sql("settle_blocked"), params)
+            parents = [r[0] for r in self.execute(self.sql("blocked_by_failed"), params)]
+            failed = self.settle(failed=parents, now=now) if parents else []
+            self.record_rows(failed, timed=False)
+            released = sum(1 for _, status in rows if status == "READY")
+            if released:
+                self.notify(backend)
+        return released, len(failed)
+
     def with_received(self, id_, receives, args):
         """``args`` of workflow step ``id_`` after what it ``receives`` (decode_payload):
         the return value of the step it depends on ("one"), or the list of its

@@ -180,6 +180,10 @@ class Store(Protocol):
         release what waits for ``succeeded``, fail what is downstream of ``failed``;
         the ids of the steps it failed."""
 
+    def settle_blocked(self, *, backend: str, now: datetime, older_than: float = 10.0,
+                       batch: int = 1000) -> tuple[int, int]:
+        """The net under ``settle`` (steps whose completion skipped the bookkeeping)."""
+
     def with_received(self, id_: int, receives: str, args: list) -> list:
         """A step's arguments after the results of the steps it depends on."""
 

@@ -116,6 +116,7 @@ class Supervisor:
         self._rescued_at = None  # monotonic time of the last rescue / prune
         self._pruned_at = None
         self._folded_at = None
+        self._settled_at = None  # the last look for workflow steps left BLOCKED
         # Imported here, not at module level: the scheduler needs the models.
         from offload.worker.scheduler import Scheduler
 
@@ -145,7 +146,8 @@ class Supervisor:
     def _maintain(self, force=False, draining=False):
         """Every tick: heartbeat the registry, enqueue due periodic tasks, stop ageing
         tasks at their cap, fail tasks asked to stop that are READY again, bring back
-        tasks set aside for concurrency keys that have room; every half
+        tasks set aside for concurrency keys that have room; every 30 s: release workflow
+        steps whose dependencies finished without the bookkeeping; every half
         lease: rescue expired leases; every 10 minutes: fold old statistics minutes into
         their totals and delete idle concurrency-key lock rows; hourly: prune old results.
         While ``draining``, only the heartbeat (a server with a long grace is alive).
@@ -155,7 +157,8 @@ class Supervisor:
         its traceback and the other steps still run. Nothing here stops the server."""
         steps = (self._registry_tick,) if draining else (
             self._registry_tick, self._rescue_expired, self._tick_schedules, self._cap_aged,
-            self._fold, self._prune, self._cancel_stopped, self._unpark_waiting)
+            self._fold, self._prune, self._cancel_stopped, self._unpark_waiting,
+            self._settle_blocked)
         for step in steps:
             try:
                 step(force)
@@ -200,6 +203,17 @@ class Supervisor:
                 logger.warning("rescued %d task(s) whose lease expired: %s", len(rows),
                                ",".join(str(r[0]) for r in rows))
                 self._lost(rows)
+
+    def _settle_blocked(self, force):
+        """Every 30 s: the net under the workflow bookkeeping (store.settle_blocked)."""
+        mono = time.monotonic()
+        if force or self._settled_at is None or mono - self._settled_at >= 30:
+            self._settled_at = mono
+            released, failed = self.backend.store.settle_blocked(backend=self.alias, now=now())
+            if released or failed:
+                logger.warning("workflows: %d step(s) released and %d failed whose dependencies "
+                               "finished without the bookkeeping (a worker of an older release?)",
+                               released, failed)
 
     def _tick_schedules(self, force):
         self.scheduler.tick(now())
