@@ -89,7 +89,7 @@ def cancel(result, *, reason=None, by=None, backend=None):
     if not isinstance(tasks, OffloadBackend):
         raise TypeError(f"offload.cancel: TASKS[{alias!r}] is a {type(tasks).__name__}, not an "
                         "Offload backend; only Offload's tasks can be cancelled this way.")
-    text = "cancelled" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+    text = _reason("cancelled", by, reason)
     rows = tasks._rows(result_id)  # raises TaskResultDoesNotExist for a malformed id
     for _ in range(3):  # a task may start, or go back to READY, between two statements
         status = rows.values_list("status", flat=True).first()
@@ -105,6 +105,11 @@ def cancel(result, *, reason=None, by=None, backend=None):
     raise RuntimeError(f"task {result_id} kept changing state while being cancelled; try again")
 
 
+def _reason(what, by, reason):
+    """The text of a Cancelled error: ``what``, who (``by``) and why (``reason``)."""
+    return what + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+
+
 def cancel_steps(workflow, *, reason=None, by=None):
     """Cancel a workflow's steps that have not finished (``WorkflowResult.cancel``):
     those that wait (READY, BLOCKED) fail with ``Cancelled`` in one statement, the
@@ -116,7 +121,7 @@ def cancel_steps(workflow, *, reason=None, by=None):
 
     tasks = task_backends[workflow.backend]
     store = tasks.store
-    text = "cancelled with its workflow" + (f" by {by}" if by else "") + (f": {reason}" if reason else "")
+    text = _reason("cancelled with its workflow", by, reason)
     steps = TaskRow.objects.using(store.db_alias).filter(workflow_id=int(workflow.id))
     touched = 0
     for _ in range(3):  # a step may start between reading and cancelling

@@ -16,8 +16,9 @@ from django.tasks import task_backends
 from offload.clock import now
 from offload.deployment import Deployment
 from offload.models import Schedule, TaskRow
-from offload.results import BLOCKED, decode_payload, import_task, resolve_task
+from offload.results import BLOCKED, decode_payload, resolve_task
 from offload.store.base import CHUNK, chunks
+from offload.worker.scheduler import task_for
 
 logger = logging.getLogger("offload.dashboard")
 
@@ -140,9 +141,7 @@ def run_schedules(user, rows):
     created, entries = [], []
     for schedule in rows:
         periodic = schedule.periodic()
-        changes = {k: v for k, v in (("priority", periodic.priority),
-                                     ("queue_name", periodic.queue_name)) if v is not None}
-        task = import_task(periodic.task).using(backend=schedule.backend, **changes)
+        task = task_for(periodic, schedule.backend)
         created.append(task.enqueue(*periodic.args, **periodic.kwargs).id)
         entries.append((schedule, f"Run now: enqueued task {created[-1]}"))
     _log_schedules(user, entries)

@@ -124,9 +124,7 @@ def _browse_filters(request, backend):
     for name in ("id", "after", "before"):
         text = get.get(name, "").strip()
         if text:
-            if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > MAX_ID:
-                raise Refused(f"{name}={text[:40]!r}: send a task id (a whole number)")
-            filters["task_id" if name == "id" else name] = int(text)
+            filters["task_id" if name == "id" else name] = _id(name, text, "task")
     for name in ("since", "until"):
         text = get.get(name, "").strip()
         if text:
@@ -277,9 +275,13 @@ def _task_id(request):
 
 def _number(request, name):
     """The id in POST field ``name`` (a task's, a schedule's), or Refused."""
-    text = request.POST.get(name, "")
+    return _id(name, request.POST.get(name, ""), name)
+
+
+def _id(name, text, what):
+    """``text`` (field ``name``) as the id of a ``what``, or Refused."""
     if not re.fullmatch(r"[0-9]{1,19}", text) or int(text) > MAX_ID:
-        raise Refused(f"{name}={text[:40]!r}: send the id of a {name} (a whole number)")
+        raise Refused(f"{name}={text[:40]!r}: send the id of a {what} (a whole number)")
     return int(text)
 
 

@@ -26,6 +26,14 @@ from offload.scheduling.periodic import due, parse_schedules
 logger = logging.getLogger("offload.server")
 
 
+def task_for(schedule, backend):
+    """The task ``schedule`` (a Periodic) enqueues on ``backend``: its own, with the
+    schedule's priority and queue where it sets them."""
+    changes = {k: v for k, v in (("priority", schedule.priority),
+                                 ("queue_name", schedule.queue_name)) if v is not None}
+    return import_task(schedule.task).using(backend=backend, **changes)
+
+
 class Scheduler:
     def __init__(self, backend):
         self.backend = backend
@@ -107,12 +115,9 @@ class Scheduler:
             if latest > last:  # a skipped (too old) occurrence: move past it
                 rows.filter(last_run_at__lt=latest).update(last_run_at=latest)
             return
-        task = import_task(schedule.task)
-        changes = {k: v for k, v in (("priority", schedule.priority),
-                                     ("queue_name", schedule.queue_name)) if v is not None}
+        task = task_for(schedule, self.backend.alias)
         with transaction.atomic(using=self.db):
             if rows.filter(last_run_at__lt=occurrence).update(last_run_at=occurrence):
-                result = task.using(backend=self.backend.alias, **changes).enqueue(
-                    *schedule.args, **schedule.kwargs)
+                result = task.enqueue(*schedule.args, **schedule.kwargs)
                 logger.info("periodic %s: enqueued %s for %s (task id=%s)", schedule.name,
                             schedule.task, occurrence.isoformat(), result.id)
