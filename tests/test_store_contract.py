@@ -8,6 +8,7 @@ Concurrency and the statistics a worker sums stay in tests/test_store.py. Exampl
 """
 
 import inspect
+import itertools
 import json
 import re
 from datetime import timedelta
@@ -345,7 +346,27 @@ def test_a_late_task_of_an_empty_bucket_waits_behind_its_turns_and_others_pass(s
     plain, other = put(store, ("default", 0), rated("other", 10), at=t0 + timedelta(seconds=0.01))
     assert {x.id for x in take(store, at=t0 + timedelta(seconds=0.02))} == {plain, other}
     assert abs((row(late).available_at - t0).total_seconds() - 0.3) < 0.002
-    assert {x.id for x in take(store, at=t0 + timedelta(seconds=0.35))} == {b, c, late}
+    # Due together at 0.35 s (the claims came late), they start an interval apart, best
+    # first.
+    assert [x.id for x in take(store, at=t0 + timedelta(seconds=0.35))] == [late]
+    assert [x.id for x in take(store, at=t0 + timedelta(seconds=0.401))] == [b]
+    assert [x.id for x in take(store, at=t0 + timedelta(seconds=0.501))] == [c]
+
+
+def test_turns_claimed_late_still_start_apart(store):
+    """Starts are counted when a task is claimed. Turns that fall due together, because
+    the claims came late (a loaded machine), start no closer than half an interval
+    (20/s: 25 ms): the later ones move on from the last start (docs/flow-control.md)."""
+    t0 = now()
+    ids = put(store, *[rated("api", 20) for _ in range(6)], at=t0)
+    starts = {}
+    for at in (0, 0.13, 0.131, 0.15, 0.16, 0.2, 0.26, 0.3, 0.45, 0.6):
+        for c in take(store, at=t0 + timedelta(seconds=at)):
+            starts[c.id] = at
+    assert sorted(starts) == ids
+    times = sorted(starts.values())
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.025, times
+    assert store.next_turn(backend=B, now=t0) is None  # no turn left behind
 
 
 def test_a_retried_rate_limited_task_takes_a_new_token(store):

@@ -254,15 +254,19 @@ class ConcurrencyKey(models.Model):
 
 
 class RateBucket(models.Model):
-    """A rate limit's token bucket (docs/flow-control.md#rate-limits), kept as its
-    theoretical arrival time (GCRA): the epoch second at which the bucket is next empty
-    of debt. A claim takes a token while ``tat - (burst - 1) * interval <= now`` and
-    moves ``tat`` on by one interval; it locks the row (PostgreSQL) or runs under
-    SQLite's single writer."""
+    """A rate limit's token bucket (docs/flow-control.md#rate-limits), kept as GCRA's
+    theoretical arrival times, in epoch seconds. ``tat``: when the tokens given out so
+    far (starts and turns) are paid off; a task without a turn takes a token while
+    ``tat - (burst - 1) * interval <= now``. ``started``: the same for the starts
+    alone, as claimed; every task, with a turn or not, also needs
+    ``started - interval / 4 - (burst - 1) * interval <= now``, so turns that fall due
+    together after late claims still start apart. A claim locks the row (PostgreSQL)
+    or runs under SQLite's single writer."""
 
     backend = models.CharField(max_length=64)
     key = models.CharField(max_length=255)
     tat = models.FloatField()
+    started = models.FloatField(default=0.0, db_default=0.0)
 
     class Meta:
         app_label = "offload"

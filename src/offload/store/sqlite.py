@@ -11,6 +11,7 @@ without reading the table. Example::
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from itertools import groupby
 
 from django.db import transaction
 
@@ -111,34 +112,48 @@ class SqliteStore(SqlStore):
         write lock its UPDATE took): give the due tasks of rate limits' buckets that
         still need a token their turns, best first, one interval apart from each
         bucket's next token (``available_at``, ``rate_paced``), so later claims neither
-        pass over them nor take them before their turn. PostgreSQL does this inside the
-        claim (``offload_admit``, migration 0011)."""
+        pass over them nor take them before their turn; and give due turns that the
+        bucket's starts do not allow yet (claims came late) new ones from its next
+        start. PostgreSQL does this inside the claim (``offload_admit``, migration 0014)."""
         probe = {"backend": backend, "now": self.db_time(now)}
-        keys = sorted(k for (k,) in self.execute(self.sql("unpaced_buckets"), probe))
-        if not keys:
-            return
         now_e = now.timestamp()
-        self.execute(self.sql("buckets"), {"backend": backend, "keys": self.array(keys),
-                                           "now_epoch": now_e}, fetch=False)
-        tats = dict(self.execute(self.sql("bucket_tats"),
-                                 {"backend": backend, "keys": self.array(keys)}))
+        keys = sorted(k for (k,) in self.execute(self.sql("unpaced_buckets"), probe))
         turns, ends = [], []
+        if keys:
+            self.execute(self.sql("buckets"), {"backend": backend, "keys": self.array(keys),
+                                               "now_epoch": now_e}, fetch=False)
+            times = {key: (tat, started) for key, tat, started in self.execute(
+                self.sql("bucket_tats"), {"backend": backend, "keys": self.array(keys)})}
         for key in keys:
             rows = self.execute(self.sql("unpaced"), {**probe, "key": key})
             if not rows:
                 continue
             step, burst = rows[0][4], rows[0][5]  # the bucket's best task's rate
-            tat = max(tats[key], now_e)
-            for k, (id_, priority, ageing, available, *_) in enumerate(rows, 1):
-                turn = max(datetime.fromtimestamp(tat - (burst - k) * step, UTC),
-                           _utc(available))
-                turns.append({"id": id_, "available_at": self.db_time(turn),
-                              "age_key": age_key(priority, turn, age_rate) if ageing else None})
-            ends.append({"backend": backend, "key": key, "tat": tat + len(rows) * step})
+            tat, started = times[key]
+            base = max(tat, started - step / 4, now_e)
+            turns += self._turns(rows, base, step, burst, age_rate)
+            ends.append({"backend": backend, "key": key, "tat": base + len(rows) * step})
+        late = self.execute(self.sql("late_turns"), {**probe, "now_epoch": now_e})
+        for _, rows in groupby(late, key=lambda r: r[7]):
+            rows = list(rows)
+            step, burst, started = rows[0][4], rows[0][5], rows[0][6]
+            turns += self._turns(rows, started - step / 4, step, burst, age_rate)
         if turns:  # none can be left under the lock, and executemany([]) is an error here
             with self.connection.cursor() as cursor:
                 cursor.executemany(self.sql("pace"), turns)
-                cursor.executemany(self.sql("bucket_set"), ends)
+                if ends:
+                    cursor.executemany(self.sql("bucket_set"), ends)
+
+    def _turns(self, rows, base, step, burst, age_rate):
+        """The turns of one bucket's due tasks (best first) from ``base``, its next
+        token or start: the k-th at ``base - (burst - k) * step``, never before the
+        task was due."""
+        turns = []
+        for k, (id_, priority, ageing, available, *_) in enumerate(rows, 1):
+            turn = max(datetime.fromtimestamp(base - (burst - k) * step, UTC), _utc(available))
+            turns.append({"id": id_, "available_at": self.db_time(turn),
+                          "age_key": age_key(priority, turn, age_rate) if ageing else None})
+        return turns
 
     def link(self, *, workflow, steps, edges):
         self.execute(self.sql("steps"), {"workflow": workflow, "rows": _json(steps)}, fetch=False)
