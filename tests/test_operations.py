@@ -292,7 +292,8 @@ def test_histograms_match_the_database_and_survive_pruning(client, burst):
 
     store = task_backends["default"].store
     store.prune(backend="default", before=now() + timedelta(days=1))
-    store.fold_stats(backend="default", before=now() + timedelta(days=1))
+    store.fold_stats(backend="default", before=now() + timedelta(days=1),
+                     hours_before=now() + timedelta(days=1))
     assert not TaskRow.objects.exists()
     assert set(TaskStat.objects.values_list("minute", "worker").distinct()) == {(TOTALS_MINUTE, "")}
     after = _metrics(client, **auth)

@@ -18,8 +18,8 @@ from django.db import connections
 from django.tasks import task_backends
 
 from offload.clock import now
-from offload.models import QueueState, RateBucket, Server, TaskRow, TaskStat
-from offload.stats import TOTALS_MINUTE
+from offload.models import LegacyStat, QueueState, RateBucket, Server, TaskRow, TaskStat
+from offload.stats import HOURS_WORKER, TOTALS_MINUTE
 from offload.store import Claimed, Outcome, Store
 from offload.store.queries import ENGINES, SQL_DIR, path, query
 
@@ -589,12 +589,34 @@ def test_record_rows_and_fold_stats_keep_the_sums(store):
     assert accepted == set(ids)
     [stat] = TaskStat.objects.filter(worker="w1")
     assert (stat.tasks, stat.ran, stat.outcome) == (3, 3, "SUCCESSFUL")
+    assert stat.task_path == PATH
     before = TaskStat.objects.values_list("tasks", "ran", "wait_sum", "run_sum").get()
-    store.fold_stats(backend=B, before=now() + timedelta(minutes=5))
+    store.fold_stats(backend=B, before=now() + timedelta(minutes=5))  # minutes into hours
+    [hour] = TaskStat.objects.all()
+    assert (hour.minute, hour.worker) == (stat.minute.replace(minute=0), HOURS_WORKER)
+    assert (hour.tasks, hour.ran, hour.task_path) == (*before[:2], PATH)
+    store.fold_stats(backend=B, before=now() + timedelta(minutes=5),
+                     hours_before=now() + timedelta(hours=2))  # hours into the totals
     [totals] = TaskStat.objects.all()
     assert (totals.minute, totals.worker) == (TOTALS_MINUTE, "")
-    assert (totals.tasks, totals.ran) == before[:2]
+    assert (totals.tasks, totals.ran, totals.task_path) == (*before[:2], PATH)
     assert totals.wait_sum == pytest.approx(before[2]) and totals.run_sum == pytest.approx(before[3])
+
+
+def test_fold_stats_moves_what_a_previous_release_counted(store):
+    """Workers of a release before migration 0015 count into offload_stat (LegacyStat)
+    during a rolling deploy; folding moves their rows into offload_series, per queue
+    (no task path), and a second fold finds nothing more to move."""
+    minute = now().replace(second=0, microsecond=0)
+    LegacyStat.objects.create(backend=B, minute=minute, worker="old", queue_name="default",
+                              priority=0, outcome="SUCCESSFUL", tasks=7, ran=7)
+    LegacyStat.objects.create(backend=OTHER, minute=minute, worker="old", queue_name="default",
+                              priority=0, outcome="SUCCESSFUL", tasks=1, ran=1)
+    for _ in range(2):
+        store.fold_stats(backend=B, before=minute - timedelta(hours=2))
+    [moved] = TaskStat.objects.all()
+    assert (moved.minute, moved.worker, moved.task_path, moved.tasks) == (minute, "old", "", 7)
+    assert list(LegacyStat.objects.values_list("backend", flat=True)) == [OTHER]
 
 
 # -- scope: each statement touches only its backend's rows ------------------------------
@@ -655,7 +677,8 @@ def test_fold_stats_leaves_another_backends_rows_alone(store):
     put(store, ("default", 0))
     put(store, ("default", 0), backend=OTHER)
     store.complete([done(c) for c in take(store) + take_other(store)], worker="w1")
-    store.fold_stats(backend=B, before=now() + timedelta(minutes=5))
+    store.fold_stats(backend=B, before=now() + timedelta(minutes=5),
+                     hours_before=now() + timedelta(hours=2))
     assert TaskStat.objects.get(backend=B).minute == TOTALS_MINUTE
     assert TaskStat.objects.get(backend=OTHER).minute != TOTALS_MINUTE
 

@@ -2,7 +2,7 @@
 
 Because every number comes from the shared database, it is right whichever process
 serves the scrape and however many servers run. Counters and the wait/run histograms
-sum ``offload_stat`` (``offload.models.TaskStat``), which the workers write as they
+sum ``offload_series`` (``offload.models.TaskStat``), which the workers write as they
 record outcomes and which keeps its old minutes as totals, so they never go backwards
 when tasks or old statistics are pruned. Include the view::
 

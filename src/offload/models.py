@@ -403,12 +403,14 @@ class Server(models.Model):
 
 
 class TaskStat(models.Model):
-    """Outcomes counted as they are recorded: one row per worker process, minute, queue,
-    priority and outcome, written in the statement (PostgreSQL) or transaction (SQLite)
-    that records the outcomes, so it always agrees with them. Keyed by the worker so
-    that no two workers ever update one row. Maintenance folds minutes older than two
-    hours into each series' totals row (``minute = offload.stats.TOTALS_MINUTE``,
-    ``worker = ""``), so sums over the table never go backwards.
+    """Outcomes counted as they are recorded (table ``offload_series``): one row per
+    worker process, minute, queue, priority, task path and outcome, written in the
+    statement (PostgreSQL) or transaction (SQLite) that records the outcomes, so it
+    always agrees with them. Keyed by the worker so that no two workers ever update one
+    row. Maintenance folds minutes older than two hours into each series' row per hour
+    (``worker = offload.stats.HOURS_WORKER``), and hours older than eight days into its
+    totals row (``minute = offload.stats.TOTALS_MINUTE``, ``worker = ""``), so sums over
+    the table never go backwards.
 
     ``outcome`` is SUCCESSFUL, FAILED or RETRIED (an attempt that failed, or whose
     worker was lost, and will run again). The histograms observe tasks that a worker
@@ -424,6 +426,8 @@ class TaskStat(models.Model):
     worker = models.CharField(max_length=100, blank=True)
     queue_name = models.CharField(max_length=100)
     priority = models.SmallIntegerField()
+    #: The task's path; "" for what was counted before migration 0015 (per queue only).
+    task_path = models.CharField(max_length=255, blank=True, default="")
     outcome = models.CharField(max_length=10)
     tasks = models.BigIntegerField(default=0)
     #: Observations in the histograms (tasks a worker ran to this outcome).
@@ -433,19 +437,50 @@ class TaskStat(models.Model):
 
     class Meta:
         app_label = "offload"
-        db_table = "offload_stat"
+        db_table = "offload_series"
         verbose_name = "task statistic"
         constraints = [
             # The upsert's conflict target; also serves "the last hour" (backend, minute).
+            models.UniqueConstraint(
+                fields=["backend", "minute", "worker", "queue_name", "priority", "task_path",
+                        "outcome"],
+                name="offload_series_unique"),
+        ]
+
+    def __str__(self):
+        return (f"{self.backend}/{self.queue_name}/{self.priority}/{self.task_path} "
+                f"{self.outcome} @ {self.minute}: {self.tasks}")
+
+
+class LegacyStat(models.Model):
+    """``offload_stat``, what workers of releases before migration 0015 count into (per
+    queue and priority, without the task path). Kept for them during a rolling deploy:
+    their statements name this table and its conflict target. Maintenance moves its
+    rows into ``offload_series`` (``task_path = ""``), so it holds nothing once they are
+    gone; a later release drops it."""
+
+    backend = models.CharField(max_length=64)
+    minute = models.DateTimeField()
+    worker = models.CharField(max_length=100, blank=True)
+    queue_name = models.CharField(max_length=100)
+    priority = models.SmallIntegerField()
+    outcome = models.CharField(max_length=10)
+    tasks = models.BigIntegerField(default=0)
+    ran = models.BigIntegerField(default=0)
+    wait_sum = models.FloatField(default=0.0)
+    run_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        app_label = "offload"
+        db_table = "offload_stat"
+        constraints = [
             models.UniqueConstraint(
                 fields=["backend", "minute", "worker", "queue_name", "priority", "outcome"],
                 name="offload_stat_unique"),
         ]
 
-    def __str__(self):
-        return f"{self.backend}/{self.queue_name}/{self.priority} {self.outcome} @ {self.minute}: {self.tasks}"
-
 
 for _kind in ("wait", "run"):
     for _column, _ in bucket_columns(_kind):
         TaskStat.add_to_class(_column, models.BigIntegerField(default=0))
+        LegacyStat.add_to_class(_column, models.BigIntegerField(default=0))

@@ -1,10 +1,10 @@
-"""What ``offload_stat`` counts and how (see ``offload.models.TaskStat``): the buckets
+"""What ``offload_series`` counts and how (see ``offload.models.TaskStat``): the buckets
 of the wait and run histograms, what one task counts as (``observation``) and the one
 computation that sums observations into series (``tally``). Plain Python, shared by the
 model, both stores and the readers; the stores only write what ``tally`` made. Example::
 
     bucket_columns("wait")  # [("wait_le_2ms", 0.002), ..., ("wait_le_3600000ms", 3600.0)]
-    tally([observation("default", "emails", 0, "SUCCESSFUL", t0, t1, t2)])
+    tally([observation("default", "emails", 0, "app.tasks.send", "SUCCESSFUL", t0, t1, t2)])
 """
 
 from bisect import bisect_left
@@ -19,8 +19,13 @@ STAT_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 #: The ``minute`` of a series' totals row: what folding carried out of old minutes.
 TOTALS_MINUTE = datetime(1970, 1, 1, tzinfo=UTC)
 #: Minutes younger than this stay per minute (the dashboard shows the last hour);
-#: maintenance folds older ones into the totals rows.
+#: maintenance folds older ones into rows per hour.
 KEEP_MINUTES = 120
+#: The ``worker`` of a series' row per hour (``minute``: the hour's start).
+HOURS_WORKER = "~hour"
+#: Hours younger than this stay per hour (the dashboard's windows reach back 7 days);
+#: maintenance folds older ones into the totals rows.
+KEEP_HOURS = 8 * 24
 
 
 def bucket_columns(kind):
@@ -29,22 +34,22 @@ def bucket_columns(kind):
 
 
 def stat_columns():
-    """offload_stat's value columns, in the order of ``tally``'s values."""
+    """offload_series's value columns, in the order of ``tally``'s values."""
     return ["tasks", "ran", "wait_sum", "run_sum"] + [
         name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]
 
 
-def observation(backend, queue, priority, status, available, attempted, finished):
-    """One task as offload_stat counts it, ``(backend, queue, priority, status, minute,
-    wait, run)``: the minute it counts in (a retry: the minute its attempt started) and
+def observation(backend, queue, priority, task, status, available, attempted, finished):
+    """One task (of task path ``task``) as offload_series counts it, ``(backend, queue,
+    priority, task, status, minute, wait, run)``: the minute it counts in (a retry: the minute its attempt started) and
     the last attempt's wait (runnable → started) and run (started → finished) in
     seconds, None when it never ran. The times are datetimes, all aware or all naive.
     The only definition: a worker makes it from what it holds (``observe``), a store
     from the rows (``record_rows``)."""
     minute = (finished or attempted).replace(second=0, microsecond=0)
     if finished is None or attempted is None:
-        return backend, queue, priority, status, minute, None, None
-    return (backend, queue, priority, status, minute,
+        return backend, queue, priority, task, status, minute, None, None
+    return (backend, queue, priority, task, status, minute,
             (attempted - available).total_seconds(), (finished - attempted).total_seconds())
 
 
@@ -56,27 +61,28 @@ def observe(outcomes):
     claim: the store then counts from the rows."""
     if not all(o.claim for o in outcomes):
         return None
-    return [observation(o.claim.backend, o.claim.queue_name, o.claim.priority, o.status,
+    return [observation(o.claim.backend, o.claim.queue_name, o.claim.priority,
+                        o.claim.task_path, o.status,
                         o.claim.available_at, o.claim.claimed_at, o.finished_at)
             for o in outcomes]
 
 
 def tally(rows, timed=True):
-    """Sum observations (``observation``) into offload_stat series: the one place the
+    """Sum observations (``observation``) into offload_series series: the one place the
     histograms are computed; the stores only write the sums (postgres/record.sql,
     sqlite/record.sql).
 
-    ``rows`` are ``(backend, queue, priority, status, minute, wait, run)``;
-    returns ``{(backend, minute, queue, priority, outcome): values}`` with values in
+    ``rows`` are ``(backend, queue, priority, task, status, minute, wait, run)``;
+    returns ``{(backend, minute, queue, priority, task, outcome): values}`` with values in
     the order of the ``{stat_columns}`` list: tasks, ran, wait_sum, run_sum, the wait
     buckets, then the run buckets (cumulative). A READY status is a retry: counted as
     RETRIED, never timed; ``timed=False`` counts without timing.
     """
     n = len(STAT_BUCKETS)
     series = {}
-    for backend, queue, priority, status, minute, wait, run in rows:
+    for backend, queue, priority, task, status, minute, wait, run in rows:
         outcome = "RETRIED" if status == "READY" else status
-        key = (backend, minute, queue, priority, outcome)
+        key = (backend, minute, queue, priority, task, outcome)
         s = series.get(key)
         if s is None:
             s = series[key] = [0, 0, 0.0, 0.0] + [0] * (2 * n + 2)

@@ -9,13 +9,13 @@ grouped into bands so a summary stays readable::
 from datetime import timedelta
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Case, Count, Min, Q, Sum, When
+from django.db.models import Case, Count, Min, Q, Sum, Value, When
 from django.db.models.functions import Length, Substr
 from django.tasks import task_backends
 
 from offload.clock import now
 from offload.deployment import Deployment
-from offload.models import QueueState, Schedule, Server, TaskRow, TaskStat
+from offload.models import LegacyStat, QueueState, Schedule, Server, TaskRow, TaskStat
 from offload.results import decode_errors
 from offload.stats import bucket_columns
 from offload.workflows import status_of
@@ -180,27 +180,35 @@ def _last_error_in_database(db, pk):
 
 def throughput(backend="default", minutes=60):
     """Finished tasks per minute over the last hour: ``[(minute, successful, failed)]``."""
-    db = Deployment.current().database(backend)
     start = now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
-    rows = (TaskStat.objects.using(db)
-            .filter(backend=backend, minute__gte=start, outcome__in=["SUCCESSFUL", "FAILED"])
-            .values("minute", "outcome").annotate(n=Sum("tasks")))
     buckets = {start + timedelta(minutes=i): [0, 0] for i in range(minutes)}
-    for row in rows:
-        if row["minute"] in buckets:
-            buckets[row["minute"]][0 if row["outcome"] == "SUCCESSFUL" else 1] += row["n"]
+    for rows in _stat_tables(backend, since=start):
+        for row in (rows.filter(outcome__in=["SUCCESSFUL", "FAILED"])
+                    .values("minute", "outcome").annotate(n=Sum("tasks"))):
+            if row["minute"] in buckets:
+                buckets[row["minute"]][0 if row["outcome"] == "SUCCESSFUL" else 1] += row["n"]
     return [(minute, ok, failed) for minute, (ok, failed) in buckets.items()]
 
 
-def _stat_sums(backend, by, since=None):
-    """Sums of ``offload_stat`` columns per ``by`` (a list of column names)."""
+def _stat_tables(backend, since=None):
+    """The rows of ``backend`` (from ``since``) of both statistics tables: offload_series,
+    and offload_stat, which workers of a release before migration 0015 count into during
+    a rolling deploy (``LegacyStat``; it has no task path: ``task_path`` reads "")."""
     db = Deployment.current().database(backend)
-    rows = TaskStat.objects.using(db).filter(backend=backend)
-    if since is not None:
-        rows = rows.filter(minute__gte=since)
+    for model in (TaskStat, LegacyStat):
+        rows = model.objects.using(db).filter(backend=backend)
+        if model is LegacyStat:
+            rows = rows.annotate(task_path=Value(""))
+        yield rows.filter(minute__gte=since) if since is not None else rows
+
+
+def _stat_sums(backend, by, since=None):
+    """Sums of the statistics' columns per ``by`` (a list of column names), of both
+    tables (``_stat_tables``): a list of rows, which may repeat a ``by``."""
     columns = ["tasks", "ran", "wait_sum", "run_sum"] + [
         name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]
-    return rows.values(*by).annotate(**{f"sum_{c}": Sum(c) for c in columns})
+    return [row for rows in _stat_tables(backend, since)
+            for row in rows.values(*by).annotate(**{f"sum_{c}": Sum(c) for c in columns})]
 
 
 def _histograms(rows, key):
@@ -223,8 +231,12 @@ def _histograms(rows, key):
 
 def outcome_totals(backend="default"):
     """``{(queue, outcome): tasks}`` since the beginning (SUCCESSFUL, FAILED, RETRIED)."""
-    return {(r["queue_name"], r["outcome"]): r["sum_tasks"]
-            for r in _stat_sums(backend, ["queue_name", "outcome"]) if r["sum_tasks"]}
+    totals = {}
+    for r in _stat_sums(backend, ["queue_name", "outcome"]):
+        if r["sum_tasks"]:
+            key = (r["queue_name"], r["outcome"])
+            totals[key] = totals.get(key, 0) + r["sum_tasks"]
+    return totals
 
 
 def histograms(backend="default"):

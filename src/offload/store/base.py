@@ -26,7 +26,7 @@ from django.utils.dateparse import parse_datetime
 
 from offload.ageing import ageing_bounds
 from offload.results import cancelled_entry, error_entry
-from offload.stats import TOTALS_MINUTE
+from offload.stats import HOURS_WORKER, KEEP_HOURS, TOTALS_MINUTE
 from offload.store.contract import Claimed
 from offload.store.queries import query
 
@@ -53,7 +53,7 @@ class SqlStore:
 
     engine = ""
     #: What fold_stats runs, in one transaction.
-    fold_statements = ("fold",)
+    fold_statements = ("fold_legacy", "fold_hours", "fold")
 
     def __init__(self, db_alias):
         self.db_alias = db_alias
@@ -210,7 +210,7 @@ class SqlStore:
         self.execute(self.sql("pause"), params, fetch=False)
 
     def complete(self, outcomes, *, worker=""):
-        """Write outcomes and count them in offload_stat under ``worker``; return the set
+        """Write outcomes and count them in offload_series under ``worker``; return the set
         of ids whose write was accepted (lease still held).
 
         Outcomes that carry their claim (a worker's) are observed from it
@@ -220,13 +220,18 @@ class SqlStore:
         raise NotImplementedError
 
     def record_rows(self, ids, *, worker="", timed):
-        """Count the outcomes just written to tasks ``ids`` in offload_stat (in the
+        """Count the outcomes just written to tasks ``ids`` in offload_series (in the
         caller's transaction); ``timed``: time them in the histograms too."""
         raise NotImplementedError
 
-    def fold_stats(self, *, backend, before):
-        """Fold offload_stat minutes before ``before`` into the totals rows."""
+    def fold_stats(self, *, backend, before, hours_before=None):
+        """Fold offload_series minutes before ``before`` into rows per hour, and hours
+        before ``hours_before`` (by default KEEP_HOURS before ``before``) into the
+        totals rows."""
+        if hours_before is None:
+            hours_before = before - timedelta(hours=KEEP_HOURS)
         params = {"backend": backend, "before": self.db_time(before),
+                  "hours_before": self.db_time(hours_before), "hours": HOURS_WORKER,
                   "totals": self.db_time(TOTALS_MINUTE)}
         with transaction.atomic(using=self.db_alias):
             for name in self.fold_statements:
@@ -330,7 +335,7 @@ class SqlStore:
     def record_atomic(self, outcome, *, worker=""):
         """Write an atomic task's success in its own transaction (the caller's), under
         the lease guard; whether it was accepted. Its sums are not added here, where
-        every task's transaction would wait on the same offload_stat row until it
+        every task's transaction would wait on the same offload_series row until it
         commits: the worker adds them with its batch (``add_sums``). A workflow step's
         dependents are settled in the same transaction."""
         if self._write_success(outcome) != 1:
@@ -432,7 +437,7 @@ class SqlStore:
         servers see every commit in ``data_version``)."""
 
     def add_sums(self, outcomes, *, worker=""):
-        """Add to offload_stat the sums of ``outcomes`` their atomic tasks recorded."""
+        """Add to offload_series the sums of ``outcomes`` their atomic tasks recorded."""
         raise NotImplementedError
 
     def hold(self, claimed):
@@ -462,7 +467,7 @@ class SqlStore:
 
     def prune(self, *, backend, before, batch=5000):
         """Delete ``backend``'s finished tasks older than ``before`` in batches; return how many.
-        Metrics do not change: offload_stat counted the outcomes when they were recorded."""
+        Metrics do not change: offload_series counted the outcomes when they were recorded."""
         deleted = 0
         while True:
             ids = [r[0] for r in self.execute(

@@ -57,7 +57,7 @@ class Outcome:
     age_key: float | None = None  # retries only, when ageing is on
     #: The failure (not stored): ``task_finished`` is sent while it is being handled.
     exception: BaseException | None = None
-    #: The claim it answers (a worker's outcomes): the store times it in offload_stat
+    #: The claim it answers (a worker's outcomes): the store times it in offload_series
     #: from what the claim returned (``offload.stats.observe``) instead of re-reading
     #: the row.
     claim: Claimed | None = None
@@ -158,7 +158,7 @@ class Store(Protocol):
         """An atomic task's success, in its transaction, guarded; no sums (add_sums)."""
 
     def add_sums(self, outcomes: Sequence[Outcome], *, worker: str = "") -> None:
-        """Add the sums of outcomes that atomic tasks recorded to offload_stat."""
+        """Add the sums of outcomes that atomic tasks recorded to offload_series."""
 
     def hold(self, claimed: Claimed) -> bool:
         """Start of an atomic task's transaction: whether its lease still holds."""
@@ -192,7 +192,10 @@ class Store(Protocol):
         dependencies and the workflows left with no step; how many tasks."""
 
     def record_rows(self, ids: Sequence[int], *, worker: str = "", timed: bool) -> None:
-        """Count outcomes just written to ``ids`` in offload_stat (caller's transaction)."""
+        """Count outcomes just written to ``ids`` in offload_series (caller's transaction)."""
 
-    def fold_stats(self, *, backend: str, before: datetime) -> None:
-        """Fold offload_stat minutes before ``before`` into the per-series totals rows."""
+    def fold_stats(self, *, backend: str, before: datetime,
+                   hours_before: datetime | None = None) -> None:
+        """Fold offload_series minutes before ``before`` into rows per hour (worker
+        ``offload.stats.HOURS_WORKER``), and hours before ``hours_before`` into the
+        per-series totals rows; the sums over the table stay the same."""

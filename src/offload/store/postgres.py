@@ -180,14 +180,15 @@ class PostgresStore(SqlStore):
     @staticmethod
     def _sums(observations, count, timed=True):
         """record.sql's %(tally)s and %(tallied)s: ``observations`` (offload.stats)
-        summed into JSON rows of offload_stat (json_populate_recordset maps them by
+        summed into JSON rows of offload_series (json_populate_recordset maps them by
         name), for ``count`` outcomes; ``timed=False``: counted, not timed."""
         if observations is None:
             return _NOT_SUMMED
         names = stat_columns()
         rows = [{"backend": backend, "minute": minute.isoformat(), "queue_name": queue,
-                 "priority": priority, "outcome": outcome, **dict(zip(names, values, strict=True))}
-                for (backend, minute, queue, priority, outcome), values
+                 "priority": priority, "task_path": task, "outcome": outcome,
+                 **dict(zip(names, values, strict=True))}
+                for (backend, minute, queue, priority, task, outcome), values
                 in tally(observations, timed).items()]
         return {"tallied": count, "tally": json.dumps(rows, separators=(",", ":"))}
 
@@ -274,7 +275,7 @@ class PostgresStore(SqlStore):
         try:
             self._record(kept, sorted(accepted), worker)
         except (DatabaseError, InterfaceError) as exc:
-            logger.warning("%s: %d recorded outcome(s) not counted in offload_stat: %s",
+            logger.warning("%s: %d recorded outcome(s) not counted in offload_series: %s",
                            worker, len(kept), exc)
 
     def record_rows(self, ids, *, worker="", timed):
@@ -284,7 +285,7 @@ class PostgresStore(SqlStore):
 
     def _record(self, observations, ids, worker, timed=True):
         """Add the sums of ``observations``, of the outcomes just written to ``ids``, to
-        offload_stat (record_sums)."""
+        offload_series (record_sums)."""
         params = {**self._sums(observations, len(ids), timed), "worker": worker, "ids": list(ids)}
         self.fetch(self.sql("record_sums"), params)
 

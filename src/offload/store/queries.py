@@ -24,7 +24,7 @@ is arrays ``unnest``-ed together (PostgreSQL) or a JSON array of arrays read wit
 
 **Includes** are the only text assembly, static and done once at load: ``{name}`` in a
 file is replaced by the fragment file ``name`` (same lookup, itself loaded the same
-way) or by a column list of offload_stat generated from ``offload.stats`` at import
+way) or by a column list of offload_series generated from ``offload.stats`` at import
 (``GENERATED``). A name that is neither is an error at load. Shared predicates live in
 one fragment each (``claimable``: the queue is not paused and the claimer's server
 still runs; ``in_queues``, ``in_ids``).
@@ -44,12 +44,12 @@ _OTHER_STYLES = re.compile(r"(?<!%)%s|\?")
 
 
 def _generated():
-    """offload_stat's column lists, which depend only on the histogram buckets."""
+    """offload_series's column lists, which depend only on the histogram buckets."""
     columns = stat_columns()
     return {
         "stat_columns": ", ".join(columns),
         "stat_sums": ", ".join(f"sum({c})" for c in columns),
-        "stat_adds": ", ".join(f"{c} = offload_stat.{c} + excluded.{c}" for c in columns),
+        "stat_adds": ", ".join(f"{c} = offload_series.{c} + excluded.{c}" for c in columns),
         # sqlite/record.sql: one series' values, as parameters named like the columns
         "stat_params": ", ".join(f"%({c})s" for c in columns),
     }

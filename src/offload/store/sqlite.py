@@ -26,7 +26,8 @@ _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 class SqliteStore(SqlStore):
     engine = "sqlite"
-    fold_statements = ("fold", "fold_delete")
+    fold_statements = ("fold_legacy", "fold_legacy_delete", "fold_hours", "fold_hours_delete", "fold",
+                       "fold_delete")
 
     def prepare(self):
         """Settings every Offload connection to an SQLite file needs: WAL and a busy timeout."""
@@ -178,7 +179,7 @@ class SqliteStore(SqlStore):
 
     def complete(self, outcomes, *, worker=""):
         """One transaction: the UPDATE, whose RETURNING says which outcomes were
-        accepted, then the upsert of offload_stat (SQLite has no data-modifying CTE).
+        accepted, then the upsert of offload_series (SQLite has no data-modifying CTE).
         The UPDATE comes first, so the transaction holds the write lock from its first
         statement and never upgrades a read."""
         if not outcomes:
@@ -238,12 +239,14 @@ class SqliteStore(SqlStore):
                 self._run_raw(*upsert)
 
     def _upsert(self, series, worker):
-        """``(sql, rows)`` adding ``series`` (offload.stats.tally) to offload_stat under
+        """``(sql, rows)`` adding ``series`` (offload.stats.tally) to offload_series under
         ``worker`` (see sqlite/record.sql), or None if there is nothing to add."""
         if not series:
             return None
-        return _record(), [(backend, self.db_time(minute), worker, queue, priority, outcome, *values)
-                           for (backend, minute, queue, priority, outcome), values in series.items()]
+        return _record(), [(backend, self.db_time(minute), worker, queue, priority, task, outcome,
+                            *values)
+                           for (backend, minute, queue, priority, task, outcome), values
+                           in series.items()]
 
     def _run_raw(self, sql, rows):
         """Run ``sql`` once per row of values on the sqlite3 connection itself (in the
@@ -259,7 +262,8 @@ class SqliteStore(SqlStore):
 def _record():
     """sqlite/record.sql in qmark style; ``_upsert`` passes the values in this order."""
     sql, names = native("sqlite", "record")
-    expected = ("backend", "minute", "worker", "queue_name", "priority", "outcome", *stat_columns())
+    expected = ("backend", "minute", "worker", "queue_name", "priority", "task_path", "outcome",
+                *stat_columns())
     if names != expected:
         raise ValueError(f"sqlite/record.sql: parameters {names}, expected {expected}")
     return sql
@@ -271,8 +275,8 @@ def _utc(value):
     return (value if isinstance(value, datetime) else datetime.fromisoformat(value)).replace(tzinfo=UTC)
 
 
-def _observation(backend, queue, priority, status, *times):
+def _observation(backend, queue, priority, task, status, *times):
     """offload.stats.observation of a record_rows row, whose times are the stored UTC
     text (YYYY-MM-DD HH:MM:SS[.ffffff]) or NULL."""
-    return observation(backend, queue, priority, status,
+    return observation(backend, queue, priority, task, status,
                        *(t and datetime.fromisoformat(t).replace(tzinfo=UTC) for t in times))

@@ -45,7 +45,7 @@ EXIT_REPLACE = 75
 #: While it runs tasks, a process looks every this many seconds for ones asked to stop
 #: (``offload.cancel``); a PostgreSQL NOTIFY makes it look at once.
 STOP_POLL = 1.0
-#: How often the sums of outcomes atomic tasks wrote are added to offload_stat.
+#: How often the sums of outcomes atomic tasks wrote are added to offload_series.
 SUMS_EVERY = 1.0
 #: Rate limits: how long after claiming a rate-limited task the loop wakes for the next
 #: turn given to one (an idle loop otherwise claims only when told or at its poll).
@@ -446,13 +446,13 @@ class Loop:
 
     def _add_sums(self, done):
         """The ids of ``done`` their atomic task's transaction wrote; their sums are
-        added to offload_stat later (``_flush_sums``)."""
+        added to offload_series later (``_flush_sums``)."""
         written = [o for o, _ in done if o.recorded]
         self.unsummed += written
         return {o.id for o in written}
 
     def _flush_sums(self, mono, force=False):
-        """Add the sums of outcomes atomic tasks wrote to offload_stat, at most once a
+        """Add the sums of outcomes atomic tasks wrote to offload_series, at most once a
         second (each is a commit of its own; the statistics lag by up to a second),
         and before exiting. On a database error they go uncounted: the outcomes
         themselves are written."""

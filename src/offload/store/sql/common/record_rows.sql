@@ -1,4 +1,4 @@
--- record_rows: what offload_stat counts of the tasks %(ids)s, whose outcome this
+-- record_rows: what offload_series counts of the tasks %(ids)s, whose outcome this
 -- transaction just wrote (cancel, rescue, an outcome without its claim): {observed},
 -- from which the store makes each task's observation (offload.stats.observation),
 -- sums them (offload.stats.tally) and adds the sums (record_sums, sqlite/record.sql).

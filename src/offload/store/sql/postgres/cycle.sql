@@ -3,7 +3,7 @@
 -- Why this is safe: every part of the statement sees the same snapshot, so a row that
 -- `done` turns back to READY (a retry) is still RUNNING for `picked` and cannot be
 -- taken again in the same statement; the two UPDATEs never touch the same row.
--- `record` counts the outcomes in offload_stat in the same statement.
+-- `record` counts the outcomes in offload_series in the same statement.
 WITH {done}, record AS ({record}), {picked}, {take}
 SELECT true, id, NULL, NULL, NULL, NULL, NULL::timestamptz, NULL::timestamptz,
        NULL::timestamptz, NULL, NULL, NULL::timestamptz, NULL, NULL, NULL::bigint FROM done

@@ -2,7 +2,7 @@
 -- Why the token check: only the current lease holder may write; a late write from a
 -- worker that lost its lease matches nothing. %(outcomes)s is a JSON array with one
 -- array per outcome: id, token, status, finished_at, available_at, age_key, result,
--- errors. RETURNING: the ids accepted (see SqliteStore.complete for offload_stat).
+-- errors. RETURNING: the ids accepted (see SqliteStore.complete for offload_series).
 -- scope: rows by id under their lease token, which only the claimer (of one backend) holds.
 UPDATE offload_task SET
     status = v.status,
