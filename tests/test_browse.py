@@ -59,3 +59,84 @@ def test_the_browser_needs_the_view_permission(client):
     user.user_permissions.add(Permission.objects.get(codename="view_taskrow"))
     assert client.get("/offload/tasks/").status_code == 200
     assert TaskRow.objects.count() == 0
+
+
+def test_a_task_page_shows_its_attempts_times_and_actions(staff, client):
+    failed = tasks.flaky.using(priority=10).enqueue(succeed_on=9)  # fails its 3 attempts
+    for _ in range(3):
+        run_until_empty()
+        TaskRow.objects.filter(pk=failed.id).update(available_at=timezone.now())  # no backoff wait
+    row = TaskRow.objects.get(pk=failed.id)
+    assert (row.status, row.attempts) == ("FAILED", 3)
+    page = staff.get(f"/offload/task/{failed.id}/").content.decode()
+    assert page.count('data-attempt="') == 3 and page.count("<summary>") == 3  # an error each
+    assert "inline-" in page and "tests.testapp.tasks.flaky" in page
+    assert 'class="phase waited"' in page and 'class="phase ran"' in page
+    buttons = re.findall(r'name="action" value="(\w+)"', page)
+    assert buttons == ["retry", "re_enqueue", "delete"]  # not cancel: it finished
+    assert staff.get("/offload/task/999999999/").status_code == 404
+
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_taskrow"))
+    client.force_login(viewer)
+    page = client.get(f"/offload/task/{failed.id}/").content.decode()
+    assert 'data-attempt="1"' in page and 'name="action"' not in page  # sees, cannot act
+    forged = client.post("/offload/act/", {"action": "retry", "task": failed.id})
+    assert forged.status_code == 403 and "offload.change_taskrow" in forged.content.decode()
+    assert TaskRow.objects.get(pk=failed.id).status == "FAILED"
+
+
+def test_a_bulk_retry_confirms_the_count_then_retries_in_batches(staff):
+    from django.contrib.admin.models import LogEntry
+
+    from offload.dashboard import views
+
+    failed = bulk_enqueue(tasks.boom, [(("x",), {})] * 25)
+    bulk_enqueue(tasks.noop, [((), {})] * 5)
+    run_until_empty()
+    confirm = staff.get("/offload/tasks/bulk/?state=failed&action=retry").content.decode()
+    assert re.search(r"<strong>25</strong> tasks", confirm)
+    upto = re.search(r'name="upto" value="(\d+)"', confirm).group(1)
+    later = tasks.boom.enqueue("late")  # fails after the confirmation: left alone
+    run_until_empty()
+    views.BULK_BATCH, batch = 10, views.BULK_BATCH
+    try:
+        done = staff.post("/offload/tasks/bulk/?state=failed",
+                          {"action": "retry", "upto": upto, "count": "25"}, follow=True)
+    finally:
+        views.BULK_BATCH = batch
+    assert "Retry: 25 of the 25 matching tasks, in 3 batches" in done.content.decode()
+    assert set(TaskRow.objects.filter(status="READY").values_list("pk", flat=True)) == {int(r.id) for r in failed}
+    assert TaskRow.objects.get(pk=later.id).status == "FAILED"
+    assert LogEntry.objects.filter(change_message="Retried").count() == 25
+    assert staff.get("/offload/tasks/bulk/?action=explode").status_code == 400
+
+
+def test_bulk_delete_takes_finished_tasks_only(staff):
+    done = bulk_enqueue(tasks.noop, [((), {})] * 4)
+    run_until_empty()
+    waiting = tasks.noop.using(run_after=timezone.now() + timedelta(hours=1)).enqueue()
+    confirm = staff.get("/offload/tasks/bulk/?task=tests.testapp.tasks.noop&action=delete").content.decode()
+    assert "<strong>4</strong> tasks" in confirm
+    upto = re.search(r'name="upto" value="(\d+)"', confirm).group(1)
+    staff.post("/offload/tasks/bulk/?task=tests.testapp.tasks.noop", {"action": "delete", "upto": upto, "count": "4"})
+    assert list(TaskRow.objects.values_list("pk", flat=True)) == [int(waiting.id)]
+    assert not TaskRow.objects.filter(pk__in=[int(r.id) for r in done]).exists()
+
+
+def test_sorting_by_run_time_and_the_per_task_table_put_the_slow_task_first(staff):
+    bulk_enqueue(tasks.logged, [((f"q{i}",), {}) for i in range(5)])
+    slow = bulk_enqueue(tasks.span, [((f"s{i}",), {"sleep": 0.2}) for i in range(2)])
+    bulk_enqueue(tasks.logged, [((f"r{i}",), {}) for i in range(5)])
+    run_until_empty()
+    by_run = ids(staff.get("/offload/tasks/?sort=run").content.decode())
+    assert set(by_run[:2]) == {int(r.id) for r in slow} and len(by_run) == 12
+    table = staff.get("/offload/stats/?sort=run_p95").content.decode()
+    assert re.findall(r'data-task-path="([^"]*)"', table) == [
+        "tests.testapp.tasks.span", "tests.testapp.tasks.logged"]
+    by_count = staff.get("/offload/stats/?sort=tasks&window=24h").content.decode()
+    assert re.findall(r'data-task-path="([^"]*)"', by_count)[0] == "tests.testapp.tasks.logged"
+    charts = staff.get("/offload/stats/?task=tests.testapp.tasks.span").content.decode()
+    assert charts.count('<figure class="chart"') == 4 and "span: 2" not in charts
+    assert re.search(r"<title>\d\d:\d\d · finished: 2</title>", charts)
+    assert staff.get("/offload/stats/?window=3y").status_code == 400

@@ -255,7 +255,7 @@ def test_bad_parameters_get_a_clear_plain_text_400(superuser_client):
         ({"action": "retry"}, "task='': send the id of a task"),
         ({"action": "cancel", "task": "99999999999999999999"}, "task='99999999999999999999': send the id"),
         ({"action": "explode", "task": "1"}, "unknown action 'explode': use one of retry, cancel, "
-                                             "re_enqueue, pause, resume"),
+                                             "re_enqueue, delete, pause, resume"),
         ({"action": "pause", "queue": "x", "backend": "immediate"},
          "backend='immediate' is not an Offload backend: use one of default, other, elsewhere"),
         ({"action": "pause", "queue": "", "backend": "anyqueue"}, "queue='': send a queue name"),

@@ -9,8 +9,9 @@ any number of them (the store and the admin log work in chunks).
 
 import logging
 
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
 from django.tasks import task_backends
 
 from offload.clock import now
@@ -24,7 +25,8 @@ logger = logging.getLogger("offload.dashboard")
 
 #: The model permission each action needs, as in the admin (superusers have all).
 PERMISSIONS = {"retry": "offload.change_taskrow", "cancel": "offload.change_taskrow",
-               "re_enqueue": "offload.change_taskrow", "pause": "offload.change_queuestate",
+               "re_enqueue": "offload.change_taskrow", "delete": "offload.delete_taskrow",
+               "pause": "offload.change_queuestate",
                "resume": "offload.change_queuestate", "run_schedule": "offload.change_schedule",
                "enable_schedule": "offload.change_schedule", "disable_schedule": "offload.change_schedule"}
 
@@ -50,16 +52,16 @@ def _by_backend(pairs, db):
     return groups
 
 
-def _record(user, db, action, entries):
-    """Write ``[(pk, message)]`` of tasks in ``db`` to the admin log, and ``action`` with
-    the ids to the logger."""
+def _record(user, db, action, entries, flag=CHANGE):
+    """Write ``[(pk, message)]`` of tasks in ``db`` to the admin log (``flag``: the
+    admin's CHANGE or DELETION), and ``action`` with the ids to the logger."""
     content_type = ContentType.objects.get_for_model(TaskRow, for_concrete_model=False)
     for part in chunks(entries):
         messages = dict(part)
         rows = TaskRow.objects.using(db).filter(pk__in=messages).only("id", "task_path", "status")
         LogEntry.objects.bulk_create([
             LogEntry(user_id=user.pk, content_type_id=content_type.pk, object_id=str(row.pk),
-                     object_repr=str(row)[:200], action_flag=CHANGE, change_message=messages[row.pk])
+                     object_repr=str(row)[:200], action_flag=flag, change_message=messages[row.pk])
             for row in rows], batch_size=CHUNK)
     if entries:
         more = f" and {len(entries) - 20} more" if len(entries) > 20 else ""
@@ -114,6 +116,25 @@ def re_enqueue(user, rows):
             entries.append((row.pk, f"Enqueued again as {created[-1]}"))
         _record(user, Deployment.current().database(alias), "Enqueued again", entries)
     return created
+
+
+def delete(user, rows):
+    """Delete finished tasks (SUCCESSFUL or FAILED) and their workflow edges, as
+    pruning does; waiting and running ones are left alone (cancel them first). Returns
+    how many."""
+    from offload.models import Edge
+
+    done = 0
+    for alias, _, ids in _ids_by_backend(rows, "SUCCESSFUL", "FAILED"):
+        db = Deployment.current().database(alias)
+        _record(user, db, "Deleted", [(pk, "Deleted") for pk in ids], flag=DELETION)
+        for part in chunks(ids):
+            with transaction.atomic(using=db):
+                Edge.objects.using(db).filter(parent_id__in=part).delete()
+                Edge.objects.using(db).filter(child_id__in=part).delete()
+                done += TaskRow.objects.using(db).filter(
+                    pk__in=part, status__in=["SUCCESSFUL", "FAILED"]).delete()[0]
+    return done
 
 
 def set_paused(user, backend, queue, paused):

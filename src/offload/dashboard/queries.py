@@ -9,7 +9,7 @@ grouped into bands so a summary stays readable::
 from datetime import timedelta
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Case, Count, Min, Q, Sum, Value, When
+from django.db.models import Case, Count, F, Min, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Length, Substr
 from django.tasks import task_backends
 
@@ -202,13 +202,15 @@ def _stat_tables(backend, since=None):
         yield rows.filter(minute__gte=since) if since is not None else rows
 
 
-def _stat_sums(backend, by, since=None):
-    """Sums of the statistics' columns per ``by`` (a list of column names), of both
-    tables (``_stat_tables``): a list of rows, which may repeat a ``by``."""
+def _stat_sums(backend, by, since=None, **where):
+    """Sums of the statistics' columns per ``by`` (a list of column names) of the rows
+    that match ``where``, of both tables (``_stat_tables``): a list of rows, which may
+    repeat a ``by``."""
     columns = ["tasks", "ran", "wait_sum", "run_sum"] + [
         name for kind in ("wait", "run") for name, _ in bucket_columns(kind)]
     return [row for rows in _stat_tables(backend, since)
-            for row in rows.values(*by).annotate(**{f"sum_{c}": Sum(c) for c in columns})]
+            for row in rows.filter(**where).values(*by).annotate(
+                **{f"sum_{c}": Sum(c) for c in columns})]
 
 
 def _histograms(rows, key):
@@ -422,15 +424,11 @@ def _state_filter(state, at):
     }[state]
 
 
-def browse(backend, *, state=None, queue=None, task=None, band=None, task_id=None,
-           since=None, until=None, after=None, before=None, limit=50):
-    """A page of ``backend``'s tasks, newest first, filtered (every filter optional:
-    one of ``BROWSE_STATES``, a queue, a task path or its prefix ending in ".", a band,
-    an id, enqueued at or after ``since`` and before ``until``), by keyset: ``after``
-    (the last id of the page before: older tasks) or ``before`` (the first id of the
-    page after: newer ones). Never an OFFSET, never a count of all matches. Returns
-    ``(rows, older, newer)``: rows without their large fields, and the cursors of the
-    pages around them (None: no such page)."""
+def matching(backend, *, state=None, queue=None, task=None, band=None, task_id=None,
+             since=None, until=None):
+    """``backend``'s tasks that match the browser's filters (every one optional: one of
+    ``BROWSE_STATES``, a queue, a task path or its prefix ending in ".", a band, an id,
+    enqueued at or after ``since`` and before ``until``), without their large fields."""
     db = Deployment.current().database(backend)
     rows = TaskRow.objects.using(db).filter(backend=backend).defer(*LARGE_FIELDS)
     if state:
@@ -451,6 +449,32 @@ def browse(backend, *, state=None, queue=None, task=None, band=None, task_id=Non
         rows = rows.filter(enqueued_at__gte=since)
     if until:
         rows = rows.filter(enqueued_at__lt=until)
+    return rows
+
+
+#: The browser's orders: newest first (keyset pages), or the longest wait or run among
+#: the newest SORT_SCAN matches (one page: sorting every match of a million would scan
+#: them all).
+SORTS = ("newest", "wait", "run")
+SORT_SCAN = 10_000
+
+
+def browse(backend, *, after=None, before=None, limit=50, sort="newest", **filters):
+    """A page of ``backend``'s tasks that match ``filters`` (``matching``), newest
+    first, by keyset: ``after`` (the last id of the page before: older tasks) or
+    ``before`` (the first id of the page after: newer ones). Never an OFFSET, never a
+    count of all matches. Returns ``(rows, older, newer)``: rows without their large
+    fields, and the cursors of the pages around them (None: no such page). ``sort``
+    "wait" or "run": the ``limit`` longest of the newest SORT_SCAN matches, one page."""
+    rows = matching(backend, **filters)
+    if sort != "newest":
+        newest = rows.order_by("-id").values("id")[:SORT_SCAN]
+        length = (F("last_attempted_at") - F("available_at") if sort == "wait"
+                  else F("finished_at") - F("last_attempted_at"))
+        page = list(rows.model.objects.using(rows.db).filter(pk__in=Subquery(newest))
+                    .defer(*LARGE_FIELDS).annotate(length=length)
+                    .order_by(F("length").desc(nulls_last=True), "-id")[:limit])
+        return page, None, None
     if before is not None:  # the newer page: the next ids up, shown newest first
         page = list(rows.filter(pk__gt=before).order_by("id")[:limit + 1])
         newer = page[limit].pk if len(page) > limit else None
@@ -462,3 +486,195 @@ def browse(backend, *, state=None, queue=None, task=None, band=None, task_id=Non
     older = page[limit - 1].pk if len(page) > limit else None
     page = page[:limit]
     return page, older, (page[0].pk if page and after is not None else None)
+
+
+# -- one task ---------------------------------------------------------------------------
+
+def server_of(worker_id):
+    """The server id of a worker id ("<server id>-<n>-<hex>", offload.worker)."""
+    return worker_id.rsplit("-", 2)[0]
+
+
+def task_detail(backend, pk):
+    """Everything the task page shows about task ``pk``, or None: the row (without its
+    large fields: ``payload_head``/``return_value_head`` clips), each attempt with its
+    worker, server, role and release and its error (clipped tracebacks), its times and
+    the wait and run they make, and its workflow's steps around it."""
+    from offload.models import Edge, Workflow
+
+    db = Deployment.current().database(backend)
+    row = (previewed(TaskRow.objects.using(db).filter(backend=backend, pk=pk))
+           .annotate(errors_length=Length("errors"))
+           .annotate(errors_whole=Case(When(errors_length__lte=ERRORS_READ_WHOLE * 4,
+                                            then="errors"))).first())
+    if row is None:
+        return None
+    if row.errors_length is not None and row.errors_length > ERRORS_READ_WHOLE * 4:
+        last = _last_error_in_database(db, pk)
+        errors, skipped = ([last] if last else []), None  # too long to read: the last one
+    else:
+        errors = [{"exception_class_path": e.exception_class_path,
+                   "traceback": clip(e.traceback[:PREVIEW_CHARS], len(e.traceback))}
+                  for e in decode_errors(row.errors_whole)]
+        skipped = 0
+    workers = [w for w in row.worker_ids.split(",") if w]
+    servers = Server.objects.using(db).in_bulk({server_of(w) for w in workers})
+    attempts = []
+    for n, worker in enumerate(workers, 1):
+        server = servers.get(server_of(worker))
+        attempts.append({"n": n, "worker": worker, "server": server_of(worker),
+                         "role": server and server.role, "release": server and server.release})
+    # Errors are appended per failed attempt, so the first ones belong to the first
+    # attempts; an attempt after the last error succeeded, runs or was lost.
+    if skipped is None:  # only the last error was read: it is the last failed attempt's
+        failed = len(workers) - (0 if row.status == "FAILED" else 1)
+        pairs = [(failed, errors[0])] if errors and failed >= 1 else []
+    else:
+        pairs = list(enumerate(errors, 1))
+    for n, error in pairs:
+        if n <= len(attempts):
+            attempts[n - 1]["error"] = error
+        else:  # failed without a claim (cancelled while READY, a dependency failed)
+            attempts.append({"n": n, "worker": None, "error": error})
+    times = _times(row)
+    workflow, parents, children = None, [], []
+    if row.workflow_id is not None:
+        workflow = Workflow.objects.using(db).filter(pk=row.workflow_id).first()
+        parents = list(Edge.objects.using(db).filter(child_id=pk).order_by("position")
+                       .values_list("parent_id", flat=True)[:50])
+        children = list(Edge.objects.using(db).filter(parent_id=pk).order_by("child_id")
+                        .values_list("child_id", flat=True)[:50])
+    return {"row": row, "band": band_of(row.priority), "attempts": attempts, "times": times,
+            "payload": clip(row.payload_head, row.payload_length),
+            "return_value": clip(row.return_value_head, row.return_value_length),
+            "workflow": workflow, "parents": parents, "children": children}
+
+
+def _times(row):
+    """A task's moments, and the phases between them as bars on one axis (percent):
+    before its first start (scheduled, waiting), its earlier attempts and their
+    retries, its last attempt (ran, or running; now while it has not finished)."""
+    at = now()
+    end = row.finished_at or at
+    moments = [(label, value) for label, value in (
+        ("enqueued", row.enqueued_at), ("runnable", row.available_at),
+        ("first start", row.started_at), ("last start", row.last_attempted_at),
+        ("finished", row.finished_at)) if value is not None]
+    phases = []
+    if row.started_at is None:  # never started
+        if row.available_at > row.enqueued_at:
+            phases.append(("scheduled", row.enqueued_at, min(row.available_at, end)))
+        if row.available_at < end:
+            phases.append(("waiting", max(row.available_at, row.enqueued_at), end))
+    else:
+        phases.append(("waited", row.enqueued_at, row.started_at))
+        last = row.last_attempted_at or row.started_at
+        if row.status == "READY":  # retrying: between two attempts
+            phases.append(("attempts and retries", row.started_at, end))
+        else:
+            if last > row.started_at:
+                phases.append(("earlier attempts", row.started_at, last))
+            phases.append(("ran" if row.finished_at else "running", last, end))
+    phases = phases or [("waiting", row.enqueued_at, end)]
+    start = phases[0][1]
+    span = max((phases[-1][2] - start).total_seconds(), 0.001)
+    bars = [{"label": label, "seconds": (stop - begin).total_seconds(),
+             "left": round((begin - start).total_seconds() / span * 100, 2),
+             "width": max(round((stop - begin).total_seconds() / span * 100, 2), 0.3)}
+            for label, begin, stop in phases]
+    return {"moments": moments, "bars": bars}
+
+
+# -- per task path (offload_series) -------------------------------------------------------
+
+#: The per-task table's windows: (name, minutes, the charts' bucket in minutes). Minutes
+#: older than two hours are kept by the hour (offload.stats.KEEP_MINUTES), so the longer
+#: windows are charted by the hour and start at an hour.
+WINDOWS = (("15m", 15, 1), ("1h", 60, 1), ("6h", 360, 60), ("24h", 1440, 60), ("7d", 10080, 60))
+#: The per-task table's columns that sort it: by name, or the others largest first.
+TASK_SORTS = ("tasks", "failed", "failure_rate", "wait_p50", "wait_p95", "run_p50", "run_p95",
+              "task")
+
+
+def _window(name):
+    found = {w[0]: w for w in WINDOWS}[name]
+    since = now().replace(second=0, microsecond=0) - timedelta(minutes=found[1] - 1)
+    if found[2] == 60:
+        since = since.replace(minute=0)
+    return since, found[2]
+
+
+def _figures(h, counts):
+    """A series' figures from its outcome counts and merged histograms (or None)."""
+    done = counts.get("SUCCESSFUL", 0) + counts.get("FAILED", 0)
+    figures = {"tasks": done, "failed": counts.get("FAILED", 0),
+               "retried": counts.get("RETRIED", 0),
+               "failure_rate": counts.get("FAILED", 0) / done if done else None}
+    for kind in ("wait", "run"):
+        for q in (50, 95):
+            figures[f"{kind}_p{q}"] = (quantile(q / 100, h[kind], h["ran"]) if h and h["ran"]
+                                       else None)
+    return figures
+
+
+def task_stats(backend, window="1h", sort="run_p95"):
+    """Per task path over ``window`` (one of ``WINDOWS``), from offload_series alone:
+    tasks finished, failed, retried, the failure rate, wait and run p50/p95 in seconds;
+    sorted by ``sort`` (``TASK_SORTS``). Outcomes counted before per-task statistics
+    (migration 0015) have no task path: they are one row, task ""."""
+    since, _ = _window(window)
+    rows = _stat_sums(backend, ["task_path", "outcome"], since=since)
+    hists = _histograms([r for r in rows if r["outcome"] != "RETRIED"], lambda r: r["task_path"])
+    counts = {}
+    for r in rows:
+        by = counts.setdefault(r["task_path"], {})
+        by[r["outcome"]] = by.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
+    found = [{"task": path, **_figures(hists.get(path), c)} for path, c in counts.items()]
+    if sort == "task":
+        return sorted(found, key=lambda f: f["task"])
+    return sorted(found, key=lambda f: (f[sort] is None, -(f[sort] or 0), f["task"]))
+
+
+def task_series(backend, task, window="1h"):
+    """One task path's figures per bucket of ``window`` (a minute, or an hour for the
+    longer windows): ``[(bucket start, figures)]``, every bucket, oldest first."""
+    since, step = _window(window)
+    rows = _stat_sums(backend, ["minute", "outcome"], since=since, task_path=task)
+
+    def bucket(row):
+        minute = row["minute"]
+        return minute.replace(minute=0) if step == 60 else minute
+
+    hists = _histograms([r for r in rows if r["outcome"] != "RETRIED"], bucket)
+    counts = {}
+    for r in rows:
+        by = counts.setdefault(bucket(r), {})
+        by[r["outcome"]] = by.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
+    series, at, end = [], since, now()
+    while at <= end:
+        series.append((at, _figures(hists.get(at), counts.get(at, {}))))
+        at += timedelta(minutes=step)
+    return series
+
+
+def last_hour(backend, by, minutes=60):
+    """The last hour by minute, per ``by`` ("band" or "queue"): ``(times, {name:
+    [figures per minute]})`` from offload_series (``_figures``: finished, failed, wait
+    and run p50/p95)."""
+    start = now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+    column = "priority" if by == "band" else "queue_name"
+    rows = _stat_sums(backend, ["minute", column, "outcome"], since=start)
+
+    def key(r):
+        return r["minute"], band_of(r["priority"]) if by == "band" else r["queue_name"]
+
+    hists = _histograms([r for r in rows if r["outcome"] != "RETRIED"], key)
+    counts = {}
+    for r in rows:
+        by_outcome = counts.setdefault(key(r), {})
+        by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
+    times = [start + timedelta(minutes=i) for i in range(minutes)]
+    names = sorted({name for _, name in counts},
+                   key=lambda n: [b for b, _ in BANDS].index(n) if by == "band" else n)
+    return times, {name: [_figures(hists.get((t, name)), counts.get((t, name), {})) for t in times]
+                   for name in names}

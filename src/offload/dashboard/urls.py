@@ -38,9 +38,12 @@ if apps.is_installed("offload"):
     urlpatterns = [
         path("", views.index, name="dashboard"),
         path("act/", views.act, name="act"),
+        path("task/<int:pk>/", views.task, name="task"),
         path("task/<int:pk>/<str:field>", views.task_field, name="task_field"),
         path("workflow/<int:pk>/", views.workflow, name="workflow"),
         path("tasks/", views.tasks, name="tasks"),
+        path("tasks/bulk/", views.bulk, name="bulk"),
+        path("stats/", views.stats, name="stats"),
     ]
 else:
     urlpatterns = [_MissingApp(RoutePattern("", is_endpoint=False), _missing_app_view, name="dashboard")]

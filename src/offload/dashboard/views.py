@@ -92,6 +92,12 @@ def index(request):
                  "payload": queries.clip(row.payload_head, row.payload_length)}
                 for row in queries.failures(backend)]
     chart = throughput_chart(queries.throughput(backend))
+    times, bands = queries.last_hour(backend, "band")
+    _, queues = queries.last_hour(backend, "queue")
+    charts = [line_chart(times, [(band, [f["wait_p95"] for f in figures]) for band, figures in bands.items()],
+                         "s", "wait before start by band, p95 per minute"),
+              line_chart(times, [(queue, [f["tasks"] for f in figures]) for queue, figures in queues.items()],
+                         "", "finished per minute by queue")]
     return render(request, "offload/dashboard.html", {
         "backend": backend, "backends": Deployment.current().backends, "summary": summary,
         "may_change_tasks": request.user.has_perm(actions.PERMISSIONS["retry"]),
@@ -103,7 +109,7 @@ def index(request):
         "waits": queries.waits_by_band(backend),
         "schedules": queries.schedules(backend),
         "workflows": queries.workflows(backend),
-        "chart": chart,
+        "chart": chart, "charts": charts,
     })
 
 
@@ -121,10 +127,10 @@ def _browse_filters(request, backend):
         raise Refused(f"band={band[:40]!r}: use one of {', '.join(b for b, _ in queries.BANDS)}")
     filters.update(state=state or None, band=band or None,
                    queue=get.get("queue", "")[:100] or None, task=get.get("task", "")[:255] or None)
-    for name in ("id", "after", "before"):
+    for name in ("id",):
         text = get.get(name, "").strip()
         if text:
-            filters["task_id" if name == "id" else name] = _id(name, text, "task")
+            filters["task_id"] = _id(name, text, "task")
     for name in ("since", "until"):
         text = get.get(name, "").strip()
         if text:
@@ -135,23 +141,136 @@ def _browse_filters(request, backend):
     return filters
 
 
+#: The filters' names in a query string (what a page, a sort and a bulk action keep).
+FILTER_FIELDS = ("backend", "state", "queue", "band", "task", "id", "since", "until")
+
+
 @staff_member_required
 @answers_refusals
 def tasks(request):
     """The task browser: every task of a backend, filtered, newest first, a page at a
-    time by keyset (``after``/``before`` an id; never an OFFSET)."""
+    time by keyset (``after``/``before`` an id; never an OFFSET), or the longest waits
+    or runs among the newest matches (``sort``); and bulk actions on the filter."""
     _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
     backend = _backend(request)
     filters = _browse_filters(request, backend)
-    rows, older, newer = queries.browse(backend, **filters)
-    kept = {k: v for k, v in request.GET.items() if k not in ("after", "before") and v}
+    sort = request.GET.get("sort", "newest")
+    if sort not in queries.SORTS:
+        raise Refused(f"sort={sort[:40]!r}: use one of {', '.join(queries.SORTS)}")
+    cursors = {name: _id(name, request.GET[name].strip(), "task")
+               for name in ("after", "before") if request.GET.get(name, "").strip()}
+    rows, older, newer = queries.browse(backend, sort=sort, **cursors, **filters)
+    kept = {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
     return render(request, "offload/tasks.html", {
-        "backend": backend, "rows": [{"row": r, "band": queries.band_of(r.priority)} for r in rows],
+        "backend": backend, "sort": sort, "scan": queries.SORT_SCAN,
+        "rows": [{"row": r, "band": queries.band_of(r.priority),
+                  "wait": _seconds(r.available_at, r.last_attempted_at),
+                  "run": _seconds(r.last_attempted_at, r.finished_at)} for r in rows],
         "states": queries.BROWSE_STATES, "bands": [b for b, _ in queries.BANDS],
         "queues": sorted(task_backends[backend].queues or ()), "filters": kept,
+        "query": urlencode(kept), "sorts": [(s, urlencode({**kept, "sort": s})) for s in queries.SORTS],
+        "bulk": [(action, label) for action, label, _ in TASK_ACTIONS
+                 if request.user.has_perm(actions.PERMISSIONS[action])],
         "older": older and urlencode({**kept, "after": older}),
         "newer": newer and urlencode({**kept, "before": newer}),
     })
+
+
+def _seconds(start, end):
+    return (end - start).total_seconds() if start and end and end >= start else None
+
+
+#: A bulk action acts on at most this many tasks; narrow the filter for more.
+BULK_MAX = 100_000
+#: Tasks per batch of a bulk action (each batch is one call of the action).
+BULK_BATCH = 1_000
+
+
+def _bulk_rows(request, backend, source):
+    """The action named in ``source`` (GET or POST), and the rows it would act on:
+    those matching the filters, in the statuses it applies to."""
+    action = source.get("action", "")
+    found = {a: (label, statuses) for a, label, statuses in TASK_ACTIONS}
+    if action not in found:
+        raise Refused(f"action={action[:40]!r}: use one of {', '.join(found)}")
+    permission = actions.PERMISSIONS[action]
+    _require(request, request.user.has_perm(permission), permission, action.replace("_", "-"))
+    rows = queries.matching(backend, **_browse_filters(request, backend))
+    statuses = found[action][1]
+    return action, found[action][0], rows.filter(status__in=statuses) if statuses else rows
+
+
+@staff_member_required
+@answers_refusals
+def bulk(request):
+    """A bulk action on every task that matches the browser's filters: GET asks for a
+    confirmation that states the count (of the tasks the action applies to, up to the
+    newest id now, so tasks enqueued later are left alone); POST does it in batches of
+    BULK_BATCH, each logged in the admin log, and says how many."""
+    backend = _backend(request)
+    if request.method == "POST":
+        return _bulk_apply(request, backend)
+    action, label, rows = _bulk_rows(request, backend, request.GET)
+    upto = rows.order_by("-id").values_list("id", flat=True).first()
+    count = rows[:BULK_MAX + 1].count() if upto is not None else 0
+    kept = {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
+    return render(request, "offload/bulk.html", {
+        "backend": backend, "action": action, "label": label, "count": count, "upto": upto,
+        "too_many": count > BULK_MAX, "max": BULK_MAX, "batch": BULK_BATCH,
+        "batches": -(-min(count, BULK_MAX) // BULK_BATCH), "filters": kept,
+        "back": f"{reverse('offload:tasks')}?{urlencode(kept)}",
+    })
+
+
+def _bulk_apply(request, backend):
+    # The filters travel in the query string, the action and the bound in the form.
+    action, label, rows = _bulk_rows(request, backend, request.POST)
+    upto = _id("upto", request.POST.get("upto", ""), "task")
+    expected = _id("count", request.POST.get("count", ""), "count")
+    rows = rows.filter(pk__lte=upto)
+    if expected > BULK_MAX:
+        raise Refused(f"{expected:,} tasks match: a bulk action takes at most {BULK_MAX:,}; "
+                      "narrow the filter (a task, a queue, a time range)")
+    done, batches, cursor = 0, 0, upto + 1
+    while True:
+        ids = list(rows.filter(pk__lt=cursor).order_by("-id").values_list("id", flat=True)[:BULK_BATCH])
+        if not ids or batches * BULK_BATCH >= BULK_MAX:
+            break
+        result = getattr(actions, action)(request.user, rows.model.objects.using(rows.db).filter(pk__in=ids))
+        done += len(result) if isinstance(result, list) else result
+        batches, cursor = batches + 1, ids[-1]
+    messages.success(request, f"{label}: {done:,} of the {expected:,} matching tasks, in "
+                              f"{batches:,} batch{'es' if batches != 1 else ''} (logged in the admin log).")
+    kept = {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
+    return redirect(f"{reverse('offload:tasks')}?{urlencode(kept)}")
+
+
+#: What each action on one task applies to (status, or the condition in a comment).
+TASK_ACTIONS = (("retry", "Retry", ("FAILED",)), ("cancel", "Cancel", ("READY", "BLOCKED", "RUNNING")),
+                ("re_enqueue", "Enqueue a copy", None), ("delete", "Delete", ("SUCCESSFUL", "FAILED")))
+
+
+def _task_actions(user, row):
+    """The actions ``user`` may take on ``row`` now: ``[(action, label)]``."""
+    return [(action, label) for action, label, statuses in TASK_ACTIONS
+            if user.has_perm(actions.PERMISSIONS[action])
+            and (statuses is None or row.status in statuses)
+            and not (action == "cancel" and row.cancel_error)]
+
+
+@staff_member_required
+@answers_refusals
+def task(request, pk):
+    """One task: its arguments, result, each attempt (worker, server, role, release,
+    error), its times as a timeline, its workflow, and what may be done with it."""
+    _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
+    backend = _backend(request)
+    detail = queries.task_detail(backend, pk)
+    if detail is None:
+        raise Refused(f"no task {pk} in backend {backend!r}", status=404)
+    return render(request, "offload/task.html", {
+        "backend": backend, **detail, "actions": _task_actions(request.user, detail["row"]),
+        "here": request.get_full_path()})
 
 
 #: The workflow graph's boxes (SVG units): width, height, and the steps between them.
@@ -337,8 +456,116 @@ def act(request):
             messages.warning(request, f"Nothing to do for task {task_id}.")
         elif action == "re_enqueue":
             messages.success(request, f"Enqueued a copy: task {', '.join(result)}.")
+        elif action == "delete":
+            messages.success(request, f"Task {task_id} deleted.")
+            return redirect(f"{reverse('offload:tasks')}?{urlencode({'backend': backend})}")
         elif action == "cancel" and running:
             messages.success(request, f"Task {task_id} asked to stop; its worker fails it with Cancelled.")
         else:
             messages.success(request, f"Task {task_id} {'will run again' if action == 'retry' else 'cancelled'}.")
-    return redirect(f"{reverse('offload:dashboard')}?{urlencode({'backend': backend})}")
+    return redirect(_next(request) or f"{reverse('offload:dashboard')}?{urlencode({'backend': backend})}")
+
+
+def _next(request):
+    """The page an action came from (POST ``next``), if it is one of this site's."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return None
+
+
+# -- line charts ---------------------------------------------------------------------------
+
+#: A line chart's plot area (SVG units): left edge (room for the y labels), top, width,
+#: height; below it room for the time labels and the legend.
+LINE_LEFT, LINE_TOP, LINE_WIDTH, LINE_HEIGHT = 58, 10, 560, 110
+#: The lines' colours, in order.
+COLOURS = ("#2b6cb0", "#dd6b20", "#2f855a", "#c53030", "#6b46c1", "#718096")
+
+
+def _label(value, unit):
+    from offload.templatetags.offload_format import format_duration
+
+    if unit == "s":
+        return format_duration(value)
+    if unit == "%":
+        return f"{value * 100:.3g} %"
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
+
+
+def line_chart(times, series, unit, title):
+    """An SVG line chart's geometry: ``times`` (bucket starts, oldest first), ``series``
+    ``[(name, [value or None per time])]`` in ``unit`` ("s": durations, "%": a fraction,
+    "": counts). Each point carries its hover text; the y axis starts at 0 with three
+    labelled grid lines; a time label about every sixth of the width."""
+    peak = max([v for _, values in series for v in values if v is not None] + [0])
+    top = _nice_ceiling(peak) if unit == "" and peak >= 1 else (peak * 1.1 or 1)
+    n = max(len(times) - 1, 1)
+
+    def x(i):
+        return LINE_LEFT + i * LINE_WIDTH / n
+
+    def y(v):
+        return LINE_TOP + LINE_HEIGHT - v / top * LINE_HEIGHT
+
+    lines = []
+    for (name, values), colour in zip(series, COLOURS, strict=False):
+        points = [{"x": round(x(i), 1), "y": round(y(v), 1),
+                   "title": f"{times[i]:%H:%M} · {name}: {_label(v, unit)}"}
+                  for i, v in enumerate(values) if v is not None]
+        lines.append({"name": name, "colour": colour, "points": points,
+                      "path": " ".join(f"{p['x']},{p['y']}" for p in points)})
+    every = max(1, round(len(times) / 6))
+    days = len(times) > 1 and (times[-1] - times[0]).days >= 1
+    x_ticks = [{"x": round(x(i), 1), "label": f"{t:%a %H:%M}" if days else f"{t:%H:%M}"}
+               for i, t in enumerate(times) if i % every == 0]
+    y_ticks = [{"y": round(y(v), 1), "label": _label(v, unit)} for v in (0, top / 2, top)]
+    return {"title": title, "lines": lines, "x_ticks": x_ticks, "y_ticks": y_ticks,
+            "left": LINE_LEFT, "right": LINE_LEFT + LINE_WIDTH, "top": LINE_TOP,
+            "base": LINE_TOP + LINE_HEIGHT, "width": LINE_LEFT + LINE_WIDTH + 16,
+            "height": LINE_TOP + LINE_HEIGHT + 44, "empty": peak == 0}
+
+
+@staff_member_required
+@answers_refusals
+def stats(request):
+    """Which task is slow or failing: per task path over a window, from offload_series
+    (count, failure rate, wait and run p50/p95), sortable; and one task's charts over
+    the window (``task``)."""
+    _require(request, actions.may_view(request.user), "offload.view_taskrow", "see the tasks")
+    backend = _backend(request)
+    window = request.GET.get("window", "1h")
+    windows = [w for w, _, _ in queries.WINDOWS]
+    if window not in windows:
+        raise Refused(f"window={window[:40]!r}: use one of {', '.join(windows)}")
+    sort = request.GET.get("sort", "run_p95")
+    if sort not in queries.TASK_SORTS:
+        raise Refused(f"sort={sort[:40]!r}: use one of {', '.join(queries.TASK_SORTS)}")
+    task = request.GET.get("task", "")[:255]
+    charts = []
+    if task:
+        series = queries.task_series(backend, task, window)
+        times = [t for t, _ in series]
+        figures = [f for _, f in series]
+        charts = [
+            line_chart(times, [("finished", [f["tasks"] for f in figures]),
+                               ("failed", [f["failed"] for f in figures])], "", "tasks finished"),
+            line_chart(times, [("failure rate", [f["failure_rate"] for f in figures])], "%",
+                       "failure rate"),
+            line_chart(times, [("p50", [f["wait_p50"] for f in figures]),
+                               ("p95", [f["wait_p95"] for f in figures])], "s", "wait before start"),
+            line_chart(times, [("p50", [f["run_p50"] for f in figures]),
+                               ("p95", [f["run_p95"] for f in figures])], "s", "run time"),
+        ]
+    base = {"backend": backend, "window": window}
+    return render(request, "offload/stats.html", {
+        "backend": backend, "window": window, "sort": sort, "task": task,
+        "rows": queries.task_stats(backend, window, sort),
+        "windows": [(w, urlencode({**base, "sort": sort, **({"task": task} if task else {}),
+                                   "window": w})) for w in windows],
+        "sorts": {s: urlencode({**base, "sort": s}) for s in queries.TASK_SORTS},
+        "charts": charts, "base": urlencode(base),
+    })

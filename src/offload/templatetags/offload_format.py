@@ -45,3 +45,12 @@ def duration(value, unit="s"):
     if unit not in ("s", "ms"):
         raise template.TemplateSyntaxError(f'duration:{unit!r}: use duration:"s" (the default) or duration:"ms"')
     return format_duration(float(value) / 1000 if unit == "ms" else value)
+
+
+@register.filter
+def percent(value):
+    """A fraction as a percentage with up to three significant digits: 0.0312 → "3.12 %",
+    0 → "0 %"; "–" for None."""
+    if value is None or value == "":
+        return "–"
+    return f"{float(value) * 100:.3g} %"
