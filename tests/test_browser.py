@@ -3,6 +3,7 @@ live server and a real worker process."""
 
 import itertools
 import os
+import re
 
 import pytest
 from django.contrib.auth.models import User
@@ -166,3 +167,153 @@ def test_a_workflow_page_draws_its_graph_from_the_dashboard(browser, live_server
     if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
         page.screenshot(path=os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], "workflow-page.png"),
                         full_page=True)
+
+
+def _shot(page, name, locator=None):
+    if os.environ.get("OFFLOAD_SCREENSHOT_DIR"):
+        path = os.path.join(os.environ["OFFLOAD_SCREENSHOT_DIR"], name)
+        (locator or page).screenshot(path=path, **({} if locator else {"full_page": True}))
+
+
+def _finished(count, status="SUCCESSFUL", task=tasks.noop):
+    """``count`` tasks of ``task`` put straight into ``status`` (a big table, quickly)."""
+    from django.utils import timezone
+
+    from offload import bulk_enqueue
+
+    ids = [int(r.id) for r in bulk_enqueue(task, [((), {})] * count)]
+    at = timezone.now()
+    TaskRow.objects.filter(pk__in=ids).update(
+        status=status, attempts=1, started_at=at, last_attempted_at=at, finished_at=at,
+        errors='[{"exception_class_path": "ValueError", "traceback": "ValueError: boom\\n"}]'
+        if status == "FAILED" else "[]")
+    return ids
+
+
+def test_filter_one_failure_among_100000_and_retry_it_on_a_worker(browser, live_server, start_worker, tmp_path):
+    """The browser's filters find the one failed task among 100,000; its page shows the
+    error; Retry there runs it again on a real worker, and the page, live, says so."""
+    User.objects.create_superuser("ops", "ops@example.com", "pw")
+    _finished(100_000)
+    flag = tmp_path / "fixed"
+    failed = tasks.fails_until_fixed.enqueue(str(flag))
+    worker = start_worker("--processes", "1", "--threads", "2")
+    wait_until(lambda: TaskRow.objects.get(pk=failed.id).status == "FAILED", message="failure")
+    page = login(browser, live_server, "ops", "pw")
+    page.goto(f"{live_server.url}/offload/tasks/")
+    page.select_option("select[name=state]", "failed")
+    page.fill("input[name=task]", "tests.testapp.tasks.fails_until_fixed")
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("#tasks tr[data-task]")
+    assert rows.count() == 1
+    _shot(page, "tasks.png")
+    rows.locator("a").first.click()
+    page.locator("#attempts summary").click()
+    assert "upstream unavailable" in page.locator("#attempts").inner_text()
+    _shot(page, "task-page.png")
+    page.locator("#attempts summary").click()  # closed again: live refresh goes on
+    flag.write_text("ok")
+    page.get_by_role("button", name="Retry").click()
+    assert f"Task {failed.id} will run again." in page.locator(".messages").inner_text()
+    wait_until(lambda: TaskRow.objects.get(pk=failed.id).status == "SUCCESSFUL", message="success")
+    page.locator("#task-status", has_text="successful").wait_for(timeout=15_000)  # in place
+    assert page.locator('tr[data-attempt="2"]', has_text="succeeded").count() == 1
+    worker.stop()
+
+
+def test_a_bulk_retry_of_1000_filtered_failures(browser, live_server):
+    from django.contrib.admin.models import LogEntry
+
+    User.objects.create_superuser("ops", "ops@example.com", "pw")
+    failed = _finished(1000, "FAILED", tasks.boom)
+    _finished(50, "FAILED", tasks.noop)  # other failures, left alone by the filter
+    page = login(browser, live_server, "ops", "pw")
+    page.goto(f"{live_server.url}/offload/tasks/?state=failed&task=tests.testapp.tasks.boom")
+    page.get_by_role("button", name="Retry all…").click()
+    assert "1,000 tasks" in page.locator("#count").inner_text()
+    _shot(page, "bulk-confirm.png")
+    page.locator("#confirm-bulk").click()
+    assert "Retry: 1,000 of the 1,000 matching tasks, in 1 batch" in page.locator(".messages").inner_text()
+    assert set(TaskRow.objects.filter(status="READY").values_list("pk", flat=True)) == set(failed)
+    assert TaskRow.objects.filter(status="FAILED").count() == 50
+    assert LogEntry.objects.filter(change_message="Retried").count() == 1000
+
+
+def test_the_per_task_table_shows_the_slow_task_first(browser, live_server):
+    User.objects.create_superuser("ops", "ops@example.com", "pw")
+    from offload import bulk_enqueue
+
+    bulk_enqueue(tasks.logged, [((f"q{i}",), {}) for i in range(6)])
+    bulk_enqueue(tasks.span, [((f"s{i}",), {"sleep": 0.25}) for i in range(2)])
+    tasks.boom.enqueue("x")
+    run_until_empty()
+    page = login(browser, live_server, "ops", "pw")
+    page.goto(f"{live_server.url}/offload/")
+    page.get_by_role("link", name="by task").first.click()
+    first = page.locator("#by-task tr[data-task-path]").first
+    assert first.get_attribute("data-task-path") == "tests.testapp.tasks.span"  # run p95 first
+    run_p95 = first.locator("td").nth(8).inner_text()
+    assert run_p95.endswith(" ms") and int(run_p95.split()[0]) >= 250, run_p95  # readable units
+    page.locator("#by-task th a", has_text="failure rate").click()
+    assert page.locator("#by-task tr[data-task-path]").first.get_attribute("data-task-path") == \
+        "tests.testapp.tasks.boom"
+    assert "100 %" in page.locator("#by-task tr[data-task-path]").first.inner_text()
+    page.locator('#by-task a', has_text="tests.testapp.tasks.span").click()
+    charts = page.locator("#charts figure.chart")
+    assert charts.count() == 4
+    point = page.locator('figure[data-chart="run-time"] circle.point').last  # hover text
+    assert re.fullmatch(r"\d\d:\d\d · p95: \d+ ms", point.locator("title").text_content())
+    box = page.locator("#charts svg").first.bounding_box()
+    for label in page.locator("#charts svg").first.locator("text").all():
+        b = label.bounding_box()
+        assert box["x"] <= b["x"] and b["x"] + b["width"] <= box["x"] + box["width"] + 1
+    _shot(page, "by-task.png")
+
+
+def test_a_view_only_operator_sees_no_buttons_and_a_forged_post_is_refused(browser, live_server):
+    """The read-only operator role (docs/operations.md): staff with offload.view_taskrow
+    alone sees every page and no action; a POST made by hand gets 403 and changes nothing."""
+    from django.contrib.auth.models import Permission
+
+    failed = _finished(3, "FAILED", tasks.boom)
+    tasks.noop.enqueue()
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_taskrow"))
+    page = login(browser, live_server, "viewer", "pw")
+    for path in ("/offload/", "/offload/tasks/?state=failed", f"/offload/task/{failed[0]}/", "/offload/stats/"):
+        page.goto(f"{live_server.url}{path}")
+        assert page.locator("main").count() == 1, path
+        assert page.locator('button[name="action"], #bulk, #actions').count() == 0, path
+    status = page.evaluate("""async (id) => {
+        const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1];
+        const body = new URLSearchParams({action: 'retry', task: String(id)});
+        const r = await fetch('/offload/act/', {method: 'POST', body, headers: {'X-CSRFToken': token}});
+        return [r.status, await r.text()];
+    }""", failed[0])
+    assert status[0] == 403 and "offload.change_taskrow" in status[1]
+    bulk = page.evaluate("""async () => {
+        const token = document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1];
+        const body = new URLSearchParams({action: 'retry', upto: '999999', count: '3'});
+        const r = await fetch('/offload/tasks/bulk/?state=failed',
+                              {method: 'POST', body, headers: {'X-CSRFToken': token}});
+        return r.status;
+    }""")
+    assert bulk == 403
+    assert TaskRow.objects.filter(status="FAILED").count() == 3
+
+
+def test_the_dashboard_updates_in_place_and_holds_while_a_traceback_is_open(browser, live_server):
+    User.objects.create_superuser("ops", "ops@example.com", "pw")
+    first = tasks.boom.enqueue("first")
+    run_until_empty()
+    page = login(browser, live_server, "ops", "pw")
+    page.locator(f'tr[data-task="{first.id}"] summary').click()  # reading a traceback
+    second = tasks.boom.enqueue("second")
+    run_until_empty()
+    page.locator("#live-state", has_text="held while you read").wait_for(timeout=15_000)
+    assert page.locator(f'tr[data-task="{second.id}"]').count() == 0  # nothing moved
+    page.locator(f'tr[data-task="{first.id}"] summary').click()  # done reading
+    page.locator(f'tr[data-task="{second.id}"]').wait_for(timeout=15_000)  # no reload
+    page.locator("#live-toggle").click()
+    assert page.locator("#live-state").inner_text() == "paused"
+    assert page.locator("#live-toggle").inner_text() == "Resume"

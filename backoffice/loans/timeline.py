@@ -6,11 +6,8 @@ import json
 
 from offload import get_workflow
 from offload.dashboard.queries import band_of
+from offload.dashboard.queries import server_of as _server_id
 from offload.models import Server, TaskRow
-
-
-def _server_id(worker_id):
-    return worker_id.rsplit("-", 2)[0]  # worker ids are "<server id>-<n>-<hex>"
 
 
 def _ms(start, end):

@@ -487,12 +487,12 @@ COLOURS = ("#2b6cb0", "#dd6b20", "#2f855a", "#c53030", "#6b46c1", "#718096")
 
 
 def _label(value, unit):
-    from offload.templatetags.offload_format import format_duration
+    from offload.templatetags.offload_format import format_duration, format_percent
 
     if unit == "s":
         return format_duration(value)
     if unit == "%":
-        return f"{value * 100:.3g} %"
+        return format_percent(value)
     return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
 
 

@@ -47,10 +47,15 @@ def duration(value, unit="s"):
     return format_duration(float(value) / 1000 if unit == "ms" else value)
 
 
+def format_percent(fraction):
+    """A fraction as a percentage with up to three significant digits: 0.0312 → "3.12 %",
+    1 → "100 %", 0 → "0 %"."""
+    return f"{float(fraction) * 100:.3g} %"
+
+
 @register.filter
 def percent(value):
-    """A fraction as a percentage with up to three significant digits: 0.0312 → "3.12 %",
-    0 → "0 %"; "–" for None."""
+    """``format_percent`` of ``value``; "–" for None or an empty value."""
     if value is None or value == "":
         return "–"
-    return f"{float(value) * 100:.3g} %"
+    return format_percent(value)
