@@ -125,6 +125,13 @@ class TaskRow(models.Model):
                 condition=models.Q(status__in=["READY", "FAILED"]),
                 name="offload_task_pending",
             ),
+            # Failed tasks, latest first (the dashboard's failures, the browser's failed
+            # and cancelled, a bulk retry's count): a few rows, written when a task
+            # fails for good, so neither claims nor successes touch it.
+            models.Index(
+                fields=["backend", "finished_at"], condition=models.Q(status="FAILED"),
+                name="offload_task_failed",
+            ),
             # How many tasks holding a concurrency key run (the claim's admission count).
             models.Index(
                 fields=["backend", "concurrency_key"],

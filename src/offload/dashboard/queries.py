@@ -9,7 +9,8 @@ grouped into bands so a summary stays readable::
 from datetime import timedelta
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import Case, Count, F, Min, Q, Subquery, Sum, Value, When
+from django.db.models import BooleanField, Case, Count, Min, Q, Sum, Value, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Length, Substr
 from django.tasks import task_backends
 
@@ -36,6 +37,17 @@ STATES = ("ready", "waiting_key", "waiting_rate", "waiting_steps", "scheduled", 
           "failed")
 
 
+def _status_in(*statuses):
+    """``status IN (...)`` with the statuses written into the SQL rather than bound:
+    SQLite uses a partial index such as offload_task_pending only when the query's terms
+    match its condition, and ``status IN (?, ?)`` does not; it read the whole table
+    instead (180 vs 56 ms with 100,000 READY rows among 1,000,000). The statuses are
+    this module's constants, never input."""
+    assert all(s.isalpha() and s.isupper() for s in statuses), statuses
+    listed = ", ".join(f"'{s}'" for s in statuses)
+    return RawSQL(f'"offload_task"."status" IN ({listed})', [], output_field=BooleanField())
+
+
 def summary(backend="default"):
     """Per queue and priority band: the counts of ``STATES`` and the oldest runnable
     (or key-waiting) task's wait in seconds.
@@ -45,7 +57,7 @@ def summary(backend="default"):
     db = Deployment.current().database(backend)
     at = now()
     tasks = TaskRow.objects.using(db).filter(backend=backend)
-    rows = list(tasks.filter(status__in=["READY", "FAILED"]).values("queue_name", "priority")
+    rows = list(tasks.filter(_status_in("READY", "FAILED")).values("queue_name", "priority")
                 .annotate(ready=Count("id", filter=Q(status="READY", available_at__lte=at)),
                           scheduled=Count("id", filter=Q(status="READY", available_at__gt=at)),
                           failed=Count("id", filter=Q(status="FAILED")),
@@ -467,14 +479,14 @@ def browse(backend, *, after=None, before=None, limit=50, sort="newest", **filte
     fields, and the cursors of the pages around them (None: no such page). ``sort``
     "wait" or "run": the ``limit`` longest of the newest SORT_SCAN matches, one page."""
     rows = matching(backend, **filters)
-    if sort != "newest":
-        newest = rows.order_by("-id").values("id")[:SORT_SCAN]
-        length = (F("last_attempted_at") - F("available_at") if sort == "wait"
-                  else F("finished_at") - F("last_attempted_at"))
-        page = list(rows.model.objects.using(rows.db).filter(pk__in=Subquery(newest))
-                    .defer(*LARGE_FIELDS).annotate(length=length)
-                    .order_by(F("length").desc(nulls_last=True), "-id")[:limit])
-        return page, None, None
+    if sort != "newest":  # the newest SORT_SCAN matches' times, one index walk; sorted here
+        start, end = (("available_at", "last_attempted_at") if sort == "wait"
+                      else ("last_attempted_at", "finished_at"))
+        times = rows.order_by("-id").values_list("id", start, end)[:SORT_SCAN]
+        longest = sorted(((e - s).total_seconds(), id_) for id_, s, e in times if s and e)
+        ids = [id_ for _, id_ in longest[::-1][:limit]]
+        found = rows.in_bulk(ids)
+        return [found[id_] for id_ in ids if id_ in found], None, None
     if before is not None:  # the newer page: the next ids up, shown newest first
         page = list(rows.filter(pk__gt=before).order_by("id")[:limit + 1])
         newer = page[limit].pk if len(page) > limit else None

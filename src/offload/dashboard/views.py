@@ -127,10 +127,8 @@ def _browse_filters(request, backend):
         raise Refused(f"band={band[:40]!r}: use one of {', '.join(b for b, _ in queries.BANDS)}")
     filters.update(state=state or None, band=band or None,
                    queue=get.get("queue", "")[:100] or None, task=get.get("task", "")[:255] or None)
-    for name in ("id",):
-        text = get.get(name, "").strip()
-        if text:
-            filters["task_id"] = _id(name, text, "task")
+    if get.get("id", "").strip():
+        filters["task_id"] = _id("id", get["id"].strip(), "task")
     for name in ("since", "until"):
         text = get.get(name, "").strip()
         if text:
@@ -168,7 +166,7 @@ def tasks(request):
                   "run": _seconds(r.last_attempted_at, r.finished_at)} for r in rows],
         "states": queries.BROWSE_STATES, "bands": [b for b, _ in queries.BANDS],
         "queues": sorted(task_backends[backend].queues or ()), "filters": kept,
-        "query": urlencode(kept), "sorts": [(s, urlencode({**kept, "sort": s})) for s in queries.SORTS],
+        "sorts": [(s, urlencode({**kept, "sort": s})) for s in queries.SORTS],
         "bulk": [(action, label) for action, label, _ in TASK_ACTIONS
                  if request.user.has_perm(actions.PERMISSIONS[action])],
         "older": older and urlencode({**kept, "after": older}),
