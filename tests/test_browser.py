@@ -231,7 +231,7 @@ def test_a_bulk_retry_of_1000_filtered_failures(browser, live_server):
     page.goto(f"{live_server.url}/offload/tasks/?state=failed&task=tests.testapp.tasks.boom")
     page.get_by_role("button", name="Retry all…").click()
     assert "1,000 tasks" in page.locator("#count").inner_text()
-    _shot(page, "bulk-confirm.png")
+    _shot(page, "bulk-confirm.png", page.locator("#confirm"))
     page.locator("#confirm-bulk").click()
     assert "Retry: 1,000 of the 1,000 matching tasks, in 1 batch" in page.locator(".messages").inner_text()
     assert set(TaskRow.objects.filter(status="READY").values_list("pk", flat=True)) == set(failed)

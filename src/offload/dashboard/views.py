@@ -524,7 +524,8 @@ def line_chart(times, series, unit, title):
     return {"title": title, "lines": lines, "x_ticks": x_ticks, "y_ticks": y_ticks,
             "left": LINE_LEFT, "right": LINE_LEFT + LINE_WIDTH, "top": LINE_TOP,
             "base": LINE_TOP + LINE_HEIGHT, "width": LINE_LEFT + LINE_WIDTH + 16,
-            "height": LINE_TOP + LINE_HEIGHT + 44, "empty": peak == 0}
+            "height": LINE_TOP + LINE_HEIGHT + 44,
+            "empty": all(v is None for _, values in series for v in values)}
 
 
 @staff_member_required
