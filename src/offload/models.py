@@ -409,7 +409,28 @@ class Server(models.Model):
         return f"{self.id} ({self.role}, {self.release}, {self.state})"
 
 
-class TaskStat(models.Model):
+class _Counted(models.Model):
+    """The columns both statistics tables share: a series (backend, minute, worker,
+    queue, priority, outcome) and its counts; the histogram buckets are added below."""
+
+    backend = models.CharField(max_length=64)
+    minute = models.DateTimeField()
+    #: The worker process that recorded these outcomes; "" for maintenance, actions, totals.
+    worker = models.CharField(max_length=100, blank=True)
+    queue_name = models.CharField(max_length=100)
+    priority = models.SmallIntegerField()
+    outcome = models.CharField(max_length=10)
+    tasks = models.BigIntegerField(default=0)
+    #: Observations in the histograms (tasks a worker ran to this outcome).
+    ran = models.BigIntegerField(default=0)
+    wait_sum = models.FloatField(default=0.0)
+    run_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        abstract = True
+
+
+class TaskStat(_Counted):
     """Outcomes counted as they are recorded (table ``offload_series``): one row per
     worker process, minute, queue, priority, task path and outcome, written in the
     statement (PostgreSQL) or transaction (SQLite) that records the outcomes, so it
@@ -427,20 +448,8 @@ class TaskStat(models.Model):
     tasks failed by the rescuer count but are not timed.
     """
 
-    backend = models.CharField(max_length=64)
-    minute = models.DateTimeField()
-    #: The worker process that recorded these outcomes; "" for maintenance, actions, totals.
-    worker = models.CharField(max_length=100, blank=True)
-    queue_name = models.CharField(max_length=100)
-    priority = models.SmallIntegerField()
     #: The task's path; "" for what was counted before migration 0015 (per queue only).
     task_path = models.CharField(max_length=255, blank=True, default="")
-    outcome = models.CharField(max_length=10)
-    tasks = models.BigIntegerField(default=0)
-    #: Observations in the histograms (tasks a worker ran to this outcome).
-    ran = models.BigIntegerField(default=0)
-    wait_sum = models.FloatField(default=0.0)
-    run_sum = models.FloatField(default=0.0)
 
     class Meta:
         app_label = "offload"
@@ -459,23 +468,12 @@ class TaskStat(models.Model):
                 f"{self.outcome} @ {self.minute}: {self.tasks}")
 
 
-class LegacyStat(models.Model):
+class LegacyStat(_Counted):
     """``offload_stat``, what workers of releases before migration 0015 count into (per
     queue and priority, without the task path). Kept for them during a rolling deploy:
     their statements name this table and its conflict target. Maintenance moves its
     rows into ``offload_series`` (``task_path = ""``), so it holds nothing once they are
     gone; a later release drops it."""
-
-    backend = models.CharField(max_length=64)
-    minute = models.DateTimeField()
-    worker = models.CharField(max_length=100, blank=True)
-    queue_name = models.CharField(max_length=100)
-    priority = models.SmallIntegerField()
-    outcome = models.CharField(max_length=10)
-    tasks = models.BigIntegerField(default=0)
-    ran = models.BigIntegerField(default=0)
-    wait_sum = models.FloatField(default=0.0)
-    run_sum = models.FloatField(default=0.0)
 
     class Meta:
         app_label = "offload"
