@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from offload import bulk_enqueue
-from offload.models import TaskRow
+from offload.models import Server, TaskRow
 from offload.testing import run_until_empty
 from tests.testapp import tasks
 
@@ -48,6 +48,13 @@ def test_filters_and_keyset_pages(staff):
     assert ids(staff.get("/offload/tasks/?task=tests.testapp.tasks.boom").content.decode()) == [int(failed.id)]
     assert len(ids(staff.get("/offload/tasks/?task=tests.testapp.&state=successful").content.decode())) == 50
     assert ids(staff.get(f"/offload/tasks/?id={done[7].id}").content.decode()) == [int(done[7].id)]
+    server = TaskRow.objects.get(pk=failed.id).worker_ids.rsplit("-", 2)[0]  # run inline here
+    assert int(failed.id) in ids(staff.get(f"/offload/tasks/?server={server}").content.decode())
+    assert ids(staff.get("/offload/tasks/?server=elsewhere-1").content.decode()) == []
+    assert ids(staff.get("/offload/tasks/?release=never-deployed").content.decode()) == []
+    Server.objects.create(id=server, host="h", pid=1, role="async", release="r7",
+                          started_at=timezone.now(), heartbeat_at=timezone.now())
+    assert int(failed.id) in ids(staff.get("/offload/tasks/?release=r7&state=failed").content.decode())
     assert staff.get("/offload/tasks/?state=lost").status_code == 400
     assert staff.get("/offload/tasks/?since=yesterday").status_code == 400
 

@@ -437,12 +437,21 @@ def _state_filter(state, at):
 
 
 def matching(backend, *, state=None, queue=None, task=None, band=None, task_id=None,
-             since=None, until=None):
+             since=None, until=None, server=None, release=None):
     """``backend``'s tasks that match the browser's filters (every one optional: one of
     ``BROWSE_STATES``, a queue, a task path or its prefix ending in ".", a band, an id,
-    enqueued at or after ``since`` and before ``until``), without their large fields."""
+    enqueued at or after ``since`` and before ``until``, run by a server (an attempt's
+    worker was one of its processes) or by any server of a release), without their
+    large fields."""
     db = Deployment.current().database(backend)
     rows = TaskRow.objects.using(db).filter(backend=backend).defer(*LARGE_FIELDS)
+    if server or release:
+        servers = [server] if server else list(
+            Server.objects.using(db).filter(release=release).values_list("id", flat=True)[:200])
+        ran = Q(pk__in=[])
+        for found in servers:  # worker ids are "<server id>-<n>-<hex>", comma-separated
+            ran |= Q(worker_ids__startswith=f"{found}-") | Q(worker_ids__contains=f",{found}-")
+        rows = rows.filter(ran)
     if state:
         rows = rows.filter(_state_filter(state, now()))
     if queue:

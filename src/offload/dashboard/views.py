@@ -126,7 +126,9 @@ def _browse_filters(request, backend):
     if band and band not in dict(queries.BANDS):
         raise Refused(f"band={band[:40]!r}: use one of {', '.join(b for b, _ in queries.BANDS)}")
     filters.update(state=state or None, band=band or None,
-                   queue=get.get("queue", "")[:100] or None, task=get.get("task", "")[:255] or None)
+                   queue=get.get("queue", "")[:100] or None, task=get.get("task", "")[:255] or None,
+                   server=get.get("server", "").strip()[:100] or None,
+                   release=get.get("release", "").strip()[:100] or None)
     if get.get("id", "").strip():
         filters["task_id"] = _id("id", get["id"].strip(), "task")
     for name in ("since", "until"):
@@ -140,7 +142,8 @@ def _browse_filters(request, backend):
 
 
 #: The filters' names in a query string (what a page, a sort and a bulk action keep).
-FILTER_FIELDS = ("backend", "state", "queue", "band", "task", "id", "since", "until")
+FILTER_FIELDS = ("backend", "state", "queue", "band", "task", "id", "since", "until", "server",
+                 "release")
 
 
 @staff_member_required
