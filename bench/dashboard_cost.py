@@ -53,7 +53,7 @@ def main():
                          [((), {})] * (step // 3))
         progress(f"[{args.db}] {start + step:,}/{args.rows:,} rows")
     # Most of a real table is finished work: 90% SUCCESSFUL and 1% FAILED, finished over
-    # the last hour, and counted in offload_stat as the workers would have.
+    # the last hour, and counted in offload_series as the workers would have.
     store = task_backends["default"].store
     done_at = timezone.now()
     ids = list(TaskRow.objects.order_by("id").values_list("id", flat=True)[: int(args.rows * 0.91)])

@@ -278,9 +278,10 @@ def test_sqlite_without_immediate_transactions_is_a_warning_with_the_options(set
 
 
 def test_the_histogram_buckets_are_the_ones_migration_0006_created():
-    """offload_stat's bucket columns are generated from STAT_BUCKETS in models.py but frozen
-    in migration 0006: changing the bounds would relabel counted rows. A new bound needs
-    a migration that adds (and fills) its columns, and this test updated with it."""
+    """The statistics' bucket columns are generated from STAT_BUCKETS in models.py but
+    frozen in migrations 0006 (offload_stat) and 0015 (offload_series): changing the
+    bounds would relabel counted rows. A new bound needs a migration that adds (and
+    fills) its columns, and this test updated with it."""
     from importlib import import_module
 
     from offload.stats import bucket_columns

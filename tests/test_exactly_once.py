@@ -47,7 +47,7 @@ def test_atomic_tasks_commit_their_writes_with_their_success(start_worker):
     assert counter() == 20
     assert all(tasks.add_one.get_result(r.id).return_value == "c" for r in results)
     wait_until(lambda: TaskStat.objects.filter(outcome="SUCCESSFUL").aggregate(n=Sum("tasks"))["n"] == 20,
-               message="their sums in offload_stat (added by the worker with its batch)")
+               message="their sums in offload_series (added by the worker with its batch)")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 

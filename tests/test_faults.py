@@ -57,3 +57,21 @@ def test_fault_scenario(name, tmp_path):
     assert not failed, summary + "\n" + "\n".join(failed) + "\n" + proc.stderr[-2000:]
     assert (row["lost"], row["stuck"], row["completed_twice"]) == (0, 0, 0), summary
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_the_ledger_tells_a_stale_result_from_a_workflow_step_that_ran_twice(tmp_path):
+    """A record task returns its run, so a recorded run that is not its newest is a late
+    result that overwrote a newer one; a workflow step returns what it computed, so its
+    running twice (at least once, as every task) is not "completed twice". The check
+    counted such a step once in CI (chords, SQLite: "late results recorded: [754, 755]")."""
+    from bench.faults import Harness
+
+    rows = [(1, "SUCCESSFUL", '"100.2"'), (2, "SUCCESSFUL", '"100.1"'), (3, "SUCCESSFUL", "2")]
+    runs = {1: [(1, "100.1"), (2, "100.2")], 2: [(1, "100.1"), (2, "100.3")],
+            3: [(1, "100.4"), (2, "100.5")]}
+    harness = Harness("sqlite", tmp_path, quick=True)
+    harness.ledger = lambda: runs
+    harness.q = lambda sql, *args, **kwargs: rows if "FROM offload_task" in sql else [(3,)]
+    found = harness.verify(good=[1, 2, 3])
+    assert found["_stale_ids"] == [2] and found["completed_twice"] == 1
+    assert found["ran_twice"] == 3 and found["lost"] == 0

@@ -37,7 +37,7 @@ def test_statistics_count_exactly_the_accepted_outcomes(store, claimed):
     """A worker's outcomes, which carry their claims, are observed from them
     (offload.stats.observe), summed and added when every outcome is accepted; when one
     is refused (its lease is gone), only the accepted ones count. Outcomes without
-    their claims are counted from the rows. Either way offload_stat agrees with the
+    their claims are counted from the rows. Either way offload_series agrees with the
     rows, and both ways compute the same sums."""
     from offload.models import TaskStat
     from offload.stats import STAT_BUCKETS, stat_columns
