@@ -87,3 +87,38 @@ def test_concurrent_claimers_never_share_a_task(store):
         t.join()
     assert not errors
     assert len(taken) == 400 and len(set(taken)) == 400
+
+
+@pytest.mark.skipif(connections["default"].vendor != "sqlite", reason="SQLite's write lock")
+def test_an_enqueue_on_its_own_waits_for_the_write_lock_in_its_own_steps(store):
+    """An enqueue outside a transaction waits for SQLite's write lock by trying again in
+    short steps (SqliteStore._waiting_finely) instead of in SQLite's busy handler: held by
+    another connection, the enqueue neither fails nor goes ahead; released, it is
+    written; and the connection's busy timeout is what it was."""
+    import sqlite3
+
+    holder = sqlite3.connect(connections["default"].settings_dict["NAME"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # takes the write lock
+    done, errors, timeouts = [], [], []
+
+    def enqueue():
+        try:
+            store.prepare()  # this thread's connection gets Offload's settings
+            done.append(tasks.noop.enqueue().id)
+            with connections["default"].cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout")
+                timeouts.append(cursor.fetchone()[0])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=enqueue)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and not errors  # waiting, not failed (busy_timeout is 0 meanwhile)
+    holder.execute("COMMIT")
+    holder.close()
+    thread.join(10)
+    assert not errors and len(done) == 1 and TaskRow.objects.filter(pk=done[0]).exists()
+    assert timeouts == [10000]
