@@ -147,21 +147,36 @@ def failures(backend="default", limit=20):
     and ``payload_length`` (see ``previewed``) and ``last_error``, None or a dict of
     ``exception_class_path`` and ``traceback`` (a ``clip``)."""
     db = Deployment.current().database(backend)
-    rows = list(previewed(TaskRow.objects.using(db).filter(backend=backend, status="FAILED"))
-                .annotate(errors_length=Length("errors"))
-                .annotate(errors_whole=Case(When(errors_length__lte=ERRORS_READ_WHOLE,
-                                                 then="errors")))
+    rows = list(_with_errors(previewed(TaskRow.objects.using(db).filter(backend=backend,
+                                                                        status="FAILED")))
                 .order_by("-finished_at")[:limit])
     for row in rows:
-        if row.errors_length is None or row.errors_length <= ERRORS_READ_WHOLE:
+        if _read_whole(row):
             errors = decode_errors(row.errors_whole)
-            last = errors[-1] if errors else None
-            row.last_error = last and {
-                "exception_class_path": last.exception_class_path,
-                "traceback": clip(last.traceback[:PREVIEW_CHARS], len(last.traceback))}
+            row.last_error = _clipped(errors[-1]) if errors else None
         else:
             row.last_error = _last_error_in_database(db, row.pk)
     return rows
+
+
+def _with_errors(rows, limit=ERRORS_READ_WHOLE):
+    """``rows`` annotated with ``errors_length`` and ``errors_whole``: the stored errors
+    when they are at most ``limit`` characters (longer ones are looked into by the
+    database, ``_last_error_in_database``)."""
+    return (rows.annotate(errors_length=Length("errors"))
+            .annotate(errors_whole=Case(When(errors_length__lte=limit, then="errors"))))
+
+
+def _read_whole(row, limit=ERRORS_READ_WHOLE):
+    """Whether ``_with_errors`` read ``row``'s errors whole."""
+    return row.errors_length is None or row.errors_length <= limit
+
+
+def _clipped(error):
+    """An error (``results.decode_errors``) as the pages show it: its class path and its
+    traceback's first PREVIEW_CHARS characters (a ``clip``)."""
+    return {"exception_class_path": error.exception_class_path,
+            "traceback": clip(error.traceback[:PREVIEW_CHARS], len(error.traceback))}
 
 
 _LAST_ERROR_SQL = {
@@ -524,20 +539,17 @@ def task_detail(backend, pk):
     from offload.models import Edge, Workflow
 
     db = Deployment.current().database(backend)
-    row = (previewed(TaskRow.objects.using(db).filter(backend=backend, pk=pk))
-           .annotate(errors_length=Length("errors"))
-           .annotate(errors_whole=Case(When(errors_length__lte=ERRORS_READ_WHOLE * 4,
-                                            then="errors"))).first())
+    limit = ERRORS_READ_WHOLE * 4  # one task's page reads more than a list's row
+    row = _with_errors(previewed(TaskRow.objects.using(db).filter(backend=backend, pk=pk)),
+                       limit).first()
     if row is None:
         return None
-    if row.errors_length is not None and row.errors_length > ERRORS_READ_WHOLE * 4:
+    whole = _read_whole(row, limit)
+    if whole:
+        errors = [_clipped(e) for e in decode_errors(row.errors_whole)]
+    else:  # too long to read: the last one, looked into by the database
         last = _last_error_in_database(db, pk)
-        errors, skipped = ([last] if last else []), None  # too long to read: the last one
-    else:
-        errors = [{"exception_class_path": e.exception_class_path,
-                   "traceback": clip(e.traceback[:PREVIEW_CHARS], len(e.traceback))}
-                  for e in decode_errors(row.errors_whole)]
-        skipped = 0
+        errors = [last] if last else []
     workers = [w for w in row.worker_ids.split(",") if w]
     servers = Server.objects.using(db).in_bulk({server_of(w) for w in workers})
     attempts = []
@@ -547,11 +559,11 @@ def task_detail(backend, pk):
                          "role": server and server.role, "release": server and server.release})
     # Errors are appended per failed attempt, so the first ones belong to the first
     # attempts; an attempt after the last error succeeded, runs or was lost.
-    if skipped is None:  # only the last error was read: it is the last failed attempt's
+    if whole:
+        pairs = list(enumerate(errors, 1))
+    else:  # only the last error was read: it is the last failed attempt's
         failed = len(workers) - (0 if row.status == "FAILED" else 1)
         pairs = [(failed, errors[0])] if errors and failed >= 1 else []
-    else:
-        pairs = list(enumerate(errors, 1))
     for n, error in pairs:
         if n <= len(attempts):
             attempts[n - 1]["error"] = error
@@ -638,6 +650,18 @@ def _figures(h, counts):
     return figures
 
 
+def _figures_by(rows, key):
+    """``{key(row): _figures}`` of ``_stat_sums`` rows: their outcome counts, and the
+    percentiles of the timed ones (``_histograms`` leaves out untimed rows, such as
+    every RETRIED one)."""
+    hists = _histograms(rows, key)
+    counts = {}
+    for r in rows:
+        by = counts.setdefault(key(r), {})
+        by[r["outcome"]] = by.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
+    return {k: _figures(hists.get(k), c) for k, c in counts.items()}
+
+
 def task_stats(backend, window="1h", sort="run_p95"):
     """Per task path over ``window`` (one of ``WINDOWS``), from offload_series alone:
     tasks finished, failed, retried, the failure rate, wait and run p50/p95 in seconds;
@@ -645,12 +669,8 @@ def task_stats(backend, window="1h", sort="run_p95"):
     (migration 0015) have no task path: they are one row, task ""."""
     since, _ = _window(window)
     rows = _stat_sums(backend, ["task_path", "outcome"], since=since)
-    hists = _histograms([r for r in rows if r["outcome"] != "RETRIED"], lambda r: r["task_path"])
-    counts = {}
-    for r in rows:
-        by = counts.setdefault(r["task_path"], {})
-        by[r["outcome"]] = by.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
-    found = [{"task": path, **_figures(hists.get(path), c)} for path, c in counts.items()]
+    found = [{"task": path, **figures}
+             for path, figures in _figures_by(rows, lambda r: r["task_path"]).items()]
     if sort == "task":
         return sorted(found, key=lambda f: f["task"])
     return sorted(found, key=lambda f: (f[sort] is None, -(f[sort] or 0), f["task"]))
@@ -666,36 +686,27 @@ def task_series(backend, task, window="1h"):
         minute = row["minute"]
         return minute.replace(minute=0) if step == 60 else minute
 
-    hists = _histograms([r for r in rows if r["outcome"] != "RETRIED"], bucket)
-    counts = {}
-    for r in rows:
-        by = counts.setdefault(bucket(r), {})
-        by[r["outcome"]] = by.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
+    figures = _figures_by(rows, bucket)
     series, at, end = [], since, now()
     while at <= end:
-        series.append((at, _figures(hists.get(at), counts.get(at, {}))))
+        series.append((at, figures.get(at) or _figures(None, {})))
         at += timedelta(minutes=step)
     return series
 
 
-def last_hour(backend, by, minutes=60):
-    """The last hour by minute, per ``by`` ("band" or "queue"): ``(times, {name:
-    [figures per minute]})`` from offload_series (``_figures``: finished, failed, wait
-    and run p50/p95)."""
+def last_hour(backend, minutes=60):
+    """The last hour by minute, per band and per queue, from one read of offload_series:
+    ``(times, {band: [figures per minute]}, {queue: [figures per minute]})``
+    (``_figures``: finished, failed, wait and run p50/p95)."""
     start = now().replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
-    column = "priority" if by == "band" else "queue_name"
-    rows = _stat_sums(backend, ["minute", column, "outcome"], since=start)
-
-    def key(r):
-        return r["minute"], band_of(r["priority"]) if by == "band" else r["queue_name"]
-
-    hists = _histograms([r for r in rows if r["outcome"] != "RETRIED"], key)
-    counts = {}
-    for r in rows:
-        by_outcome = counts.setdefault(key(r), {})
-        by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + (r["sum_tasks"] or 0)
+    rows = _stat_sums(backend, ["minute", "queue_name", "priority", "outcome"], since=start)
     times = [start + timedelta(minutes=i) for i in range(minutes)]
-    names = sorted({name for _, name in counts},
-                   key=lambda n: [b for b, _ in BANDS].index(n) if by == "band" else n)
-    return times, {name: [_figures(hists.get((t, name)), counts.get((t, name), {})) for t in times]
-                   for name in names}
+
+    def per(name_of, order):
+        figures = _figures_by(rows, lambda r: (r["minute"], name_of(r)))
+        names = sorted({name for _, name in figures}, key=order)
+        return {name: [figures.get((t, name)) or _figures(None, {}) for t in times]
+                for name in names}
+
+    return (times, per(lambda r: band_of(r["priority"]), [b for b, _ in BANDS].index),
+            per(lambda r: r["queue_name"], str))

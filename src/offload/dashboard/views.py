@@ -92,8 +92,7 @@ def index(request):
                  "payload": queries.clip(row.payload_head, row.payload_length)}
                 for row in queries.failures(backend)]
     chart = throughput_chart(queries.throughput(backend))
-    times, bands = queries.last_hour(backend, "band")
-    _, queues = queries.last_hour(backend, "queue")
+    times, bands, queues = queries.last_hour(backend)
     charts = [line_chart(times, [(band, [f["wait_p95"] for f in figures]) for band, figures in bands.items()],
                          "s", "wait before start by band, p95 per minute"),
               line_chart(times, [(queue, [f["tasks"] for f in figures]) for queue, figures in queues.items()],
@@ -146,6 +145,11 @@ FILTER_FIELDS = ("backend", "state", "queue", "band", "task", "id", "since", "un
                  "release")
 
 
+def _kept_filters(request):
+    """The filters of the request's query string that are set (``FILTER_FIELDS``)."""
+    return {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
+
+
 @staff_member_required
 @answers_refusals
 def tasks(request):
@@ -161,7 +165,7 @@ def tasks(request):
     cursors = {name: _id(name, request.GET[name].strip(), "task")
                for name in ("after", "before") if request.GET.get(name, "").strip()}
     rows, older, newer = queries.browse(backend, sort=sort, **cursors, **filters)
-    kept = {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
+    kept = _kept_filters(request)
     return render(request, "offload/tasks.html", {
         "backend": backend, "sort": sort, "scan": queries.SORT_SCAN,
         "rows": [{"row": r, "band": queries.band_of(r.priority),
@@ -214,7 +218,7 @@ def bulk(request):
     action, label, rows = _bulk_rows(request, backend, request.GET)
     upto = rows.order_by("-id").values_list("id", flat=True).first()
     count = rows[:BULK_MAX + 1].count() if upto is not None else 0
-    kept = {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
+    kept = _kept_filters(request)
     return render(request, "offload/bulk.html", {
         "backend": backend, "action": action, "label": label, "count": count, "upto": upto,
         "too_many": count > BULK_MAX, "max": BULK_MAX, "batch": BULK_BATCH,
@@ -242,7 +246,7 @@ def _bulk_apply(request, backend):
         batches, cursor = batches + 1, ids[-1]
     messages.success(request, f"{label}: {done:,} of the {expected:,} matching tasks, in "
                               f"{batches:,} batch{'es' if batches != 1 else ''} (logged in the admin log).")
-    kept = {k: v for k, v in request.GET.items() if k in FILTER_FIELDS and v}
+    kept = _kept_filters(request)
     return redirect(f"{reverse('offload:tasks')}?{urlencode(kept)}")
 
 
