@@ -11,7 +11,6 @@ import logging
 
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
 from django.tasks import task_backends
 
 from offload.clock import now
@@ -119,21 +118,15 @@ def re_enqueue(user, rows):
 
 
 def delete(user, rows):
-    """Delete finished tasks (SUCCESSFUL or FAILED) and their workflow edges, as
-    pruning does; waiting and running ones are left alone (cancel them first). Returns
-    how many."""
-    from offload.models import Edge
-
+    """Delete finished tasks (SUCCESSFUL or FAILED) with their workflow dependencies,
+    as pruning does (``store.delete_finished``); waiting and running ones are left
+    alone (cancel them first). Returns how many."""
     done = 0
-    for alias, _, ids in _ids_by_backend(rows, "SUCCESSFUL", "FAILED"):
-        db = Deployment.current().database(alias)
-        _record(user, db, "Deleted", [(pk, "Deleted") for pk in ids], flag=DELETION)
+    for alias, b, ids in _ids_by_backend(rows, "SUCCESSFUL", "FAILED"):
+        _record(user, Deployment.current().database(alias), "Deleted",
+                [(pk, "Deleted") for pk in ids], flag=DELETION)
         for part in chunks(ids):
-            with transaction.atomic(using=db):
-                Edge.objects.using(db).filter(parent_id__in=part).delete()
-                Edge.objects.using(db).filter(child_id__in=part).delete()
-                done += TaskRow.objects.using(db).filter(
-                    pk__in=part, status__in=["SUCCESSFUL", "FAILED"]).delete()[0]
+            done += b.store.delete_finished(part)
     return done
 
 

@@ -465,6 +465,14 @@ class SqlStore:
             if n < batch:
                 return deleted
 
+    def delete_finished(self, ids):
+        """Delete the finished tasks among ``ids`` and the dependencies of those steps,
+        in one transaction (prune, and the dashboard's delete); how many."""
+        with transaction.atomic(using=self.db_alias):
+            deleted = self.execute(self.sql("prune_delete"), {"ids": self.array(ids)}, fetch=False)
+            self.execute(self.sql("prune_edges"), {"ids": self.array(ids)}, fetch=False)
+        return deleted
+
     def prune(self, *, backend, before, batch=5000):
         """Delete ``backend``'s finished tasks older than ``before`` in batches; return how many.
         Metrics do not change: offload_series counted the outcomes when they were recorded."""
@@ -474,9 +482,7 @@ class SqlStore:
                 self.sql("prune"), {"backend": backend, "before": self.db_time(before),
                                     "batch": batch})]
             if ids:
-                with transaction.atomic(using=self.db_alias):
-                    self.execute(self.sql("prune_delete"), {"ids": self.array(ids)}, fetch=False)
-                    self.execute(self.sql("prune_edges"), {"ids": self.array(ids)}, fetch=False)
+                self.delete_finished(ids)
             deleted += len(ids)
             if len(ids) < batch:
                 self.execute(self.sql("prune_workflows"),

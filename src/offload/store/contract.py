@@ -191,6 +191,10 @@ class Store(Protocol):
         """Delete finished tasks that finished before ``before``, with their workflows'
         dependencies and the workflows left with no step; how many tasks."""
 
+    def delete_finished(self, ids: Sequence[int]) -> int:
+        """Delete the tasks ``ids`` that are finished, with their workflows'
+        dependencies, as ``prune`` does; how many tasks."""
+
     def record_rows(self, ids: Sequence[int], *, worker: str = "", timed: bool) -> None:
         """Count outcomes just written to ``ids`` in offload_series (caller's transaction)."""
 
